@@ -1,0 +1,177 @@
+//! Fill attempts: which slots to fill, and what each attempt did.
+
+use rusqlite::params;
+
+use super::objects::upsert_object;
+use super::{Catalog, ObjectRecord, Result, RunId};
+use crate::slot::SlotStart;
+use crate::state::State;
+
+/// A slot that a fill may work on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FillCandidate {
+    pub slot_start: SlotStart,
+    pub start_local: String,
+    pub state: State,
+    /// An earlier attempt started and never finished (the process was killed):
+    /// its object may already be in the complement location.
+    pub unfinished_attempt: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    /// Complete fetch, object written.
+    Filled,
+    /// The fetch did not reach the slot's start; nothing written.
+    Partial,
+    /// Complete fetch with no notes; nothing written, retried after a while.
+    Empty,
+    /// The origin or the store failed; nothing written.
+    Failed,
+    /// The complement object already existed (written by an earlier, interrupted run).
+    Exists,
+}
+
+impl AttemptOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptOutcome::Filled => "filled",
+            AttemptOutcome::Partial => "partial",
+            AttemptOutcome::Empty => "empty",
+            AttemptOutcome::Failed => "failed",
+            AttemptOutcome::Exists => "exists",
+        }
+    }
+}
+
+/// Everything recorded when an attempt ends.
+#[derive(Debug, Clone)]
+pub struct FinishedAttempt {
+    pub dataset_id: i64,
+    pub attempt_id: i64,
+    pub slot_start: SlotStart,
+    pub outcome: AttemptOutcome,
+    pub notes: u64,
+    pub origin_calls: u64,
+    pub retries: u64,
+    pub coverage_seconds: Option<f64>,
+    pub error_code: Option<String>,
+    /// The complement object written, with its location id.
+    pub object: Option<(i64, ObjectRecord)>,
+    /// For empty slots: not before this time again (unless forced).
+    pub retry_after: Option<String>,
+}
+
+impl Catalog {
+    /// The non-ok slots of a range in fill order, skipping slots whose empty
+    /// fill said to wait (unless `retry_empty`).
+    pub fn fill_candidates(
+        &self,
+        dataset_id: i64,
+        range: (SlotStart, SlotStart),
+        newest_first: bool,
+        limit: Option<u64>,
+        retry_empty: bool,
+    ) -> Result<Vec<FillCandidate>> {
+        let sql = format!(
+            "SELECT s.slot_start, s.start_local, s.state,
+                    EXISTS (SELECT 1 FROM fill_attempts a
+                            WHERE a.dataset_id = s.dataset_id AND a.slot_start = s.slot_start AND a.finished_at IS NULL)
+             FROM slots s
+             WHERE s.dataset_id = ?1 AND s.slot_start BETWEEN ?2 AND ?3 AND s.state <> 'ok'
+               AND (?4 OR s.retry_after IS NULL OR s.retry_after <= ?5)
+             ORDER BY s.slot_start {}
+             LIMIT ?6",
+            if newest_first { "DESC" } else { "ASC" }
+        );
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let limit = limit.map(|l| l as i64).unwrap_or(-1);
+        let rows = stmt.query_map(
+            params![dataset_id, range.0, range.1, retry_empty, crate::clock::now_text(), limit],
+            |r| {
+                Ok(FillCandidate {
+                    slot_start: r.get(0)?,
+                    start_local: r.get(1)?,
+                    state: r.get::<_, String>(2)?.parse().unwrap_or(State::Missing),
+                    unfinished_attempt: r.get(3)?,
+                })
+            },
+        )?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(Into::into)
+    }
+
+    /// Records that an attempt started, before any origin call is made.
+    pub fn start_attempt(&mut self, dataset_id: i64, slot: SlotStart, run: Option<RunId>) -> Result<i64> {
+        self.conn.execute(
+            "INSERT INTO fill_attempts (dataset_id, slot_start, run_id, started_at) VALUES (?1, ?2, ?3, ?4)",
+            params![dataset_id, slot, run.map(|r| r.0), crate::clock::now_text()],
+        )?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Records the end of an attempt, its object and the slot's new state in one transaction.
+    pub fn finish_attempt(&mut self, done: &FinishedAttempt) -> Result<()> {
+        let now = crate::clock::now_text();
+        let tx = self.conn.transaction()?;
+        let object_id: Option<i64> = match &done.object {
+            Some((location_id, record)) => {
+                upsert_object(&tx, *location_id, record, &now)?;
+                Some(tx.query_row(
+                    "SELECT id FROM objects WHERE location_id = ?1 AND key = ?2",
+                    params![location_id, record.key],
+                    |r| r.get(0),
+                )?)
+            }
+            None => None,
+        };
+        tx.execute(
+            "UPDATE fill_attempts SET finished_at = ?2, outcome = ?3, notes = ?4, origin_calls = ?5, retries = ?6,
+                 coverage_seconds = ?7, error_code = ?8, object_id = ?9
+             WHERE id = ?1",
+            params![
+                done.attempt_id,
+                now,
+                done.outcome.as_str(),
+                done.notes as i64,
+                done.origin_calls as i64,
+                done.retries as i64,
+                done.coverage_seconds,
+                done.error_code,
+                object_id
+            ],
+        )?;
+        // Older attempts of this slot that never finished were interrupted runs.
+        tx.execute(
+            "UPDATE fill_attempts SET finished_at = ?3, outcome = 'failed', error_code = 'interrupted'
+             WHERE dataset_id = ?1 AND slot_start = ?2 AND finished_at IS NULL",
+            params![done.dataset_id, done.slot_start, now],
+        )?;
+        let ok = done
+            .object
+            .as_ref()
+            .is_some_and(|(_, record)| record.status == Some(State::Ok));
+        if ok {
+            tx.execute(
+                "UPDATE slots SET state = 'ok', ok_role = 'complement', object_id = ?3, updated_at = ?4, retry_after = NULL
+                 WHERE dataset_id = ?1 AND slot_start = ?2",
+                params![done.dataset_id, done.slot_start, object_id, now],
+            )?;
+        } else {
+            tx.execute(
+                "UPDATE slots SET retry_after = ?3 WHERE dataset_id = ?1 AND slot_start = ?2",
+                params![done.dataset_id, done.slot_start, done.retry_after],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Number of fill attempts a slot has had, by outcome.
+    pub fn attempt_count(&self, dataset_id: i64, slot: SlotStart) -> Result<i64> {
+        Ok(self.conn.query_row(
+            "SELECT COUNT(*) FROM fill_attempts WHERE dataset_id = ?1 AND slot_start = ?2",
+            params![dataset_id, slot],
+            |r| r.get(0),
+        )?)
+    }
+}

@@ -1,0 +1,72 @@
+//! Runs: one row per command, with its outcome and counts.
+
+use rusqlite::params;
+
+use super::{Catalog, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunId(pub i64);
+
+/// What a command did, written when it ends.
+#[derive(Debug, Clone, Default)]
+pub struct RunSummary {
+    pub outcome: String,
+    pub slots: Option<u64>,
+    pub missing_before: Option<u64>,
+    pub filled: Option<u64>,
+    pub still_missing: Option<u64>,
+    pub requests: Option<u64>,
+    pub downloads: Option<u64>,
+    pub bytes_read: Option<u64>,
+    pub origin_calls: Option<u64>,
+    pub error: Option<String>,
+}
+
+impl Catalog {
+    /// Records the start of a command. `args` must already have its secrets removed.
+    pub fn start_run(
+        &mut self,
+        dataset_id: Option<i64>,
+        command: &str,
+        args: &str,
+        window: Option<(&str, &str)>,
+    ) -> Result<RunId> {
+        self.conn.execute(
+            "INSERT INTO runs (dataset_id, command, args, window_start, window_end, started_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                dataset_id,
+                command,
+                args,
+                window.map(|w| w.0),
+                window.map(|w| w.1),
+                crate::clock::now_text()
+            ],
+        )?;
+        Ok(RunId(self.conn.last_insert_rowid()))
+    }
+
+    pub fn finish_run(&mut self, run: RunId, s: &RunSummary) -> Result<()> {
+        let n = |v: Option<u64>| v.map(|v| v as i64);
+        self.conn.execute(
+            "UPDATE runs SET finished_at = ?2, outcome = ?3, slots = ?4, missing_before = ?5, filled = ?6,
+                 still_missing = ?7, requests = ?8, downloads = ?9, bytes_read = ?10, origin_calls = ?11, error = ?12
+             WHERE id = ?1",
+            params![
+                run.0,
+                crate::clock::now_text(),
+                s.outcome,
+                n(s.slots),
+                n(s.missing_before),
+                n(s.filled),
+                n(s.still_missing),
+                n(s.requests),
+                n(s.downloads),
+                n(s.bytes_read),
+                n(s.origin_calls),
+                s.error
+            ],
+        )?;
+        Ok(())
+    }
+}

@@ -1,0 +1,143 @@
+//! The commands: each a plain async function over its options, called by the CLI.
+//!
+//! This layer opens what a command needs (config, catalog, stores), records a
+//! run in the catalog, calls the pipeline stages, and prints for people.
+
+mod gaps;
+mod scan;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::catalog::{Catalog, DatasetRow, RunId, RunSummary, SharedCatalog};
+use crate::config::{Config, Dataset, Overrides};
+use crate::error::{Error, Result};
+use crate::scan::ScanTarget;
+use crate::slot::Window;
+use crate::store;
+
+pub use gaps::{GapsOptions, gaps, status};
+pub use scan::{ScanCommand, scan};
+
+/// Options every command shares.
+#[derive(Debug, Clone, Default)]
+pub struct Global {
+    pub config: PathBuf,
+    /// The command line with secrets removed, for the runs table.
+    pub args: String,
+}
+
+/// Which dataset and window a command works on.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    pub dataset: String,
+    pub start: Option<String>,
+    pub end: Option<String>,
+    pub overrides: Overrides,
+}
+
+/// What a command finished with; `exit_code` is 0 or 3 (gaps remain).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outcome {
+    pub exit_code: i32,
+}
+
+impl Outcome {
+    pub const OK: Outcome = Outcome { exit_code: 0 };
+}
+
+/// The configured dataset and its resolved window.
+pub struct Resolved {
+    pub config: Config,
+    pub ds: Dataset,
+    pub window: Option<Window>,
+}
+
+pub fn resolve(global: &Global, sel: &Selection) -> Result<Resolved> {
+    let config = Config::load(&global.config)?;
+    let ds = config.dataset(&sel.dataset, &sel.overrides)?;
+    let window = match (&sel.start, &sel.end) {
+        (Some(start), Some(end)) => Some(Window::parse(&ds.spec, start, end, crate::clock::now())?),
+        (None, None) => None,
+        _ => return Err(Error::Usage("give both --start and --end, or neither".to_string())),
+    };
+    Ok(Resolved { config, ds, window })
+}
+
+pub fn require_window(resolved: &Resolved) -> Result<Window> {
+    resolved
+        .window
+        .ok_or_else(|| Error::Usage("this command needs --start and --end (e.g. --start -3d --end -2d)".to_string()))
+}
+
+/// A dataset opened for work: catalog registered, stores connected.
+pub struct Session {
+    pub resolved: Resolved,
+    pub db: SharedCatalog,
+    pub row: DatasetRow,
+    pub targets: Vec<ScanTarget>,
+}
+
+impl Session {
+    pub async fn open(resolved: Resolved) -> Result<Session> {
+        let mut catalog = Catalog::open(&resolved.config.catalog)?;
+        let row = catalog.ensure_dataset(&resolved.ds)?;
+        let mut targets = Vec::new();
+        for location in &row.locations {
+            let store = store::open(&location.url, &resolved.config.s3).await?;
+            targets.push(ScanTarget {
+                row: location.clone(),
+                store,
+            });
+        }
+        Ok(Session {
+            resolved,
+            db: SharedCatalog::new(catalog),
+            row,
+            targets,
+        })
+    }
+
+    pub fn complement(&self) -> Option<&ScanTarget> {
+        self.targets
+            .iter()
+            .find(|t| t.row.role == crate::config::Role::Complement)
+    }
+
+    pub fn requests(&self) -> u64 {
+        self.targets.iter().map(|t| t.store.stats().requests()).sum()
+    }
+
+    pub fn store_of(&self, url: &str) -> Option<Arc<dyn store::ObjectStore>> {
+        self.targets.iter().find(|t| t.row.url == url).map(|t| t.store.clone())
+    }
+
+    /// Records the start of a run of `command`.
+    pub async fn start_run(&self, global: &Global, command: &str) -> Result<RunId> {
+        let window = self.resolved.window.map(|w| {
+            let spec = &self.resolved.ds.spec;
+            (spec.local_iso(w.first), spec.local_iso(w.last))
+        });
+        let (id, command, args) = (self.row.id, command.to_string(), global.args.clone());
+        Ok(self
+            .db
+            .call(move |c| {
+                c.start_run(
+                    Some(id),
+                    &command,
+                    &args,
+                    window.as_ref().map(|(a, b)| (a.as_str(), b.as_str())),
+                )
+            })
+            .await?)
+    }
+
+    /// Records how a run ended; a failure is recorded with its message.
+    pub async fn finish_run<T>(&self, run: RunId, result: &Result<T>, mut summary: RunSummary) -> Result<()> {
+        if let Err(e) = result {
+            summary.outcome = "failed".to_string();
+            summary.error = Some(e.to_string());
+        }
+        Ok(self.db.call(move |c| c.finish_run(run, &summary)).await?)
+    }
+}

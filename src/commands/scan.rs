@@ -1,0 +1,115 @@
+//! `slotfill scan`
+
+use crate::catalog::RunSummary;
+use crate::error::Result;
+use crate::scan::{ScanOptions, ScanReport};
+use crate::state::State;
+
+use super::{Global, Outcome, Selection, Session, require_window, resolve};
+
+#[derive(Debug, Clone, Default)]
+pub struct ScanCommand {
+    pub selection: Selection,
+    pub concurrency: usize,
+    pub progress: bool,
+}
+
+pub async fn scan(global: &Global, cmd: &ScanCommand) -> Result<Outcome> {
+    let resolved = resolve(global, &cmd.selection)?;
+    let window = require_window(&resolved)?;
+    let session = Session::open(resolved).await?;
+    let run = session.start_run(global, "scan").await?;
+    let options = ScanOptions {
+        window,
+        concurrency: cmd.concurrency,
+        progress: cmd.progress,
+    };
+    let result = run_scan(&session, &options).await;
+    let summary = match &result {
+        Ok(report) => summary_of(report, "ok"),
+        Err(_) => RunSummary::default(),
+    };
+    session.finish_run(run, &result, summary).await?;
+    let report = result?;
+    print!("{}", describe(&session, &report));
+    Ok(Outcome::OK)
+}
+
+/// Runs a scan over the session's locations.
+pub async fn run_scan(session: &Session, options: &ScanOptions) -> Result<ScanReport> {
+    Ok(crate::scan::scan(
+        &session.db,
+        &session.resolved.ds,
+        &session.row,
+        &session.targets,
+        options,
+    )
+    .await?)
+}
+
+pub fn summary_of(report: &ScanReport, outcome: &str) -> RunSummary {
+    RunSummary {
+        outcome: outcome.to_string(),
+        slots: Some(report.slots.total()),
+        missing_before: Some(report.slots.not_ok()),
+        still_missing: Some(report.slots.not_ok()),
+        requests: Some(report.requests),
+        downloads: Some(report.objects_counted),
+        bytes_read: Some(report.bytes_read),
+        ..Default::default()
+    }
+}
+
+/// The one-screen summary printed after a scan.
+pub fn describe(session: &Session, r: &ScanReport) -> String {
+    let ds = &session.resolved.ds;
+    let mut out = String::new();
+    let window = session.resolved.window.expect("scan has a window");
+    out.push_str(&format!(
+        "scanned {} from {} to {} ({} locations, {} day prefixes listed)\n",
+        ds.name,
+        ds.spec.local_iso(window.first),
+        ds.spec.local_iso(window.last),
+        session.targets.len(),
+        r.day_prefixes_listed
+    ));
+    out.push_str(&format!(
+        "slots: {} total, {} ok, {} not ok\n",
+        r.slots.total(),
+        r.slots.get(State::Ok),
+        r.slots.not_ok()
+    ));
+    for state in State::ALL.into_iter().filter(|s| *s != State::Ok) {
+        let n = r.slots.get(state);
+        if n > 0 {
+            out.push_str(&format!("  {state:<15} {n}\n"));
+        }
+    }
+    out.push_str(&format!(
+        "objects: {} listed, {} counted ({}), {} unchanged, {} too small by size, {} gone, {} foreign keys\n",
+        r.objects_listed,
+        r.objects_counted,
+        human_bytes(r.bytes_read),
+        r.unchanged,
+        r.too_small_from_listing,
+        r.gone,
+        r.foreign_keys
+    ));
+    out.push_str(&format!("requests: {}\n", r.requests));
+    out
+}
+
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit < UNITS.len() - 1 {
+        value /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}

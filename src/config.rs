@@ -1,0 +1,435 @@
+//! The configuration file (`slotfill.toml`) and the command-line overrides.
+//!
+//! A file names the catalog, optional S3 settings and any number of datasets.
+//! Unknown keys are errors, so a typo never silently falls back to a default.
+//! [`Config::dataset`] resolves one dataset into checked, ready-to-use parts.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use thiserror::Error;
+
+use crate::slot::{SlotError, SlotSpec};
+
+pub const DEFAULT_KEY_TEMPLATE: &str = "%Y/%m/%d/%H/%Y-%m-%d_%H-%M.jsonl";
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("config file {0} not found (pass --config PATH, or run `slotfill demo` for an example)")]
+    NotFound(PathBuf),
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("unknown dataset {name:?} (configured: {known})")]
+    UnknownDataset { name: String, known: String },
+    #[error("dataset {dataset}: {source}")]
+    Slot { dataset: String, source: SlotError },
+    #[error("dataset {dataset}: {message}")]
+    Invalid { dataset: String, message: String },
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct S3Settings {
+    pub endpoint_url: Option<String>,
+    pub region: Option<String>,
+    #[serde(default)]
+    pub force_path_style: bool,
+}
+
+/// Validity rules for collector-written locations.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Rules {
+    /// size <= min_bytes → too_small (decided from the listing, no download)
+    pub min_bytes: u64,
+    /// lines <= min_lines → too_few_lines
+    pub min_lines: u64,
+    /// lines >= max_lines → too_many_lines (counting stops here)
+    pub max_lines: u64,
+}
+
+impl Default for Rules {
+    fn default() -> Self {
+        Rules {
+            min_bytes: 102_400,
+            min_lines: 100,
+            max_lines: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum SourceKind {
+    #[default]
+    Misskey,
+    Archive,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    #[serde(default)]
+    pub kind: SourceKind,
+    pub base_url: Option<String>,
+    /// "search" | "local-timeline" | "global-timeline" | "notes"
+    pub mode: Option<String>,
+    pub token_env: Option<String>,
+    pub id_scheme: Option<String>,
+    pub host: Option<String>,
+    /// "none" | "japanese"
+    pub filter: Option<String>,
+    /// For `kind = "archive"`: where the JSON Lines files are.
+    pub location: Option<String>,
+}
+
+fn default_slot_minutes() -> u32 {
+    10
+}
+fn default_offset() -> String {
+    "+09:00".to_string()
+}
+fn default_template() -> String {
+    DEFAULT_KEY_TEMPLATE.to_string()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Default for OneOrMany {
+    fn default() -> Self {
+        OneOrMany::Many(Vec::new())
+    }
+}
+
+impl OneOrMany {
+    fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s],
+            OneOrMany::Many(v) => v,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetConfig {
+    #[serde(default = "default_slot_minutes")]
+    pub slot_minutes: u32,
+    #[serde(default = "default_offset")]
+    pub utc_offset: String,
+    #[serde(default = "default_template")]
+    pub key_template: String,
+    pub primary: Option<String>,
+    #[serde(default)]
+    pub backup: OneOrMany,
+    pub complement: Option<String>,
+    #[serde(default)]
+    pub rules: Rules,
+    #[serde(default)]
+    pub source: SourceConfig,
+    pub notify_webhook: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    catalog: Option<String>,
+    notify_webhook: Option<String>,
+    #[serde(default)]
+    s3: S3Settings,
+    #[serde(default)]
+    datasets: BTreeMap<String, DatasetConfig>,
+}
+
+/// A loaded configuration file.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub path: PathBuf,
+    pub catalog: PathBuf,
+    pub notify_webhook: Option<String>,
+    pub s3: S3Settings,
+    pub datasets: BTreeMap<String, DatasetConfig>,
+}
+
+/// Command-line overrides of a dataset's settings.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub primary: Option<String>,
+    pub backup: Option<Vec<String>>,
+    pub complement: Option<String>,
+    pub slot_minutes: Option<u32>,
+}
+
+/// Where a location sits in the dataset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Role {
+    Primary,
+    Backup,
+    Complement,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Primary => "primary",
+            Role::Backup => "backup",
+            Role::Complement => "complement",
+        }
+    }
+
+    pub fn is_collector(self) -> bool {
+        self != Role::Complement
+    }
+}
+
+/// A dataset with its settings checked.
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    pub name: String,
+    pub spec: SlotSpec,
+    /// Primary first, then backups in order, then the complement.
+    pub locations: Vec<(Role, String)>,
+    pub rules: Rules,
+    pub source: SourceConfig,
+    pub notify_webhook: Option<String>,
+}
+
+impl Dataset {
+    pub fn complement(&self) -> Option<&str> {
+        self.locations
+            .iter()
+            .find(|(role, _)| *role == Role::Complement)
+            .map(|(_, url)| url.as_str())
+    }
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(ConfigError::NotFound(path.to_path_buf()));
+            }
+            Err(source) => {
+                return Err(ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                });
+            }
+        };
+        Self::from_toml(path, &text)
+    }
+
+    pub fn from_toml(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let file: ConfigFile = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: one_line(e.message()),
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let catalog = resolve(base, file.catalog.as_deref().unwrap_or("slotfill.db"));
+        Ok(Config {
+            path: path.to_path_buf(),
+            catalog,
+            notify_webhook: file.notify_webhook,
+            s3: file.s3,
+            datasets: file.datasets,
+        })
+    }
+
+    pub fn dataset(&self, name: &str, overrides: &Overrides) -> Result<Dataset, ConfigError> {
+        let raw = self
+            .datasets
+            .get(name)
+            .ok_or_else(|| ConfigError::UnknownDataset {
+                name: name.to_string(),
+                known: if self.datasets.is_empty() {
+                    "none".to_string()
+                } else {
+                    self.datasets.keys().cloned().collect::<Vec<_>>().join(", ")
+                },
+            })?;
+        let invalid = |message: String| ConfigError::Invalid {
+            dataset: name.to_string(),
+            message,
+        };
+        let minutes = overrides.slot_minutes.unwrap_or(raw.slot_minutes);
+        let spec = SlotSpec::new(minutes, &raw.utc_offset, &raw.key_template).map_err(|source| {
+            ConfigError::Slot {
+                dataset: name.to_string(),
+                source,
+            }
+        })?;
+        let primary = overrides
+            .primary
+            .clone()
+            .or_else(|| raw.primary.clone())
+            .ok_or_else(|| invalid("no primary location".to_string()))?;
+        let backups = overrides
+            .backup
+            .clone()
+            .unwrap_or_else(|| raw.backup.clone().into_vec());
+        let complement = overrides.complement.clone().or_else(|| raw.complement.clone());
+
+        let mut locations = vec![(Role::Primary, normalize_location(&primary).map_err(&invalid)?)];
+        for b in backups {
+            locations.push((Role::Backup, normalize_location(&b).map_err(&invalid)?));
+        }
+        if let Some(c) = complement {
+            let c = normalize_location(&c).map_err(&invalid)?;
+            for (role, url) in &locations {
+                if overlaps(url, &c) {
+                    return Err(invalid(format!(
+                        "complement location {c} overlaps the {} location {url}; slotfill never writes there",
+                        role.as_str()
+                    )));
+                }
+            }
+            locations.push((Role::Complement, c));
+        }
+        for (i, (_, a)) in locations.iter().enumerate() {
+            if locations[..i].iter().any(|(_, b)| a == b) {
+                return Err(invalid(format!("location {a} is listed twice")));
+            }
+        }
+        let rules = raw.rules;
+        if rules.max_lines == 0 || rules.min_lines >= rules.max_lines {
+            return Err(invalid(format!(
+                "rules: min_lines ({}) must be below max_lines ({})",
+                rules.min_lines, rules.max_lines
+            )));
+        }
+        Ok(Dataset {
+            name: name.to_string(),
+            spec,
+            locations,
+            rules,
+            source: raw.source.clone(),
+            notify_webhook: raw
+                .notify_webhook
+                .clone()
+                .or_else(|| self.notify_webhook.clone()),
+        })
+    }
+}
+
+fn resolve(base: &Path, p: &str) -> PathBuf {
+    let p = Path::new(p);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
+}
+
+/// Checks a location URL and removes trailing slashes: `s3://bucket/prefix`
+/// or `file:///absolute/dir`.
+pub fn normalize_location(url: &str) -> Result<String, String> {
+    if let Some(rest) = url.strip_prefix("s3://") {
+        let rest = rest.trim_end_matches('/');
+        let bucket = rest.split('/').next().unwrap_or("");
+        if bucket.is_empty() {
+            return Err(format!("location {url:?} has no bucket (s3://bucket/prefix)"));
+        }
+        return Ok(format!("s3://{rest}"));
+    }
+    if let Some(path) = url.strip_prefix("file://") {
+        if !path.starts_with('/') {
+            return Err(format!(
+                "location {url:?} must be an absolute path (file:///dir)"
+            ));
+        }
+        let trimmed = path.trim_end_matches('/');
+        return Ok(format!("file://{}", if trimmed.is_empty() { "/" } else { trimmed }));
+    }
+    Err(format!(
+        "location {url:?} must start with s3:// or file://"
+    ))
+}
+
+/// Two locations overlap when one's keys could fall under the other's.
+fn overlaps(a: &str, b: &str) -> bool {
+    let (a, b) = (format!("{a}/"), format!("{b}/"));
+    a.starts_with(&b) || b.starts_with(&a)
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = r#"
+catalog = "slotfill.db"
+[s3]
+endpoint_url = "http://127.0.0.1:9000"
+region = "us-east-1"
+force_path_style = true
+[datasets.jp]
+slot_minutes = 10
+utc_offset = "+09:00"
+key_template = "%Y/%m/%d/%H/%Y-%m-%d_%H-%M.jsonl"
+primary = "s3://miyazawa1s3/misskey"
+backup = ["s3://miyazawa1s3-backup/misskey"]
+complement = "s3://miyazawa1s3/misskey_complement"
+[datasets.jp.rules]
+min_bytes = 102400
+min_lines = 100
+max_lines = 10000
+[datasets.jp.source]
+kind = "misskey"
+base_url = "https://misskey.io"
+mode = "search"
+token_env = "MISSKEY_TOKEN"
+id_scheme = "auto"
+host = "."
+filter = "none"
+"#;
+
+    #[test]
+    fn the_documented_example_loads() {
+        let config = Config::from_toml(Path::new("/etc/slotfill/slotfill.toml"), EXAMPLE).unwrap();
+        assert_eq!(config.catalog, Path::new("/etc/slotfill/slotfill.db"));
+        let ds = config.dataset("jp", &Overrides::default()).unwrap();
+        assert_eq!(ds.locations.len(), 3);
+        assert_eq!(ds.complement(), Some("s3://miyazawa1s3/misskey_complement"));
+        assert_eq!(ds.rules, Rules::default());
+    }
+
+    #[test]
+    fn mistakes_are_reported() {
+        let path = Path::new("c.toml");
+        let typo = EXAMPLE.replace("slot_minutes", "slot_minute");
+        let err = Config::from_toml(path, &typo).unwrap_err().to_string();
+        assert!(err.contains("slot_minute"), "{err}");
+        let wrong_type = EXAMPLE.replace("slot_minutes = 10", "slot_minutes = \"ten\"");
+        assert!(Config::from_toml(path, &wrong_type).is_err());
+        let config = Config::from_toml(path, EXAMPLE).unwrap();
+        let err = config.dataset("us", &Overrides::default()).unwrap_err();
+        assert!(err.to_string().contains("configured: jp"), "{err}");
+        let overlap = Overrides {
+            complement: Some("s3://miyazawa1s3/misskey/fill".into()),
+            ..Default::default()
+        };
+        let err = config.dataset("jp", &overlap).unwrap_err().to_string();
+        assert!(err.contains("overlaps"), "{err}");
+        // A sibling prefix sharing a name stem is not an overlap.
+        let sibling = Overrides {
+            complement: Some("s3://miyazawa1s3/misskey2".into()),
+            ..Default::default()
+        };
+        assert!(config.dataset("jp", &sibling).is_ok());
+    }
+}

@@ -1,0 +1,21 @@
+//! slotfill: keeps time-slotted JSON Lines datasets in object storage complete.
+//!
+//! The pipeline is scan → fill → verify over a SQLite catalog. Each concept has
+//! its module: [`slot`] (time and keys), [`config`], [`catalog`], [`store`]
+//! (S3 and local directories), [`scan`], [`source`] (the origin API), and
+//! [`report`]. [`commands`] glues them into what the CLI runs.
+
+pub mod catalog;
+pub mod clock;
+pub mod commands;
+pub mod config;
+pub mod error;
+pub mod logging;
+pub mod progress;
+pub mod redact;
+pub mod report;
+pub mod scan;
+pub mod slot;
+pub mod source;
+pub mod state;
+pub mod store;

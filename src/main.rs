@@ -1,0 +1,41 @@
+//! The `slotfill` binary: parse arguments, set up logging, run, map the result to an exit code.
+
+mod cli;
+
+use clap::Parser;
+
+use slotfill::commands::Global;
+use slotfill::error::{EXIT_FAILURE, EXIT_USAGE};
+
+fn main() {
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { EXIT_USAGE } else { 0 };
+            let _ = e.print();
+            std::process::exit(code);
+        }
+    };
+    slotfill::logging::init(cli.verbose, cli.quiet, cli.log_format == cli::LogFormat::Json);
+    let global = Global {
+        config: cli.config.clone(),
+        args: slotfill::redact::command_line(std::env::args()),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("slotfill: error: cannot start the async runtime: {e}");
+            std::process::exit(EXIT_FAILURE);
+        }
+    };
+    let result = runtime.block_on(cli::dispatch(cli, global));
+    // Don't wait for lingering blocking tasks (e.g. a stuck stdin read) on exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
+        Ok(outcome) => std::process::exit(outcome.exit_code),
+        Err(e) => {
+            eprintln!("slotfill: error: {}", slotfill::redact::one_line(&e.to_string()));
+            std::process::exit(e.exit_code());
+        }
+    }
+}

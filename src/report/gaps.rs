@@ -1,0 +1,170 @@
+//! The gaps listing: non-ok slots grouped into contiguous periods.
+//!
+//! CSV is one row per slot and starts with `slot_start,status` (a contract:
+//! scripts parse it). Table and JSON show one entry per period.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use serde_json::json;
+
+use super::format::{Format, csv_row};
+use crate::catalog::{Catalog, SlotRow};
+use crate::slot::{SlotSpec, SlotStart};
+use crate::state::State;
+
+/// A contiguous run of non-ok slots.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Period {
+    pub first: SlotStart,
+    pub last: SlotStart,
+    pub first_local: String,
+    pub last_local: String,
+    pub reasons: BTreeMap<State, u64>,
+}
+
+impl Period {
+    pub fn slots(&self) -> u64 {
+        self.reasons.values().sum()
+    }
+
+    pub fn describe_reasons(&self) -> String {
+        self.reasons
+            .iter()
+            .map(|(state, n)| format!("{state} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// Folds non-ok slots (in time order) into periods.
+#[derive(Debug)]
+pub struct PeriodBuilder {
+    width: i64,
+    current: Option<Period>,
+}
+
+impl PeriodBuilder {
+    pub fn new(spec: &SlotSpec) -> Self {
+        PeriodBuilder {
+            width: spec.width_secs(),
+            current: None,
+        }
+    }
+
+    /// Adds a slot; returns the period it closed, if any.
+    pub fn push(&mut self, row: &SlotRow) -> Option<Period> {
+        let closed = match &mut self.current {
+            Some(p) if p.last + self.width == row.slot_start => {
+                p.last = row.slot_start;
+                p.last_local = row.start_local.clone();
+                *p.reasons.entry(row.state).or_default() += 1;
+                return None;
+            }
+            _ => self.current.take(),
+        };
+        self.current = Some(Period {
+            first: row.slot_start,
+            last: row.slot_start,
+            first_local: row.start_local.clone(),
+            last_local: row.start_local.clone(),
+            reasons: BTreeMap::from([(row.state, 1)]),
+        });
+        closed
+    }
+
+    pub fn finish(self) -> Option<Period> {
+        self.current
+    }
+}
+
+/// Writes the gaps of a range; returns (non-ok slots, periods).
+pub fn write_gaps(
+    out: &mut dyn Write,
+    catalog: &Catalog,
+    dataset_id: i64,
+    spec: &SlotSpec,
+    range: (SlotStart, SlotStart),
+    format: Format,
+) -> crate::error::Result<(u64, u64)> {
+    let mut builder = PeriodBuilder::new(spec);
+    let mut periods = Vec::new();
+    let mut slots = 0u64;
+    let mut period_start = String::new();
+    let mut io_error = None;
+    if format == Format::Csv {
+        let header = ["slot_start", "status", "period_start", "location", "key", "size", "lines"];
+        csv_row(out, &header.map(str::to_string)).map_err(io)?;
+    }
+    catalog.visit_slots(dataset_id, range, true, |row| {
+        slots += 1;
+        if let Some(closed) = builder.push(&row) {
+            periods.push(closed);
+        }
+        if format == Format::Csv {
+            if builder.current.as_ref().is_some_and(|p| p.first == row.slot_start) {
+                period_start = row.start_local.clone();
+            }
+            let fields = [
+                row.start_local.clone(),
+                row.state.to_string(),
+                period_start.clone(),
+                row.location.clone().unwrap_or_default(),
+                row.key.clone().unwrap_or_default(),
+                row.size.map(|s| s.to_string()).unwrap_or_default(),
+                row.lines.map(|s| s.to_string()).unwrap_or_default(),
+            ];
+            if let Err(e) = csv_row(out, &fields) {
+                io_error.get_or_insert(e);
+            }
+        }
+        Ok(())
+    })?;
+    if let Some(e) = io_error {
+        return Err(io(e));
+    }
+    periods.extend(builder.finish());
+    let count = periods.len() as u64;
+    match format {
+        Format::Csv => {}
+        Format::Json => {
+            let items: Vec<_> = periods
+                .iter()
+                .map(|p| {
+                    json!({
+                        "start": p.first_local,
+                        "last_slot": p.last_local,
+                        "slots": p.slots(),
+                        "reasons": p.reasons.iter().map(|(s, n)| (s.to_string(), json!(n))).collect::<serde_json::Map<_, _>>(),
+                    })
+                })
+                .collect();
+            let doc = json!({ "slots_not_ok": slots, "periods": items });
+            writeln!(out, "{}", serde_json::to_string_pretty(&doc).expect("json")).map_err(io)?;
+        }
+        Format::Table => {
+            if periods.is_empty() {
+                writeln!(out, "no gaps: every catalogued slot in the window is ok").map_err(io)?;
+            } else {
+                writeln!(out, "{:<27} {:<27} {:>6}  reasons", "first slot", "last slot", "slots").map_err(io)?;
+                for p in &periods {
+                    writeln!(
+                        out,
+                        "{:<27} {:<27} {:>6}  {}",
+                        p.first_local,
+                        p.last_local,
+                        p.slots(),
+                        p.describe_reasons()
+                    )
+                    .map_err(io)?;
+                }
+                writeln!(out, "{slots} slots not ok in {count} periods").map_err(io)?;
+            }
+        }
+    }
+    Ok((slots, count))
+}
+
+fn io(e: std::io::Error) -> crate::error::Error {
+    crate::error::Error::Runtime(format!("cannot write output: {e}"))
+}

@@ -1,0 +1,6 @@
+//! Reports: the gaps listing, canned SQL queries and output formats.
+
+pub mod format;
+pub mod gaps;
+
+pub use format::Format;

@@ -1,0 +1,117 @@
+//! The validity rules: what an object's facts say about it.
+
+use std::collections::HashMap;
+
+use super::LineCount;
+use crate::config::{Role, Rules};
+use crate::state::State;
+
+/// The user metadata slotfill writes on complement objects.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ComplementMeta {
+    pub complete: Option<bool>,
+    pub note_count: Option<i64>,
+    pub earliest: Option<String>,
+    pub latest: Option<String>,
+}
+
+impl ComplementMeta {
+    pub fn from_metadata(metadata: &HashMap<String, String>) -> Self {
+        let get = |k: &str| {
+            metadata
+                .iter()
+                .find(|(key, _)| key.eq_ignore_ascii_case(k))
+                .map(|(_, v)| v.clone())
+        };
+        ComplementMeta {
+            complete: get("complete").map(|v| v == "true"),
+            note_count: get("note-count").and_then(|v| v.parse().ok()),
+            earliest: get("earliest").filter(|v| !v.is_empty()),
+            latest: get("latest").filter(|v| !v.is_empty()),
+        }
+    }
+}
+
+/// Judges one object.
+///
+/// A complement object carrying slotfill's metadata is valid when its fill
+/// was complete and its line count matches the note count it claims, however
+/// few lines it has. Everything else follows the collector rules.
+pub fn judge(role: Role, size: u64, count: Option<&LineCount>, meta: &ComplementMeta, rules: &Rules) -> State {
+    if role == Role::Complement
+        && let Some(complete) = meta.complete
+    {
+        let Some(count) = count else {
+            return State::Incomplete;
+        };
+        if !count.utf8_valid {
+            return State::Unreadable;
+        }
+        let count_matches = meta.note_count.is_none_or(|n| n == count.lines as i64);
+        return if complete && count_matches {
+            State::Ok
+        } else {
+            State::Incomplete
+        };
+    }
+    if size <= rules.min_bytes {
+        return State::TooSmall;
+    }
+    let Some(count) = count else {
+        return State::TooSmall;
+    };
+    if !count.utf8_valid {
+        State::Unreadable
+    } else if count.lines <= rules.min_lines {
+        State::TooFewLines
+    } else if count.lines >= rules.max_lines {
+        State::TooManyLines
+    } else {
+        State::Ok
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(n: u64) -> LineCount {
+        LineCount {
+            lines: n,
+            bytes: n * 3600,
+            capped: false,
+            utf8_valid: true,
+            unterminated: false,
+        }
+    }
+
+    #[test]
+    fn collector_rules_follow_the_brief() {
+        let r = Rules::default();
+        let p = Role::Primary;
+        let none = ComplementMeta::default();
+        assert_eq!(judge(p, 102_400, Some(&lines(500)), &none, &r), State::TooSmall);
+        assert_eq!(judge(p, 102_401, Some(&lines(100)), &none, &r), State::TooFewLines);
+        assert_eq!(judge(p, 102_401, Some(&lines(101)), &none, &r), State::Ok);
+        assert_eq!(judge(p, 102_401, Some(&lines(9_999)), &none, &r), State::Ok);
+        assert_eq!(judge(p, 102_401, Some(&lines(10_000)), &none, &r), State::TooManyLines);
+        let bad = LineCount { utf8_valid: false, ..lines(500) };
+        assert_eq!(judge(p, 200_000, Some(&bad), &none, &r), State::Unreadable);
+    }
+
+    #[test]
+    fn complement_objects_are_judged_by_their_metadata() {
+        let r = Rules::default();
+        let c = Role::Complement;
+        let meta = |complete, n| ComplementMeta {
+            complete: Some(complete),
+            note_count: Some(n),
+            ..Default::default()
+        };
+        assert_eq!(judge(c, 900, Some(&lines(3)), &meta(true, 3), &r), State::Ok);
+        assert_eq!(judge(c, 900, Some(&lines(2)), &meta(true, 3), &r), State::Incomplete);
+        assert_eq!(judge(c, 900, Some(&lines(3)), &meta(false, 3), &r), State::Incomplete);
+        // Without slotfill's metadata the collector rules apply.
+        assert_eq!(judge(c, 900, Some(&lines(3)), &ComplementMeta::default(), &r), State::TooSmall);
+    }
+}

@@ -1,0 +1,151 @@
+//! Object storage: one small trait, an S3 backend and a local-directory backend.
+//!
+//! A store is opened for one *location* (`s3://bucket/prefix` or
+//! `file:///dir`); every key it takes or returns is relative to that location.
+//! Reads are streamed and writes come from a file on disk, so memory never
+//! grows with object size.
+
+mod local;
+mod s3;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use async_trait::async_trait;
+use thiserror::Error;
+use tokio::io::AsyncRead;
+
+use crate::config::S3Settings;
+pub use local::LocalStore;
+pub use s3::S3Store;
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("bucket {0} does not exist")]
+    NoSuchBucket(String),
+    #[error("{location}: access denied ({code}); check the credentials and their permissions")]
+    Denied { location: String, code: String },
+    #[error("cannot reach the S3 endpoint for {location}: {message}")]
+    Unreachable { location: String, message: String },
+    #[error("{location}: {message}")]
+    Service { location: String, message: String },
+    #[error("{location}: {key}: {message}")]
+    Io {
+        location: String,
+        key: String,
+        message: String,
+    },
+    #[error("{0}")]
+    BadLocation(String),
+}
+
+impl StoreError {
+    /// Errors that a retry later might fix (as opposed to configuration errors).
+    pub fn is_configuration(&self) -> bool {
+        matches!(
+            self,
+            StoreError::NoSuchBucket(_) | StoreError::Denied { .. } | StoreError::BadLocation(_)
+        )
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// One object as listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedObject {
+    pub key: String,
+    pub size: u64,
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+}
+
+/// A listed prefix: every object under it, and how many pages it took.
+#[derive(Debug, Clone, Default)]
+pub struct Listing {
+    pub objects: Vec<ListedObject>,
+    pub pages: u32,
+}
+
+/// An object being read: its user metadata and a streaming body.
+pub struct ObjectRead {
+    pub metadata: HashMap<String, String>,
+    pub body: Box<dyn AsyncRead + Send + Unpin>,
+}
+
+/// What a write should carry.
+#[derive(Debug, Clone, Default)]
+pub struct PutRequest {
+    pub content_type: String,
+    pub metadata: Vec<(String, String)>,
+    /// Replace an existing object; otherwise an existing object is never touched.
+    pub overwrite: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PutOutcome {
+    Created { etag: Option<String> },
+    AlreadyExists,
+}
+
+/// Facts from a HEAD.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectHead {
+    pub size: u64,
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+    pub metadata: HashMap<String, String>,
+}
+
+#[async_trait]
+pub trait ObjectStore: Send + Sync {
+    /// The location URL, for messages.
+    fn location(&self) -> &str;
+    /// Every object whose key starts with `prefix`, paginated internally.
+    async fn list(&self, prefix: &str) -> Result<Listing>;
+    async fn read(&self, key: &str) -> Result<ObjectRead>;
+    async fn head(&self, key: &str) -> Result<Option<ObjectHead>>;
+    /// Writes the file at `path` to `key`.
+    async fn put_file(&self, key: &str, path: &Path, request: &PutRequest) -> Result<PutOutcome>;
+    /// Requests made so far (lists count per page).
+    fn stats(&self) -> &StoreStats;
+}
+
+/// Request counters of one store.
+#[derive(Debug, Default)]
+pub struct StoreStats {
+    pub lists: AtomicU64,
+    pub gets: AtomicU64,
+    pub heads: AtomicU64,
+    pub puts: AtomicU64,
+    pub bytes_read: AtomicU64,
+}
+
+impl StoreStats {
+    pub fn requests(&self) -> u64 {
+        [&self.lists, &self.gets, &self.heads, &self.puts]
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    pub(crate) fn bump(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// Opens the store for a location URL.
+pub async fn open(location: &str, s3: &S3Settings) -> Result<Arc<dyn ObjectStore>> {
+    if let Some(rest) = location.strip_prefix("s3://") {
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        return Ok(Arc::new(S3Store::connect(location, bucket, prefix, s3).await?));
+    }
+    if let Some(dir) = location.strip_prefix("file://") {
+        return Ok(Arc::new(LocalStore::new(location, Path::new(dir))));
+    }
+    Err(StoreError::BadLocation(format!(
+        "location {location:?} must start with s3:// or file://"
+    )))
+}

@@ -1,0 +1,250 @@
+//! The S3 backend: aws-sdk-s3 with aws-config's standard credential chain,
+//! an optional custom endpoint and path-style addressing for MinIO and friends.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_config::meta::region::RegionProviderChain;
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region};
+use aws_sdk_s3::Client;
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_smithy_types::date_time::Format;
+
+use super::{
+    ListedObject, Listing, ObjectHead, ObjectRead, ObjectStore, PutOutcome, PutRequest, Result,
+    StoreError, StoreStats,
+};
+use crate::config::S3Settings;
+
+pub struct S3Store {
+    location: String,
+    client: Client,
+    bucket: String,
+    /// The key prefix of the location, with a trailing `/` unless empty.
+    root: String,
+    stats: StoreStats,
+}
+
+impl S3Store {
+    pub async fn connect(
+        location: &str,
+        bucket: &str,
+        prefix: &str,
+        settings: &S3Settings,
+    ) -> Result<S3Store> {
+        let region = RegionProviderChain::first_try(settings.region.clone().map(Region::new))
+            .or_default_provider()
+            .or_else(Region::new("us-east-1"));
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .region(region)
+            .retry_config(RetryConfig::standard().with_max_attempts(6))
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(10))
+                    .read_timeout(Duration::from_secs(60))
+                    .build(),
+            );
+        if let Some(endpoint) = &settings.endpoint_url {
+            loader = loader.endpoint_url(endpoint);
+        }
+        let shared = loader.load().await;
+        let config = aws_sdk_s3::config::Builder::from(&shared)
+            .force_path_style(settings.force_path_style || settings.endpoint_url.is_some())
+            .build();
+        let root = match prefix.trim_matches('/') {
+            "" => String::new(),
+            p => format!("{p}/"),
+        };
+        Ok(S3Store {
+            location: location.to_string(),
+            client: Client::from_conf(config),
+            bucket: bucket.to_string(),
+            root,
+            stats: StoreStats::default(),
+        })
+    }
+
+    fn full_key(&self, key: &str) -> String {
+        format!("{}{key}", self.root)
+    }
+
+    fn error<E>(&self, err: SdkError<E, HttpResponse>) -> StoreError
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        let location = self.location.clone();
+        match &err {
+            SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => {
+                return StoreError::Unreachable {
+                    location,
+                    message: innermost_message(&err),
+                };
+            }
+            SdkError::ConstructionFailure(_) => {
+                return StoreError::Service {
+                    location,
+                    message: format!("cannot build the request: {}", innermost_message(&err)),
+                };
+            }
+            _ => {}
+        }
+        let code = err.code().unwrap_or("").to_string();
+        match code.as_str() {
+            "NoSuchBucket" => StoreError::NoSuchBucket(self.bucket.clone()),
+            "AccessDenied" | "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "Forbidden" => {
+                StoreError::Denied { location, code }
+            }
+            _ => {
+                let status = status_of(&err);
+                let message = err
+                    .message()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| innermost_message(&err));
+                StoreError::Service {
+                    location,
+                    message: match (code.is_empty(), status) {
+                        (false, _) => format!("{code}: {message}"),
+                        (true, Some(status)) => format!("HTTP {status}: {message}"),
+                        (true, None) => message,
+                    },
+                }
+            }
+        }
+    }
+}
+
+/// The deepest cause of an error chain: the part a person can act on.
+fn innermost_message(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut current = err;
+    while let Some(next) = current.source() {
+        current = next;
+    }
+    current.to_string()
+}
+
+fn status_of<E>(err: &SdkError<E, HttpResponse>) -> Option<u16> {
+    err.raw_response().map(|r| r.status().as_u16())
+}
+
+#[async_trait]
+impl ObjectStore for S3Store {
+    fn location(&self) -> &str {
+        &self.location
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Listing> {
+        let full_prefix = self.full_key(prefix);
+        let mut listing = Listing::default();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(&full_prefix)
+                .max_keys(1000)
+                .set_continuation_token(token.take())
+                .send()
+                .await;
+            StoreStats::bump(&self.stats.lists, 1);
+            let page = page.map_err(|e| self.error(e))?;
+            listing.pages += 1;
+            for object in page.contents() {
+                let Some(key) = object.key().and_then(|k| k.strip_prefix(&self.root)) else {
+                    continue;
+                };
+                listing.objects.push(ListedObject {
+                    key: key.to_string(),
+                    size: object.size().unwrap_or(0).max(0) as u64,
+                    etag: object.e_tag().map(str::to_string),
+                    last_modified: object
+                        .last_modified()
+                        .and_then(|t| t.fmt(Format::DateTime).ok()),
+                });
+            }
+            match (page.is_truncated(), page.next_continuation_token()) {
+                (Some(true), Some(next)) => token = Some(next.to_string()),
+                _ => break,
+            }
+        }
+        Ok(listing)
+    }
+
+    async fn read(&self, key: &str) -> Result<ObjectRead> {
+        let response = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(self.full_key(key))
+            .send()
+            .await;
+        StoreStats::bump(&self.stats.gets, 1);
+        let response = response.map_err(|e| self.error(e))?;
+        Ok(ObjectRead {
+            metadata: response.metadata().cloned().unwrap_or_default(),
+            body: Box::new(response.body.into_async_read()),
+        })
+    }
+
+    async fn head(&self, key: &str) -> Result<Option<ObjectHead>> {
+        let response = self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(self.full_key(key))
+            .send()
+            .await;
+        StoreStats::bump(&self.stats.heads, 1);
+        match response {
+            Ok(head) => Ok(Some(ObjectHead {
+                size: head.content_length().unwrap_or(0).max(0) as u64,
+                etag: head.e_tag().map(str::to_string),
+                last_modified: head.last_modified().and_then(|t| t.fmt(Format::DateTime).ok()),
+                metadata: head.metadata().cloned().unwrap_or_default(),
+            })),
+            Err(e) if status_of(&e) == Some(404) => Ok(None),
+            Err(e) => Err(self.error(e)),
+        }
+    }
+
+    async fn put_file(&self, key: &str, path: &Path, request: &PutRequest) -> Result<PutOutcome> {
+        let body = ByteStream::from_path(path).await.map_err(|e| StoreError::Io {
+            location: self.location.clone(),
+            key: key.to_string(),
+            message: e.to_string(),
+        })?;
+        let metadata: HashMap<String, String> = request.metadata.iter().cloned().collect();
+        let mut put = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(self.full_key(key))
+            .content_type(&request.content_type)
+            .set_metadata(Some(metadata))
+            .body(body);
+        if !request.overwrite {
+            put = put.if_none_match("*");
+        }
+        let response = put.send().await;
+        StoreStats::bump(&self.stats.puts, 1);
+        match response {
+            Ok(out) => Ok(PutOutcome::Created {
+                etag: out.e_tag().map(str::to_string),
+            }),
+            Err(e) if status_of(&e) == Some(412) || e.code() == Some("PreconditionFailed") => {
+                Ok(PutOutcome::AlreadyExists)
+            }
+            Err(e) => Err(self.error(e)),
+        }
+    }
+
+    fn stats(&self) -> &StoreStats {
+        &self.stats
+    }
+}
