@@ -4,15 +4,27 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use slotfill::commands::{self, GapsOptions, Global, ScanCommand, Selection};
+use slotfill::commands::{
+    self, FillCommand, FillFlags, GapsOptions, Global, RunCommand, ScanCommand, Selection,
+    SourceFlags, VerifyCommand,
+};
 use slotfill::config::Overrides;
 use slotfill::report::Format;
 
 #[derive(Debug, Parser)]
-#[command(name = "slotfill", version, about = "Find, refetch and verify missing time slots of JSON Lines datasets on S3")]
+#[command(
+    name = "slotfill",
+    version,
+    about = "Find, refetch and verify missing time slots of JSON Lines datasets on S3"
+)]
 pub struct Cli {
     /// Configuration file.
-    #[arg(long, global = true, default_value = "slotfill.toml", env = "SLOTFILL_CONFIG")]
+    #[arg(
+        long,
+        global = true,
+        default_value = "slotfill.toml",
+        env = "SLOTFILL_CONFIG"
+    )]
     pub config: PathBuf,
     /// More log output (-v info, -vv debug, -vvv trace).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -54,6 +66,156 @@ pub enum Command {
         #[arg(long)]
         dataset: Option<String>,
     },
+    /// Complement the catalog's missing slots from the origin API.
+    Fill {
+        #[command(flatten)]
+        window: WindowArgs,
+        #[command(flatten)]
+        fill: FillArgs,
+    },
+    /// Rescan every location (incrementally) and report what is still missing; exit 3 if any.
+    Verify {
+        #[command(flatten)]
+        window: WindowArgs,
+        #[command(flatten)]
+        scan: ScanArgs,
+        /// Post a summary to this Discord/Slack-style webhook.
+        #[arg(long)]
+        notify_webhook: Option<String>,
+    },
+    /// The nightly job: scan, fill, verify.
+    Run {
+        #[command(flatten)]
+        window: WindowArgs,
+        #[command(flatten)]
+        fill: FillArgs,
+        /// Day prefixes listed, and objects downloaded, at once while scanning.
+        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
+        scan_concurrency: u16,
+        /// Post a summary to this Discord/Slack-style webhook.
+        #[arg(long)]
+        notify_webhook: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum Order {
+    Oldest,
+    Newest,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum ModeArg {
+    Search,
+    LocalTimeline,
+    GlobalTimeline,
+    Notes,
+    /// The seed's name for local-timeline.
+    Timeline,
+}
+
+impl ModeArg {
+    fn name(self) -> &'static str {
+        match self {
+            ModeArg::Search => "search",
+            ModeArg::LocalTimeline | ModeArg::Timeline => "local-timeline",
+            ModeArg::GlobalTimeline => "global-timeline",
+            ModeArg::Notes => "notes",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct FillArgs {
+    /// Fill at most this many slots in this run.
+    #[arg(long)]
+    pub max_slots: Option<u64>,
+    /// Which slots first.
+    #[arg(long, value_enum, default_value_t = Order::Oldest)]
+    pub order: Order,
+    /// Origin endpoint (overrides the config's source mode).
+    #[arg(long, value_enum)]
+    pub mode: Option<ModeArg>,
+    /// API token (else the variable named by the source's token_env, MISSKEY_TOKEN by default).
+    #[arg(long, hide_env_values = true)]
+    pub token: Option<String>,
+    /// notes/search host filter ("." = local only).
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Origin base URL (overrides the config).
+    #[arg(long)]
+    pub base_url: Option<String>,
+    /// Seconds between origin calls, across all concurrent slots.
+    #[arg(long)]
+    pub sleep: Option<f64>,
+    /// Retries of a failed origin call (5xx, HTML pages, truncated JSON, resets, timeouts).
+    #[arg(long)]
+    pub retry: Option<u32>,
+    /// Base seconds of the exponential backoff between retries.
+    #[arg(long)]
+    pub retry_wait: Option<f64>,
+    /// Seconds before an origin call times out.
+    #[arg(long)]
+    pub timeout: Option<f64>,
+    /// Slots fetched at once (they share one pacer).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub concurrency: u16,
+    /// Replace existing complement objects.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Keep notes without Japanese text even when the source filter is "japanese".
+    #[arg(long)]
+    pub keep_non_japanese: bool,
+    /// Retry slots that came back empty before their wait is over.
+    #[arg(long)]
+    pub retry_empty: bool,
+    /// Show the plan and an estimate of origin calls; fetch nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Fetch each slot in windows of this many seconds.
+    #[arg(long)]
+    pub sub_slot_seconds: Option<u32>,
+    /// Report filled slots whose earliest note is more than this many seconds after the slot start.
+    #[arg(long)]
+    pub early_coverage_seconds: Option<f64>,
+    /// Stop the run after this many failed slots in a row (default 5).
+    #[arg(long)]
+    pub max_failures: Option<u32>,
+    /// Pages one slot may take before its fetch counts as partial (default 2000).
+    #[arg(long)]
+    pub max_pages: Option<u32>,
+    /// Show a progress bar even when stderr is not a terminal.
+    #[arg(long)]
+    pub progress: bool,
+}
+
+impl FillArgs {
+    fn flags(&self) -> FillFlags {
+        FillFlags {
+            max_slots: self.max_slots,
+            newest_first: self.order == Order::Newest,
+            concurrency: usize::from(self.concurrency),
+            overwrite: self.overwrite,
+            retry_empty: self.retry_empty,
+            dry_run: self.dry_run,
+            sub_slot_seconds: self.sub_slot_seconds,
+            early_coverage_seconds: self.early_coverage_seconds,
+            max_consecutive_failures: self.max_failures,
+            progress: self.progress,
+            source: SourceFlags {
+                mode: self.mode.map(|m| m.name().to_string()),
+                token: self.token.clone(),
+                host: self.host.clone(),
+                base_url: self.base_url.clone(),
+                sleep: self.sleep,
+                retry: self.retry,
+                retry_wait: self.retry_wait,
+                timeout: self.timeout,
+                keep_non_japanese: self.keep_non_japanese,
+                max_pages: self.max_pages,
+            },
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -145,7 +307,8 @@ impl DatasetArgs {
 
 impl WindowArgs {
     pub fn selection(&self) -> Selection {
-        self.dataset.selection(Some(self.start.clone()), Some(self.end.clone()))
+        self.dataset
+            .selection(Some(self.start.clone()), Some(self.end.clone()))
     }
 }
 
@@ -174,6 +337,40 @@ pub async fn dispatch(cli: Cli, global: Global) -> slotfill::error::Result<comma
             },
         ),
         Command::Status { dataset } => commands::status(&global, dataset.as_deref()),
+        Command::Fill { window, fill } => {
+            let cmd = FillCommand {
+                selection: window.selection(),
+                flags: fill.flags(),
+            };
+            commands::fill(&global, &cmd).await
+        }
+        Command::Verify {
+            window,
+            scan,
+            notify_webhook,
+        } => {
+            let cmd = VerifyCommand {
+                selection: window.selection(),
+                concurrency: usize::from(scan.concurrency),
+                progress: scan.progress,
+                notify_webhook,
+            };
+            commands::verify(&global, &cmd).await
+        }
+        Command::Run {
+            window,
+            fill,
+            scan_concurrency,
+            notify_webhook,
+        } => {
+            let cmd = RunCommand {
+                selection: window.selection(),
+                fill: fill.flags(),
+                scan_concurrency: usize::from(scan_concurrency),
+                notify_webhook,
+            };
+            commands::run(&global, &cmd).await
+        }
     }
 }
 
@@ -188,23 +385,123 @@ mod tests {
     #[test]
     fn command_lines() {
         let ok = [
-            vec!["scan", "--dataset", "jp", "--start", "2025-08-01T00:00", "--end", "2025-08-07T23:50"],
-            vec!["scan", "-d", "jp", "--start", "-3d", "--end", "-2d", "--concurrency", "16", "--progress"],
+            vec![
+                "scan",
+                "--dataset",
+                "jp",
+                "--start",
+                "2025-08-01T00:00",
+                "--end",
+                "2025-08-07T23:50",
+            ],
+            vec![
+                "scan",
+                "-d",
+                "jp",
+                "--start",
+                "-3d",
+                "--end",
+                "-2d",
+                "--concurrency",
+                "16",
+                "--progress",
+            ],
             vec!["gaps", "--dataset", "jp", "--format", "csv"],
             vec!["gaps", "--dataset", "jp", "--start", "-3d", "--end", "now"],
             vec!["--config", "x.toml", "status"],
             vec!["-vv", "--log-format", "json", "status", "--dataset", "jp"],
+            vec![
+                "fill",
+                "-d",
+                "jp",
+                "--start",
+                "-3d",
+                "--end",
+                "-2d",
+                "--max-slots",
+                "5",
+                "--order",
+                "newest",
+            ],
+            vec![
+                "fill",
+                "-d",
+                "jp",
+                "--start",
+                "-3d",
+                "--end",
+                "-2d",
+                "--mode",
+                "timeline",
+                "--sleep",
+                "0.5",
+                "--dry-run",
+            ],
+            vec![
+                "verify",
+                "-d",
+                "jp",
+                "--start",
+                "2025-08-01",
+                "--end",
+                "2025-08-02",
+            ],
+            vec![
+                "run",
+                "-d",
+                "jp",
+                "--start",
+                "-3d",
+                "--end",
+                "-2d",
+                "--dry-run",
+                "--token",
+                "x",
+                "--retry",
+                "3",
+            ],
         ];
         for args in ok {
-            assert!(parse(&args).is_ok(), "{args:?}: {}", parse(&args).unwrap_err());
+            assert!(
+                parse(&args).is_ok(),
+                "{args:?}: {}",
+                parse(&args).unwrap_err()
+            );
         }
         let bad = [
             vec!["scan", "--dataset", "jp"],
-            vec!["scan", "--dataset", "jp", "--start", "-3d", "--end", "-2d", "--concurrency", "0"],
+            vec![
+                "scan",
+                "--dataset",
+                "jp",
+                "--start",
+                "-3d",
+                "--end",
+                "-2d",
+                "--concurrency",
+                "0",
+            ],
             vec!["gaps", "--dataset", "jp", "--start", "-3d"],
             vec!["gaps", "--dataset", "jp", "--format", "xml"],
             vec!["-v", "-q", "status"],
             vec!["frobnicate"],
+            vec![
+                "fill", "-d", "jp", "--start", "-3d", "--end", "-2d", "--mode", "hybrid",
+            ],
+            vec![
+                "fill", "-d", "jp", "--start", "-3d", "--end", "-2d", "--order", "random",
+            ],
+            vec![
+                "run",
+                "-d",
+                "jp",
+                "--start",
+                "-3d",
+                "--end",
+                "-2d",
+                "--concurrency",
+                "0",
+            ],
         ];
         for args in bad {
             assert!(parse(&args).is_err(), "{args:?} should be refused");

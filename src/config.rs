@@ -16,7 +16,9 @@ pub const DEFAULT_KEY_TEMPLATE: &str = "%Y/%m/%d/%H/%Y-%m-%d_%H-%M.jsonl";
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
-    #[error("config file {0} not found (pass --config PATH, or run `slotfill demo` for an example)")]
+    #[error(
+        "config file {0} not found (pass --config PATH, or run `slotfill demo` for an example)"
+    )]
     NotFound(PathBuf),
     #[error("cannot read config file {path}: {source}")]
     Read {
@@ -264,12 +266,13 @@ impl Config {
             message,
         };
         let minutes = overrides.slot_minutes.unwrap_or(raw.slot_minutes);
-        let spec = SlotSpec::new(minutes, &raw.utc_offset, &raw.key_template).map_err(|source| {
-            ConfigError::Slot {
-                dataset: name.to_string(),
-                source,
-            }
-        })?;
+        let spec =
+            SlotSpec::new(minutes, &raw.utc_offset, &raw.key_template).map_err(|source| {
+                ConfigError::Slot {
+                    dataset: name.to_string(),
+                    source,
+                }
+            })?;
         let primary = overrides
             .primary
             .clone()
@@ -279,9 +282,15 @@ impl Config {
             .backup
             .clone()
             .unwrap_or_else(|| raw.backup.clone().into_vec());
-        let complement = overrides.complement.clone().or_else(|| raw.complement.clone());
+        let complement = overrides
+            .complement
+            .clone()
+            .or_else(|| raw.complement.clone());
 
-        let mut locations = vec![(Role::Primary, normalize_location(&primary).map_err(&invalid)?)];
+        let mut locations = vec![(
+            Role::Primary,
+            normalize_location(&primary).map_err(&invalid)?,
+        )];
         for b in backups {
             locations.push((Role::Backup, normalize_location(&b).map_err(&invalid)?));
         }
@@ -339,7 +348,9 @@ pub fn normalize_location(url: &str) -> Result<String, String> {
         let rest = rest.trim_end_matches('/');
         let bucket = rest.split('/').next().unwrap_or("");
         if bucket.is_empty() {
-            return Err(format!("location {url:?} has no bucket (s3://bucket/prefix)"));
+            return Err(format!(
+                "location {url:?} has no bucket (s3://bucket/prefix)"
+            ));
         }
         return Ok(format!("s3://{rest}"));
     }
@@ -350,11 +361,12 @@ pub fn normalize_location(url: &str) -> Result<String, String> {
             ));
         }
         let trimmed = path.trim_end_matches('/');
-        return Ok(format!("file://{}", if trimmed.is_empty() { "/" } else { trimmed }));
+        return Ok(format!(
+            "file://{}",
+            if trimmed.is_empty() { "/" } else { trimmed }
+        ));
     }
-    Err(format!(
-        "location {url:?} must start with s3:// or file://"
-    ))
+    Err(format!("location {url:?} must start with s3:// or file://"))
 }
 
 /// Two locations overlap when one's keys could fall under the other's.

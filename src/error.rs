@@ -17,6 +17,8 @@ pub const EXIT_OK: i32 = 0;
 pub const EXIT_FAILURE: i32 = 1;
 pub const EXIT_USAGE: i32 = 2;
 pub const EXIT_GAPS_REMAIN: i32 = 3;
+/// Stopped by SIGINT or SIGTERM (128 + SIGINT, as shells report it).
+pub const EXIT_INTERRUPTED: i32 = 130;
 
 #[derive(Debug, Error)]
 pub enum Error {
@@ -34,6 +36,8 @@ pub enum Error {
     Usage(String),
     #[error("{0}")]
     Runtime(String),
+    #[error("interrupted; everything finished so far is recorded, rerun to continue")]
+    Interrupted,
 }
 
 impl From<ScanError> for Error {
@@ -57,6 +61,7 @@ impl Error {
             Error::Store(e) if e.is_configuration() => EXIT_USAGE,
             Error::Source(e) if e.is_configuration() => EXIT_USAGE,
             Error::Store(_) | Error::Source(_) | Error::Runtime(_) => EXIT_FAILURE,
+            Error::Interrupted => EXIT_INTERRUPTED,
         }
     }
 }

@@ -16,12 +16,19 @@ fn main() {
             std::process::exit(code);
         }
     };
-    slotfill::logging::init(cli.verbose, cli.quiet, cli.log_format == cli::LogFormat::Json);
+    slotfill::logging::init(
+        cli.verbose,
+        cli.quiet,
+        cli.log_format == cli::LogFormat::Json,
+    );
     let global = Global {
         config: cli.config.clone(),
         args: slotfill::redact::command_line(std::env::args()),
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("slotfill: error: cannot start the async runtime: {e}");
@@ -34,7 +41,10 @@ fn main() {
     match result {
         Ok(outcome) => std::process::exit(outcome.exit_code),
         Err(e) => {
-            eprintln!("slotfill: error: {}", slotfill::redact::one_line(&e.to_string()));
+            eprintln!(
+                "slotfill: error: {}",
+                slotfill::redact::one_line(&e.to_string())
+            );
             std::process::exit(e.exit_code());
         }
     }

@@ -18,7 +18,9 @@ pub fn command_line(args: impl IntoIterator<Item = String>) -> String {
                 hide_next = true;
                 out.push(arg);
             }
-            Some(flag) if arg.as_bytes().get(flag.len()) == Some(&b'=') => out.push(format!("{flag}=***")),
+            Some(flag) if arg.as_bytes().get(flag.len()) == Some(&b'=') => {
+                out.push(format!("{flag}=***"))
+            }
             _ => out.push(arg),
         }
     }
@@ -45,12 +47,23 @@ mod tests {
 
     #[test]
     fn hides_secret_flag_values() {
-        let args = ["slotfill", "fill", "--token", "abc123", "--notify-webhook=https://x/y?t=1", "-d", "jp"]
-            .map(String::from);
+        let args = [
+            "slotfill",
+            "fill",
+            "--token",
+            "abc123",
+            "--notify-webhook=https://x/y?t=1",
+            "-d",
+            "jp",
+        ]
+        .map(String::from);
         assert_eq!(
             command_line(args),
             "slotfill fill --token *** --notify-webhook=*** -d jp"
         );
-        assert_eq!(scrub("bad token abcd1234!", &["abcd1234"]), "bad token ***!");
+        assert_eq!(
+            scrub("bad token abcd1234!", &["abcd1234"]),
+            "bad token ***!"
+        );
     }
 }

@@ -106,7 +106,11 @@ impl KeyTemplate {
             .position(|t| matches!(t, Token::Hour | Token::Minute))
             .unwrap_or(tokens.len());
         let day_part = &tokens[..first_time_field];
-        for (needed, name) in [(Token::Year, "%Y"), (Token::Month, "%m"), (Token::Day, "%d")] {
+        for (needed, name) in [
+            (Token::Year, "%Y"),
+            (Token::Month, "%m"),
+            (Token::Day, "%d"),
+        ] {
             if !day_part.contains(&needed) {
                 return Err(bad(&format!(
                     "needs a day field {name} before any hour or minute field"
@@ -219,7 +223,7 @@ pub struct SlotSpec {
 
 impl SlotSpec {
     pub fn new(minutes: u32, utc_offset: &str, template: &str) -> Result<Self, SlotError> {
-        if minutes == 0 || minutes > 1440 || 1440 % minutes != 0 {
+        if minutes == 0 || minutes > 1440 || !1440u32.is_multiple_of(minutes) {
             return Err(SlotError::BadWidth(minutes));
         }
         let offset = parse_offset(utc_offset)?;
@@ -231,7 +235,7 @@ impl SlotSpec {
         if minutes < 1440 && !template.has(&Token::Hour) {
             return Err(bad("needs %H for slots shorter than a day"));
         }
-        if minutes % 60 != 0 && !template.has(&Token::Minute) {
+        if !minutes.is_multiple_of(60) && !template.has(&Token::Minute) {
             return Err(bad("needs %M for slots that do not start on the hour"));
         }
         Ok(SlotSpec {
@@ -292,7 +296,11 @@ impl SlotSpec {
 
     /// First and last slot start of a local day.
     pub fn day_bounds(&self, day: NaiveDate) -> (SlotStart, SlotStart) {
-        let midnight = day.and_hms_opt(0, 0, 0).expect("midnight").and_utc().timestamp();
+        let midnight = day
+            .and_hms_opt(0, 0, 0)
+            .expect("midnight")
+            .and_utc()
+            .timestamp();
         let first = midnight - self.offset_secs();
         (first, first + SECONDS_PER_DAY - self.width_secs())
     }
@@ -379,7 +387,11 @@ impl Window {
 /// Parses an absolute local time (`2025-08-01T00:40`, `2025-08-01 00:40:00`,
 /// `2025-08-01`, or RFC 3339 with its own offset), `now`, or a time relative to
 /// now (`-3d`, `-12h`, `-90m`, `-2w`).
-pub fn parse_time(spec: &SlotSpec, input: &str, now: DateTime<chrono::Utc>) -> Result<i64, SlotError> {
+pub fn parse_time(
+    spec: &SlotSpec,
+    input: &str,
+    now: DateTime<chrono::Utc>,
+) -> Result<i64, SlotError> {
     let s = input.trim();
     let bad = |reason: &str| SlotError::BadTime {
         input: input.to_string(),
@@ -406,15 +418,20 @@ pub fn parse_time(spec: &SlotSpec, input: &str, now: DateTime<chrono::Utc>) -> R
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Ok(t.timestamp());
     }
-    let local = ["%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M"]
-        .iter()
-        .find_map(|f| NaiveDateTime::parse_from_str(s, f).ok())
-        .or_else(|| {
-            NaiveDate::parse_from_str(s, "%Y-%m-%d")
-                .ok()
-                .and_then(|d| d.and_hms_opt(0, 0, 0))
-        })
-        .ok_or_else(|| bad("expected YYYY-MM-DDTHH:MM in the dataset's offset, or -3d"))?;
+    let local = [
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%d %H:%M",
+    ]
+    .iter()
+    .find_map(|f| NaiveDateTime::parse_from_str(s, f).ok())
+    .or_else(|| {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d")
+            .ok()
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+    })
+    .ok_or_else(|| bad("expected YYYY-MM-DDTHH:MM in the dataset's offset, or -3d"))?;
     Ok(local.and_utc().timestamp() - i64::from(spec.offset.local_minus_utc()))
 }
 
@@ -429,7 +446,9 @@ mod tests {
     }
 
     fn now() -> DateTime<chrono::Utc> {
-        DateTime::parse_from_rfc3339("2025-08-10T12:34:56Z").unwrap().into()
+        DateTime::parse_from_rfc3339("2025-08-10T12:34:56Z")
+            .unwrap()
+            .into()
     }
 
     #[test]
@@ -438,7 +457,10 @@ mod tests {
         let slot = parse_time(&spec, "2025-08-01T00:40", now()).unwrap();
         assert_eq!(slot, 1_753_976_400);
         assert_eq!(spec.key(slot), "2025/08/01/00/2025-08-01_00-40.jsonl");
-        assert_eq!(spec.parse_key("2025/08/01/00/2025-08-01_00-40.jsonl"), Some(slot));
+        assert_eq!(
+            spec.parse_key("2025/08/01/00/2025-08-01_00-40.jsonl"),
+            Some(slot)
+        );
         assert_eq!(spec.local_iso(slot), "2025-08-01T00:40:00+09:00");
     }
 
@@ -498,8 +520,14 @@ mod tests {
             parse_time(&spec, "2025-08-01T25:00", now()),
             Err(SlotError::BadTime { .. })
         ));
-        assert!(matches!(parse_time(&spec, "-3x", now()), Err(SlotError::BadTime { .. })));
-        assert_eq!(SlotSpec::new(7, "+09:00", TEMPLATE).unwrap_err(), SlotError::BadWidth(7));
+        assert!(matches!(
+            parse_time(&spec, "-3x", now()),
+            Err(SlotError::BadTime { .. })
+        ));
+        assert_eq!(
+            SlotSpec::new(7, "+09:00", TEMPLATE).unwrap_err(),
+            SlotError::BadWidth(7)
+        );
         assert!(SlotSpec::new(10, "+9", TEMPLATE).is_err());
         assert!(SlotSpec::new(10, "+09:00", "%H/%Y-%m-%d_%M.jsonl").is_err());
         assert!(SlotSpec::new(10, "+09:00", "%Y/%m/%H.jsonl").is_err());

@@ -87,7 +87,14 @@ impl Catalog {
         let mut stmt = self.conn.prepare_cached(&sql)?;
         let limit = limit.map(|l| l as i64).unwrap_or(-1);
         let rows = stmt.query_map(
-            params![dataset_id, range.0, range.1, retry_empty, crate::clock::now_text(), limit],
+            params![
+                dataset_id,
+                range.0,
+                range.1,
+                retry_empty,
+                crate::clock::now_text(),
+                limit
+            ],
             |r| {
                 Ok(FillCandidate {
                     slot_start: r.get(0)?,
@@ -97,11 +104,17 @@ impl Catalog {
                 })
             },
         )?;
-        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(Into::into)
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(Into::into)
     }
 
     /// Records that an attempt started, before any origin call is made.
-    pub fn start_attempt(&mut self, dataset_id: i64, slot: SlotStart, run: Option<RunId>) -> Result<i64> {
+    pub fn start_attempt(
+        &mut self,
+        dataset_id: i64,
+        slot: SlotStart,
+        run: Option<RunId>,
+    ) -> Result<i64> {
         self.conn.execute(
             "INSERT INTO fill_attempts (dataset_id, slot_start, run_id, started_at) VALUES (?1, ?2, ?3, ?4)",
             params![dataset_id, slot, run.map(|r| r.0), crate::clock::now_text()],
@@ -164,6 +177,16 @@ impl Catalog {
         }
         tx.commit()?;
         Ok(())
+    }
+
+    /// The average line count of the dataset's valid objects (for estimates).
+    pub fn average_ok_lines(&self, dataset_id: i64) -> Result<Option<f64>> {
+        Ok(self.conn.query_row(
+            "SELECT AVG(o.lines) FROM objects o JOIN locations l ON l.id = o.location_id
+             WHERE l.dataset_id = ?1 AND o.status = 'ok' AND o.gone_at IS NULL",
+            [dataset_id],
+            |r| r.get(0),
+        )?)
     }
 
     /// Number of fill attempts a slot has had, by outcome.

@@ -46,12 +46,19 @@ fn process_alive(pid: i64) -> bool {
 }
 
 impl Catalog {
-    pub fn acquire_lease(&mut self, dataset_id: i64, dataset: &str, ttl: Duration) -> Result<Lease> {
+    pub fn acquire_lease(
+        &mut self,
+        dataset_id: i64,
+        dataset: &str,
+        ttl: Duration,
+    ) -> Result<Lease> {
         let host = this_host();
         let pid = i64::from(std::process::id());
         let holder = format!("{host}:{pid}:{}", rand::random::<u32>());
         let now = crate::clock::now();
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let current: Option<(String, String, i64, String)> = tx
             .query_row(
                 "SELECT holder, host, pid, expires_at FROM leases WHERE dataset_id = ?1",

@@ -50,7 +50,9 @@ mod embedded {
 pub enum CatalogError {
     #[error("catalog {path}: {message}")]
     Open { path: PathBuf, message: String },
-    #[error("catalog {path} was written by a newer slotfill (it has schema version {found}; this binary knows up to {known}); upgrade slotfill")]
+    #[error(
+        "catalog {path} was written by a newer slotfill (it has schema version {found}; this binary knows up to {known}); upgrade slotfill"
+    )]
     NewerSchema {
         path: PathBuf,
         found: i64,
@@ -135,9 +137,12 @@ impl Catalog {
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(open_err)?;
-        conn.busy_timeout(Duration::from_secs(10)).map_err(open_err)?;
-        conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0))
+        conn.busy_timeout(Duration::from_secs(10))
             .map_err(open_err)?;
+        conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .map_err(open_err)?;
         refuse_newer_schema(&conn, path)?;
         Ok(Catalog {
             conn,
@@ -165,7 +170,8 @@ impl Catalog {
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )
             .optional()?;
-        let configured = describe_settings(ds.spec.minutes, &offset_text(ds), ds.spec.template.as_str());
+        let configured =
+            describe_settings(ds.spec.minutes, &offset_text(ds), ds.spec.template.as_str());
         let id = match existing {
             Some((id, minutes, offset, template)) => {
                 let stored = describe_settings(minutes, &offset, &template);
@@ -186,7 +192,10 @@ impl Catalog {
                 tx.last_insert_rowid()
             }
         };
-        tx.execute("UPDATE locations SET active = 0 WHERE dataset_id = ?1", [id])?;
+        tx.execute(
+            "UPDATE locations SET active = 0 WHERE dataset_id = ?1",
+            [id],
+        )?;
         for (position, (role, url)) in ds.locations.iter().enumerate() {
             tx.execute(
                 "INSERT INTO locations (dataset_id, url, role, position, active) VALUES (?1, ?2, ?3, ?4, 1)
@@ -202,7 +211,9 @@ impl Catalog {
     pub fn dataset_row(&self, name: &str) -> Result<DatasetRow> {
         let id: i64 = self
             .conn
-            .query_row("SELECT id FROM datasets WHERE name = ?1", [name], |r| r.get(0))
+            .query_row("SELECT id FROM datasets WHERE name = ?1", [name], |r| {
+                r.get(0)
+            })
             .optional()?
             .ok_or_else(|| CatalogError::UnknownDataset(name.to_string()))?;
         let mut stmt = self.conn.prepare_cached(
@@ -275,7 +286,9 @@ fn sqlite_message(e: &rusqlite::Error) -> String {
         Some(rusqlite::ErrorCode::NotADatabase) => {
             "is not a slotfill catalog (not an SQLite database, or corrupt)".to_string()
         }
-        Some(rusqlite::ErrorCode::CannotOpen) => "cannot be opened (check the path and permissions)".to_string(),
+        Some(rusqlite::ErrorCode::CannotOpen) => {
+            "cannot be opened (check the path and permissions)".to_string()
+        }
         Some(rusqlite::ErrorCode::ReadOnly) => "is read-only (check permissions)".to_string(),
         Some(rusqlite::ErrorCode::DatabaseCorrupt) => "is corrupt".to_string(),
         _ => e.to_string(),
@@ -321,7 +334,9 @@ impl SharedCatalog {
         let span = tracing::Span::current();
         tokio::task::spawn_blocking(move || {
             let _entered = span.enter();
-            let mut catalog = inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut catalog = inner
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
             f(&mut catalog)
         })
         .await
@@ -330,7 +345,9 @@ impl SharedCatalog {
 
     /// Direct access from synchronous code (no runtime needed).
     pub fn lock(&self) -> std::sync::MutexGuard<'_, Catalog> {
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -363,8 +380,12 @@ complement = "s3://b/misskey_complement"
         assert_eq!(row.id, again.id);
         assert_eq!(row.locations, again.locations);
         let mut wider = ds.clone();
-        wider.spec = crate::slot::SlotSpec::new(30, "+09:00", crate::config::DEFAULT_KEY_TEMPLATE).unwrap();
-        let err = Catalog::open(&path).unwrap().ensure_dataset(&wider).unwrap_err();
+        wider.spec =
+            crate::slot::SlotSpec::new(30, "+09:00", crate::config::DEFAULT_KEY_TEMPLATE).unwrap();
+        let err = Catalog::open(&path)
+            .unwrap()
+            .ensure_dataset(&wider)
+            .unwrap_err();
         assert!(err.to_string().contains("10-minute"), "{err}");
     }
 
@@ -380,7 +401,10 @@ complement = "s3://b/misskey_complement"
         )
         .unwrap();
         drop(conn);
-        assert!(matches!(Catalog::open(&path), Err(CatalogError::NewerSchema { .. })));
+        assert!(matches!(
+            Catalog::open(&path),
+            Err(CatalogError::NewerSchema { .. })
+        ));
         let junk = dir.path().join("junk.db");
         std::fs::write(&junk, vec![b'x'; 4096]).unwrap();
         let err = Catalog::open(&junk).err().unwrap().to_string();

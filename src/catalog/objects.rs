@@ -61,29 +61,37 @@ fn prefix_upper_bound(prefix: &str) -> String {
 
 impl Catalog {
     /// The live objects of a location under a key prefix.
-    pub fn known_objects(&self, location_id: i64, prefix: &str) -> Result<HashMap<String, KnownObject>> {
+    pub fn known_objects(
+        &self,
+        location_id: i64,
+        prefix: &str,
+    ) -> Result<HashMap<String, KnownObject>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT key, id, size, etag, lines, utf8_valid, unterminated, complete, note_count, status
              FROM objects
              WHERE location_id = ?1 AND key >= ?2 AND key < ?3 AND gone_at IS NULL",
         )?;
-        let rows = stmt.query_map(params![location_id, prefix, prefix_upper_bound(prefix)], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                KnownObject {
-                    id: r.get(1)?,
-                    size: r.get(2)?,
-                    etag: r.get(3)?,
-                    lines: r.get(4)?,
-                    utf8_valid: r.get(5)?,
-                    unterminated: r.get(6)?,
-                    complete: r.get(7)?,
-                    note_count: r.get(8)?,
-                    status: r.get::<_, String>(9)?.parse().unwrap_or(State::Unreadable),
-                },
-            ))
-        })?;
-        rows.collect::<rusqlite::Result<HashMap<_, _>>>().map_err(Into::into)
+        let rows = stmt.query_map(
+            params![location_id, prefix, prefix_upper_bound(prefix)],
+            |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    KnownObject {
+                        id: r.get(1)?,
+                        size: r.get(2)?,
+                        etag: r.get(3)?,
+                        lines: r.get(4)?,
+                        utf8_valid: r.get(5)?,
+                        unterminated: r.get(6)?,
+                        complete: r.get(7)?,
+                        note_count: r.get(8)?,
+                        status: r.get::<_, String>(9)?.parse().unwrap_or(State::Unreadable),
+                    },
+                ))
+            },
+        )?;
+        rows.collect::<rusqlite::Result<HashMap<_, _>>>()
+            .map_err(Into::into)
     }
 
     /// Records one listed day prefix in one transaction.
@@ -94,7 +102,12 @@ impl Catalog {
             "UPDATE objects SET seen_at = ?4
              WHERE location_id = ?1 AND key >= ?2 AND key < ?3 AND gone_at IS NULL",
         )?
-        .execute(params![day.location_id, day.prefix, prefix_upper_bound(&day.prefix), now])?;
+        .execute(params![
+            day.location_id,
+            day.prefix,
+            prefix_upper_bound(&day.prefix),
+            now
+        ])?;
         for o in &day.upserts {
             upsert_object(&tx, day.location_id, o, &now)?;
         }

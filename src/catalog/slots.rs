@@ -165,7 +165,10 @@ impl Catalog {
                 slot_start: r.get(0)?,
                 start_local: r.get(1)?,
                 state: r.get::<_, String>(2)?.parse().unwrap_or(State::Unreadable),
-                ok_role: r.get::<_, Option<String>>(3)?.as_deref().map(role_from_text),
+                ok_role: r
+                    .get::<_, Option<String>>(3)?
+                    .as_deref()
+                    .map(role_from_text),
                 location: r.get(4)?,
                 key: r.get(5)?,
                 size: r.get(6)?,
@@ -191,6 +194,26 @@ impl Catalog {
                 .insert(state.parse().unwrap_or(State::Unreadable), n as u64);
         }
         Ok(states)
+    }
+
+    /// Ok slots by the role of the location that makes them ok.
+    pub fn ok_by_role(
+        &self,
+        dataset_id: i64,
+        range: (SlotStart, SlotStart),
+    ) -> Result<BTreeMap<String, u64>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT ok_role, COUNT(*) FROM slots
+             WHERE dataset_id = ?1 AND slot_start BETWEEN ?2 AND ?3 AND state = 'ok' GROUP BY ok_role",
+        )?;
+        let rows = stmt.query_map(params![dataset_id, range.0, range.1], |r| {
+            Ok((
+                r.get::<_, Option<String>>(0)?.unwrap_or_default(),
+                r.get::<_, i64>(1)? as u64,
+            ))
+        })?;
+        rows.collect::<rusqlite::Result<BTreeMap<_, _>>>()
+            .map_err(Into::into)
     }
 
     /// The first and last catalogued slot of a dataset.

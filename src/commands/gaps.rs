@@ -20,10 +20,7 @@ pub fn gaps(global: &Global, opts: &GapsOptions) -> Result<Outcome> {
     let row = catalog.dataset_row(&resolved.ds.name)?;
     let range = match resolved.window {
         Some(w) => (w.first, w.last),
-        None => match catalog.slot_extent(row.id)? {
-            Some(extent) => extent,
-            None => (0, -1),
-        },
+        None => catalog.slot_extent(row.id)?.unwrap_or((0, -1)),
     };
     if let Some(w) = resolved.window {
         let known = catalog.slot_states(row.id, (w.first, w.last))?.total();
@@ -37,7 +34,14 @@ pub fn gaps(global: &Global, opts: &GapsOptions) -> Result<Outcome> {
     }
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    write_gaps(&mut out, &catalog, row.id, &resolved.ds.spec, range, opts.format)?;
+    write_gaps(
+        &mut out,
+        &catalog,
+        row.id,
+        &resolved.ds.spec,
+        range,
+        opts.format,
+    )?;
     Ok(Outcome::OK)
 }
 

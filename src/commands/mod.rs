@@ -3,8 +3,11 @@
 //! This layer opens what a command needs (config, catalog, stores), records a
 //! run in the catalog, calls the pipeline stages, and prints for people.
 
+mod fill;
 mod gaps;
+mod run;
 mod scan;
+mod verify;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,8 +19,32 @@ use crate::scan::ScanTarget;
 use crate::slot::Window;
 use crate::store;
 
+pub use fill::{FillCommand, FillFlags, SourceFlags, fill};
 pub use gaps::{GapsOptions, gaps, status};
+pub use run::{RunCommand, run};
 pub use scan::{ScanCommand, scan};
+pub use verify::{VerifyCommand, verify};
+
+/// Runs a future until it ends or the process is asked to stop (SIGINT, SIGTERM).
+/// Work in flight is dropped; what was committed stays, and a rerun resumes.
+pub async fn until_interrupted<T>(work: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        result = work => result,
+        _ = tokio::signal::ctrl_c() => Err(Error::Interrupted),
+        _ = terminate => Err(Error::Interrupted),
+    }
+}
 
 /// Options every command shares.
 #[derive(Debug, Clone, Default)]
@@ -59,15 +86,21 @@ pub fn resolve(global: &Global, sel: &Selection) -> Result<Resolved> {
     let window = match (&sel.start, &sel.end) {
         (Some(start), Some(end)) => Some(Window::parse(&ds.spec, start, end, crate::clock::now())?),
         (None, None) => None,
-        _ => return Err(Error::Usage("give both --start and --end, or neither".to_string())),
+        _ => {
+            return Err(Error::Usage(
+                "give both --start and --end, or neither".to_string(),
+            ));
+        }
     };
     Ok(Resolved { config, ds, window })
 }
 
 pub fn require_window(resolved: &Resolved) -> Result<Window> {
-    resolved
-        .window
-        .ok_or_else(|| Error::Usage("this command needs --start and --end (e.g. --start -3d --end -2d)".to_string()))
+    resolved.window.ok_or_else(|| {
+        Error::Usage(
+            "this command needs --start and --end (e.g. --start -3d --end -2d)".to_string(),
+        )
+    })
 }
 
 /// A dataset opened for work: catalog registered, stores connected.
@@ -105,11 +138,17 @@ impl Session {
     }
 
     pub fn requests(&self) -> u64 {
-        self.targets.iter().map(|t| t.store.stats().requests()).sum()
+        self.targets
+            .iter()
+            .map(|t| t.store.stats().requests())
+            .sum()
     }
 
     pub fn store_of(&self, url: &str) -> Option<Arc<dyn store::ObjectStore>> {
-        self.targets.iter().find(|t| t.row.url == url).map(|t| t.store.clone())
+        self.targets
+            .iter()
+            .find(|t| t.row.url == url)
+            .map(|t| t.store.clone())
     }
 
     /// Records the start of a run of `command`.
@@ -133,7 +172,12 @@ impl Session {
     }
 
     /// Records how a run ended; a failure is recorded with its message.
-    pub async fn finish_run<T>(&self, run: RunId, result: &Result<T>, mut summary: RunSummary) -> Result<()> {
+    pub async fn finish_run<T>(
+        &self,
+        run: RunId,
+        result: &Result<T>,
+        mut summary: RunSummary,
+    ) -> Result<()> {
         if let Err(e) = result {
             summary.outcome = "failed".to_string();
             summary.error = Some(e.to_string());

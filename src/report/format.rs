@@ -22,7 +22,11 @@ pub fn csv_field(s: &str) -> String {
 }
 
 pub fn csv_row(out: &mut dyn Write, fields: &[String]) -> std::io::Result<()> {
-    let line = fields.iter().map(|f| csv_field(f)).collect::<Vec<_>>().join(",");
+    let line = fields
+        .iter()
+        .map(|f| csv_field(f))
+        .collect::<Vec<_>>()
+        .join(",");
     writeln!(out, "{line}")
 }
 
@@ -55,7 +59,8 @@ pub fn write_rows(
         Format::Json => {
             write!(out, "[")?;
             for row in rows {
-                let object: serde_json::Map<String, Value> = columns.iter().cloned().zip(row).collect();
+                let object: serde_json::Map<String, Value> =
+                    columns.iter().cloned().zip(row).collect();
                 if count > 0 {
                     write!(out, ",")?;
                 }
@@ -84,7 +89,11 @@ pub fn write_rows(
                     .to_string()
             };
             writeln!(out, "{}", line(columns))?;
-            writeln!(out, "{}", line(&widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>()))?;
+            writeln!(
+                out,
+                "{}",
+                line(&widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>())
+            )?;
             for row in &rows {
                 writeln!(out, "{}", line(row))?;
             }
@@ -111,7 +120,10 @@ mod tests {
         assert_eq!(parsed[0]["a"], "x,y");
         assert_eq!(parsed[1]["b"], 2.5);
         let mut table = Vec::new();
-        assert_eq!(write_rows(&mut table, Format::Table, &columns, &mut rows()).unwrap(), 2);
+        assert_eq!(
+            write_rows(&mut table, Format::Table, &columns, &mut rows()).unwrap(),
+            2
+        );
         assert!(String::from_utf8(table).unwrap().starts_with("a    b\n"));
     }
 }

@@ -93,7 +93,15 @@ pub fn write_gaps(
     let mut period_start = String::new();
     let mut io_error = None;
     if format == Format::Csv {
-        let header = ["slot_start", "status", "period_start", "location", "key", "size", "lines"];
+        let header = [
+            "slot_start",
+            "status",
+            "period_start",
+            "location",
+            "key",
+            "size",
+            "lines",
+        ];
         csv_row(out, &header.map(str::to_string)).map_err(io)?;
     }
     catalog.visit_slots(dataset_id, range, true, |row| {
@@ -102,7 +110,11 @@ pub fn write_gaps(
             periods.push(closed);
         }
         if format == Format::Csv {
-            if builder.current.as_ref().is_some_and(|p| p.first == row.slot_start) {
+            if builder
+                .current
+                .as_ref()
+                .is_some_and(|p| p.first == row.slot_start)
+            {
                 period_start = row.start_local.clone();
             }
             let fields = [
@@ -146,7 +158,12 @@ pub fn write_gaps(
             if periods.is_empty() {
                 writeln!(out, "no gaps: every catalogued slot in the window is ok").map_err(io)?;
             } else {
-                writeln!(out, "{:<27} {:<27} {:>6}  reasons", "first slot", "last slot", "slots").map_err(io)?;
+                writeln!(
+                    out,
+                    "{:<27} {:<27} {:>6}  reasons",
+                    "first slot", "last slot", "slots"
+                )
+                .map_err(io)?;
                 for p in &periods {
                     writeln!(
                         out,

@@ -52,7 +52,10 @@ impl LineCounter {
         if let Some(cap) = self.cap {
             let mut newlines = memchr::memchr_iter(b'\n', chunk);
             let room = cap - self.lines;
-            if let Some(position) = newlines.nth((room as usize).saturating_sub(1)).filter(|_| room > 0) {
+            if let Some(position) = newlines
+                .nth((room as usize).saturating_sub(1))
+                .filter(|_| room > 0)
+            {
                 // The cap falls inside this chunk: count up to it and stop.
                 self.lines = cap;
                 self.account(&chunk[..=position]);
@@ -63,7 +66,7 @@ impl LineCounter {
             self.lines += memchr::memchr_iter(b'\n', chunk).count() as u64;
         }
         self.account(chunk);
-        !self.cap.is_some_and(|cap| self.lines >= cap)
+        self.cap.is_none_or(|cap| self.lines < cap)
     }
 
     fn account(&mut self, chunk: &[u8]) {
@@ -173,7 +176,10 @@ mod tests {
             assert!(!c.utf8_valid, "chunk {chunk}");
         }
         let empty = count_in_chunks(b"", 4, None);
-        assert_eq!((empty.lines, empty.utf8_valid, empty.unterminated), (0, true, false));
+        assert_eq!(
+            (empty.lines, empty.utf8_valid, empty.unterminated),
+            (0, true, false)
+        );
     }
 
     #[test]

@@ -37,7 +37,13 @@ impl ComplementMeta {
 /// A complement object carrying slotfill's metadata is valid when its fill
 /// was complete and its line count matches the note count it claims, however
 /// few lines it has. Everything else follows the collector rules.
-pub fn judge(role: Role, size: u64, count: Option<&LineCount>, meta: &ComplementMeta, rules: &Rules) -> State {
+pub fn judge(
+    role: Role,
+    size: u64,
+    count: Option<&LineCount>,
+    meta: &ComplementMeta,
+    rules: &Rules,
+) -> State {
     if role == Role::Complement
         && let Some(complete) = meta.complete
     {
@@ -90,12 +96,24 @@ mod tests {
         let r = Rules::default();
         let p = Role::Primary;
         let none = ComplementMeta::default();
-        assert_eq!(judge(p, 102_400, Some(&lines(500)), &none, &r), State::TooSmall);
-        assert_eq!(judge(p, 102_401, Some(&lines(100)), &none, &r), State::TooFewLines);
+        assert_eq!(
+            judge(p, 102_400, Some(&lines(500)), &none, &r),
+            State::TooSmall
+        );
+        assert_eq!(
+            judge(p, 102_401, Some(&lines(100)), &none, &r),
+            State::TooFewLines
+        );
         assert_eq!(judge(p, 102_401, Some(&lines(101)), &none, &r), State::Ok);
         assert_eq!(judge(p, 102_401, Some(&lines(9_999)), &none, &r), State::Ok);
-        assert_eq!(judge(p, 102_401, Some(&lines(10_000)), &none, &r), State::TooManyLines);
-        let bad = LineCount { utf8_valid: false, ..lines(500) };
+        assert_eq!(
+            judge(p, 102_401, Some(&lines(10_000)), &none, &r),
+            State::TooManyLines
+        );
+        let bad = LineCount {
+            utf8_valid: false,
+            ..lines(500)
+        };
         assert_eq!(judge(p, 200_000, Some(&bad), &none, &r), State::Unreadable);
     }
 
@@ -108,10 +126,22 @@ mod tests {
             note_count: Some(n),
             ..Default::default()
         };
-        assert_eq!(judge(c, 900, Some(&lines(3)), &meta(true, 3), &r), State::Ok);
-        assert_eq!(judge(c, 900, Some(&lines(2)), &meta(true, 3), &r), State::Incomplete);
-        assert_eq!(judge(c, 900, Some(&lines(3)), &meta(false, 3), &r), State::Incomplete);
+        assert_eq!(
+            judge(c, 900, Some(&lines(3)), &meta(true, 3), &r),
+            State::Ok
+        );
+        assert_eq!(
+            judge(c, 900, Some(&lines(2)), &meta(true, 3), &r),
+            State::Incomplete
+        );
+        assert_eq!(
+            judge(c, 900, Some(&lines(3)), &meta(false, 3), &r),
+            State::Incomplete
+        );
         // Without slotfill's metadata the collector rules apply.
-        assert_eq!(judge(c, 900, Some(&lines(3)), &ComplementMeta::default(), &r), State::TooSmall);
+        assert_eq!(
+            judge(c, 900, Some(&lines(3)), &ComplementMeta::default(), &r),
+            State::TooSmall
+        );
     }
 }

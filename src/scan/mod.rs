@@ -19,7 +19,10 @@ use futures::{StreamExt, TryStreamExt};
 use thiserror::Error;
 use tokio::sync::Semaphore;
 
-use crate::catalog::{CatalogError, DatasetRow, DayStates, KnownObject, ListedDay, LocationRow, ObjectRecord, SharedCatalog};
+use crate::catalog::{
+    CatalogError, DatasetRow, DayStates, KnownObject, ListedDay, LocationRow, ObjectRecord,
+    SharedCatalog,
+};
 use crate::config::{Dataset, Role};
 use crate::progress::Progress;
 use crate::slot::Window;
@@ -112,7 +115,11 @@ pub async fn scan(
         downloads: Semaphore::new(concurrency),
         concurrency,
         counters: Counters::default(),
-        progress: Progress::new(options.progress, (days.len() * targets.len()) as u64, "listing"),
+        progress: Progress::new(
+            options.progress,
+            (days.len() * targets.len()) as u64,
+            "listing",
+        ),
     };
     let jobs = targets
         .iter()
@@ -127,7 +134,10 @@ pub async fn scan(
     let mut slots = DayStates::default();
     for day in &days {
         let (first, last) = ds.spec.day_bounds(*day);
-        let (first, last) = (first.max(options.window.first), last.min(options.window.last));
+        let (first, last) = (
+            first.max(options.window.first),
+            last.min(options.window.last),
+        );
         let (dataset, spec) = (dataset.clone(), ds.spec.clone());
         let states = db
             .call(move |c| c.derive_slots(&dataset, &spec, first, last))
@@ -217,7 +227,12 @@ enum Decision {
     Count,
 }
 
-fn decide(role: Role, object: &ListedObject, previous: Option<&KnownObject>, ds: &Dataset) -> Decision {
+fn decide(
+    role: Role,
+    object: &ListedObject,
+    previous: Option<&KnownObject>,
+    ds: &Dataset,
+) -> Decision {
     let too_small = role.is_collector() && object.size <= ds.rules.min_bytes;
     let base = ObjectRecord {
         key: object.key.clone(),
@@ -226,7 +241,8 @@ fn decide(role: Role, object: &ListedObject, previous: Option<&KnownObject>, ds:
         last_modified: object.last_modified.clone(),
         ..Default::default()
     };
-    let Some(known) = previous.filter(|k| k.size == object.size as i64 && k.etag == object.etag) else {
+    let Some(known) = previous.filter(|k| k.size == object.size as i64 && k.etag == object.etag)
+    else {
         return if too_small {
             Decision::TooSmall(ObjectRecord {
                 status: Some(crate::state::State::TooSmall),
@@ -269,7 +285,7 @@ fn decide(role: Role, object: &ListedObject, previous: Option<&KnownObject>, ds:
 
 const READ_ATTEMPTS: u32 = 3;
 
-/// Downloads and counts one object, retrying broken streams.
+/// Downloads and counts one object, retrying broken streams, under the download limit.
 async fn count_object(
     ctx: &Context<'_>,
     target: &ScanTarget,
@@ -277,9 +293,22 @@ async fn count_object(
     slot_start: i64,
 ) -> Result<ObjectRecord, ScanError> {
     let _permit = ctx.downloads.acquire().await.expect("semaphore open");
+    let (record, bytes_read) = inspect(target, &ctx.ds.rules, object, slot_start).await?;
+    add(&ctx.counters.counted, 1);
+    add(&ctx.counters.bytes, bytes_read);
+    Ok(record)
+}
+
+/// Downloads, counts and judges one object of a location; also returns the bytes read.
+pub async fn inspect(
+    target: &ScanTarget,
+    rules: &crate::config::Rules,
+    object: ListedObject,
+    slot_start: i64,
+) -> Result<(ObjectRecord, u64), ScanError> {
     let role = target.row.role;
     // Complement objects are counted whole: their line count is checked against their metadata.
-    let cap = role.is_collector().then_some(ctx.ds.rules.max_lines);
+    let cap = role.is_collector().then_some(rules.max_lines);
     let mut attempt = 0;
     let (count, metadata) = loop {
         attempt += 1;
@@ -311,16 +340,14 @@ async fn count_object(
             }
         }
     };
-    add(&ctx.counters.counted, 1);
-    add(&ctx.counters.bytes, count.bytes);
     StoreStats::bump(&target.store.stats().bytes_read, count.bytes);
     let meta = if role == Role::Complement {
         ComplementMeta::from_metadata(&metadata)
     } else {
         ComplementMeta::default()
     };
-    let status = judge(role, object.size, Some(&count), &meta, &ctx.ds.rules);
-    Ok(ObjectRecord {
+    let status = judge(role, object.size, Some(&count), &meta, rules);
+    let record = ObjectRecord {
         key: object.key,
         slot_start,
         size: object.size as i64,
@@ -335,5 +362,6 @@ async fn count_object(
         latest: meta.latest,
         status: Some(status),
         counted: true,
-    })
+    };
+    Ok((record, count.bytes))
 }

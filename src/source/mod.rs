@@ -1,11 +1,31 @@
-//! Origin sources: where missing notes are fetched from.
+//! Origin sources: where a missing slot's notes are fetched from.
+//!
+//! A source fills a [`NoteSink`] with the notes of one time range and says
+//! whether the fetch was *complete* (it provably reached the range's start).
+//! Only a complete fetch may be written as a slot's object.
+//!
+//! - [`misskey`]: the Misskey HTTP API, paged newest-first between id bounds
+//!   built from time ([`ids`]), behind one global [`pacer::Pacer`].
+//! - [`archive`]: JSON Lines files at another location (a dump or another
+//!   archive), assigned to slots by `createdAt`.
 
+pub mod archive;
+pub mod ids;
+pub mod misskey;
+pub mod pacer;
+pub mod sink;
+
+use async_trait::async_trait;
 use thiserror::Error;
+
+pub use sink::{NoteFilter, NoteSink, SlotFile};
 
 #[derive(Debug, Error)]
 pub enum SourceError {
+    /// Wrong settings or credentials: no slot can succeed, stop the run.
     #[error("{0}")]
     Config(String),
+    /// The origin failed for this range after every retry.
     #[error("{0}")]
     Origin(String),
 }
@@ -14,4 +34,40 @@ impl SourceError {
     pub fn is_configuration(&self) -> bool {
         matches!(self, SourceError::Config(_))
     }
+}
+
+/// How a fetch of one range went.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Fetch {
+    /// The pages provably reached the range's start.
+    pub complete: bool,
+    pub calls: u64,
+    pub retries: u64,
+    /// Why the fetch is not complete (an origin error code, "page_budget", ...).
+    pub error_code: Option<String>,
+}
+
+impl Fetch {
+    pub fn absorb(&mut self, other: &Fetch) {
+        self.calls += other.calls;
+        self.retries += other.retries;
+    }
+}
+
+#[async_trait]
+pub trait NoteSource: Send + Sync {
+    /// For metadata and messages: `misskey:https://host/api/notes/search`.
+    fn describe(&self) -> String;
+
+    /// Fetches every note with `start_ms <= createdAt < end_ms` into the sink.
+    /// `Err` only for configuration errors; origin failures are an incomplete `Fetch`.
+    async fn fetch(
+        &self,
+        start_ms: i64,
+        end_ms: i64,
+        sink: &mut NoteSink,
+    ) -> Result<Fetch, SourceError>;
+
+    /// Origin calls a slot of `notes` notes costs, for dry-run estimates.
+    fn estimated_calls(&self, notes: u64) -> u64;
 }

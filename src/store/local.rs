@@ -60,10 +60,13 @@ fn describe(meta: &std::fs::Metadata) -> (u64, Option<String>, Option<String>) {
         .and_then(|m| m.duration_since(UNIX_EPOCH).ok())
         .map(|d| d.as_nanos())
         .unwrap_or(0);
-    let last_modified = modified.map(|m| {
-        crate::clock::timestamp_text(chrono::DateTime::<chrono::Utc>::from(m))
-    });
-    (meta.len(), Some(format!("\"{:x}-{nanos:x}\"", meta.len())), last_modified)
+    let last_modified =
+        modified.map(|m| crate::clock::timestamp_text(chrono::DateTime::<chrono::Utc>::from(m)));
+    (
+        meta.len(),
+        Some(format!("\"{:x}-{nanos:x}\"", meta.len())),
+        last_modified,
+    )
 }
 
 fn read_sidecar(path: &Path) -> HashMap<String, String> {
@@ -101,7 +104,8 @@ fn walk(root: &Path, dir: &Path, prefix: &str, out: &mut Vec<ListedObject>) -> s
         }
         let name = entry.file_name();
         let name = name.to_string_lossy();
-        if !key.starts_with(prefix) || name.ends_with(SIDECAR_SUFFIX) || name.contains(TEMP_MARKER) {
+        if !key.starts_with(prefix) || name.ends_with(SIDECAR_SUFFIX) || name.contains(TEMP_MARKER)
+        {
             continue;
         }
         let (size, etag, last_modified) = describe(&entry.metadata()?);
@@ -119,7 +123,10 @@ fn walk(root: &Path, dir: &Path, prefix: &str, out: &mut Vec<ListedObject>) -> s
 fn stage(source: &Path, dest: &Path) -> std::io::Result<PathBuf> {
     let dir = dest.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
-    let name = dest.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
     let temp = dir.join(format!("{name}{TEMP_MARKER}{:08x}", rand::random::<u32>()));
     std::fs::copy(source, &temp)?;
     std::fs::File::open(&temp)?.sync_all()?;
@@ -127,10 +134,20 @@ fn stage(source: &Path, dest: &Path) -> std::io::Result<PathBuf> {
 }
 
 fn write_sidecar(dest: &Path, metadata: &[(String, String)]) -> std::io::Result<()> {
-    let map: HashMap<&str, &str> = metadata.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let map: HashMap<&str, &str> = metadata
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     let sidecar = sidecar_of(dest);
-    let temp = PathBuf::from(format!("{}{TEMP_MARKER}{:08x}", sidecar.display(), rand::random::<u32>()));
-    std::fs::write(&temp, serde_json::to_vec_pretty(&map).expect("string map serializes"))?;
+    let temp = PathBuf::from(format!(
+        "{}{TEMP_MARKER}{:08x}",
+        sidecar.display(),
+        rand::random::<u32>()
+    ));
+    std::fs::write(
+        &temp,
+        serde_json::to_vec_pretty(&map).expect("string map serializes"),
+    )?;
     std::fs::File::open(&temp)?.sync_all()?;
     std::fs::rename(&temp, &sidecar)
 }
@@ -223,7 +240,8 @@ impl ObjectStore for LocalStore {
 
     async fn put_file(&self, key: &str, path: &Path, request: &PutRequest) -> Result<PutOutcome> {
         StoreStats::bump(&self.stats.puts, 1);
-        let (source, dest, request_owned) = (path.to_path_buf(), self.path_of(key), request.clone());
+        let (source, dest, request_owned) =
+            (path.to_path_buf(), self.path_of(key), request.clone());
         tokio::task::spawn_blocking(move || put_blocking(&source, &dest, &request_owned))
             .await
             .expect("put task panicked")
@@ -251,17 +269,33 @@ mod tests {
             overwrite: false,
         };
         let key = "2025/08/01/00/2025-08-01_00-40.jsonl";
-        assert!(matches!(store.put_file(key, &source, &request).await.unwrap(), PutOutcome::Created { .. }));
+        assert!(matches!(
+            store.put_file(key, &source, &request).await.unwrap(),
+            PutOutcome::Created { .. }
+        ));
         std::fs::write(&source, b"changed\n").unwrap();
-        assert_eq!(store.put_file(key, &source, &request).await.unwrap(), PutOutcome::AlreadyExists);
+        assert_eq!(
+            store.put_file(key, &source, &request).await.unwrap(),
+            PutOutcome::AlreadyExists
+        );
         let listing = store.list("2025/08/01/").await.unwrap();
-        assert_eq!(listing.objects.len(), 1, "sidecars and temp files are not objects");
+        assert_eq!(
+            listing.objects.len(),
+            1,
+            "sidecars and temp files are not objects"
+        );
         assert_eq!(listing.objects[0].key, key);
         assert_eq!(listing.objects[0].size, 4);
         assert!(store.list("2025/08/02/").await.unwrap().objects.is_empty());
         let read = store.read(key).await.unwrap();
-        assert_eq!(read.metadata.get("complete").map(String::as_str), Some("true"));
-        let overwrite = PutRequest { overwrite: true, ..request };
+        assert_eq!(
+            read.metadata.get("complete").map(String::as_str),
+            Some("true")
+        );
+        let overwrite = PutRequest {
+            overwrite: true,
+            ..request
+        };
         store.put_file(key, &source, &overwrite).await.unwrap();
         assert_eq!(store.head(key).await.unwrap().unwrap().size, 8);
         assert!(store.head("nope").await.unwrap().is_none());

@@ -140,7 +140,9 @@ impl StoreStats {
 pub async fn open(location: &str, s3: &S3Settings) -> Result<Arc<dyn ObjectStore>> {
     if let Some(rest) = location.strip_prefix("s3://") {
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-        return Ok(Arc::new(S3Store::connect(location, bucket, prefix, s3).await?));
+        return Ok(Arc::new(
+            S3Store::connect(location, bucket, prefix, s3).await?,
+        ));
     }
     if let Some(dir) = location.strip_prefix("file://") {
         return Ok(Arc::new(LocalStore::new(location, Path::new(dir))));

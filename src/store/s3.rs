@@ -205,7 +205,9 @@ impl ObjectStore for S3Store {
             Ok(head) => Ok(Some(ObjectHead {
                 size: head.content_length().unwrap_or(0).max(0) as u64,
                 etag: head.e_tag().map(str::to_string),
-                last_modified: head.last_modified().and_then(|t| t.fmt(Format::DateTime).ok()),
+                last_modified: head
+                    .last_modified()
+                    .and_then(|t| t.fmt(Format::DateTime).ok()),
                 metadata: head.metadata().cloned().unwrap_or_default(),
             })),
             Err(e) if status_of(&e) == Some(404) => Ok(None),
@@ -214,11 +216,13 @@ impl ObjectStore for S3Store {
     }
 
     async fn put_file(&self, key: &str, path: &Path, request: &PutRequest) -> Result<PutOutcome> {
-        let body = ByteStream::from_path(path).await.map_err(|e| StoreError::Io {
-            location: self.location.clone(),
-            key: key.to_string(),
-            message: e.to_string(),
-        })?;
+        let body = ByteStream::from_path(path)
+            .await
+            .map_err(|e| StoreError::Io {
+                location: self.location.clone(),
+                key: key.to_string(),
+                message: e.to_string(),
+            })?;
         let metadata: HashMap<String, String> = request.metadata.iter().cloned().collect();
         let mut put = self
             .client

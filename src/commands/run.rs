@@ -1,0 +1,83 @@
+//! `slotfill run`: scan → fill → verify, the nightly job.
+
+use crate::catalog::RunSummary;
+use crate::error::{EXIT_FAILURE, EXIT_GAPS_REMAIN, Result};
+use crate::scan::ScanOptions;
+
+use super::fill::{FillFlags, build_source, fill_options, run_fill};
+use super::scan::run_scan;
+use super::verify::verify_window;
+use super::{Global, Outcome, Selection, Session, require_window, resolve, until_interrupted};
+
+#[derive(Debug, Clone, Default)]
+pub struct RunCommand {
+    pub selection: Selection,
+    pub fill: FillFlags,
+    pub scan_concurrency: usize,
+    pub notify_webhook: Option<String>,
+}
+
+pub async fn run(global: &Global, cmd: &RunCommand) -> Result<Outcome> {
+    let resolved = resolve(global, &cmd.selection)?;
+    let window = require_window(&resolved)?;
+    let session = Session::open(resolved).await?;
+    let source = build_source(&session, &cmd.fill.source).await?;
+    let run = session.start_run(global, "run").await?;
+    let options = fill_options(window, &cmd.fill, &session.resolved.ds);
+    let mut summary = RunSummary::default();
+    let result = until_interrupted(async {
+        let scan_options = ScanOptions {
+            window,
+            concurrency: cmd.scan_concurrency,
+            progress: cmd.fill.progress,
+        };
+        let scanned = run_scan(&session, &scan_options).await?;
+        print!("{}", super::scan::describe(&session, &scanned));
+        summary.slots = Some(scanned.slots.total());
+        summary.missing_before = Some(scanned.slots.not_ok());
+        let filled = run_fill(&session, source, Some(run), &options).await?;
+        print!(
+            "{}",
+            super::fill::describe(&session, &options, &filled, cmd.fill.early_coverage_seconds)
+        );
+        summary.filled = Some(filled.completed());
+        summary.origin_calls = Some(filled.origin_calls);
+        if options.dry_run {
+            summary.outcome = "dry_run".into();
+            summary.still_missing = summary.missing_before;
+            return Ok(Outcome::OK);
+        }
+        let verdict =
+            verify_window(&session, window, cmd.scan_concurrency, cmd.fill.progress).await?;
+        print!("{}", super::verify::describe(&session, window, &verdict));
+        summary.still_missing = Some(verdict.not_ok);
+        let exit_code = if filled.stopped.is_some() {
+            summary.outcome = "stopped".into();
+            EXIT_FAILURE
+        } else if verdict.not_ok > 0 {
+            summary.outcome = "gaps_remain".into();
+            EXIT_GAPS_REMAIN
+        } else {
+            summary.outcome = "ok".into();
+            0
+        };
+        Ok(Outcome { exit_code })
+    })
+    .await;
+    summary.requests = Some(session.requests());
+    session.finish_run(run, &result, summary.clone()).await?;
+    let webhook = cmd
+        .notify_webhook
+        .clone()
+        .or_else(|| session.resolved.ds.notify_webhook.clone());
+    if let Some(url) = webhook.filter(|_| !options.dry_run) {
+        let mut note_summary = summary.clone();
+        if let Err(e) = &result {
+            note_summary.outcome = "failed".into();
+            note_summary.error = Some(e.to_string());
+        }
+        let note = crate::notify::Summary::new(&session.resolved.ds, window, "run", &note_summary);
+        crate::notify::send(&url, &note).await;
+    }
+    result
+}

@@ -1,0 +1,164 @@
+//! The archive source: notes read from JSON Lines files at another location
+//! (`file://` or `s3://`), assigned to slots by their `createdAt`.
+//!
+//! On first use every file is read once to learn the time span it covers;
+//! a range then reads only the files whose span overlaps it. Memory holds one
+//! (key, first, last) triple per file, never the notes.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde_json::value::RawValue;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::sync::OnceCell;
+
+use super::sink::{NoteSink, parse_created_at};
+use super::{Fetch, NoteSource, SourceError};
+use crate::store::ObjectStore;
+
+struct FileSpan {
+    key: String,
+    first_ms: i64,
+    last_ms: i64,
+}
+
+pub struct Archive {
+    store: Arc<dyn ObjectStore>,
+    spans: OnceCell<Vec<FileSpan>>,
+}
+
+impl Archive {
+    pub fn new(store: Arc<dyn ObjectStore>) -> Self {
+        Archive {
+            store,
+            spans: OnceCell::new(),
+        }
+    }
+
+    /// Visits every note line of one file.
+    async fn each_note(
+        &self,
+        key: &str,
+        mut visit: impl FnMut(&RawValue, i64),
+    ) -> Result<(), SourceError> {
+        let read = self
+            .store
+            .read(key)
+            .await
+            .map_err(|e| SourceError::Origin(e.to_string()))?;
+        let mut reader = BufReader::new(read.body);
+        let mut line = Vec::new();
+        let mut bad = 0u64;
+        loop {
+            line.clear();
+            let n = reader.read_until(b'\n', &mut line).await.map_err(|e| {
+                SourceError::Origin(format!("{}: {key}: {e}", self.store.location()))
+            })?;
+            if n == 0 {
+                break;
+            }
+            let text = String::from_utf8_lossy(&line);
+            let trimmed = text.trim();
+            if trimmed.is_empty() {
+                continue;
+            }
+            match serde_json::from_str::<Box<RawValue>>(trimmed) {
+                Ok(raw) => match created_ms(&raw) {
+                    Some(ms) => visit(&raw, ms),
+                    None => bad += 1,
+                },
+                Err(_) => bad += 1,
+            }
+        }
+        if bad > 0 {
+            tracing::warn!(key, bad, "skipped archive lines that are not notes");
+        }
+        Ok(())
+    }
+
+    async fn spans(&self, stats: &mut Fetch) -> Result<&Vec<FileSpan>, SourceError> {
+        if let Some(spans) = self.spans.get() {
+            return Ok(spans);
+        }
+        let listing = self
+            .store
+            .list("")
+            .await
+            .map_err(|e| SourceError::Config(format!("archive source: {e}")))?;
+        let mut spans = Vec::new();
+        for object in listing.objects {
+            stats.calls += 1;
+            let (mut first, mut last) = (i64::MAX, i64::MIN);
+            self.each_note(&object.key, |_, ms| {
+                first = first.min(ms);
+                last = last.max(ms);
+            })
+            .await?;
+            if first <= last {
+                spans.push(FileSpan {
+                    key: object.key,
+                    first_ms: first,
+                    last_ms: last,
+                });
+            }
+        }
+        tracing::info!(files = spans.len(), "indexed the archive source");
+        Ok(self.spans.get_or_init(|| async { spans }).await)
+    }
+}
+
+fn created_ms(raw: &RawValue) -> Option<i64> {
+    #[derive(serde::Deserialize)]
+    struct Head {
+        #[serde(rename = "createdAt")]
+        created_at: String,
+    }
+    let head: Head = serde_json::from_str(raw.get()).ok()?;
+    parse_created_at(&head.created_at)
+}
+
+#[async_trait]
+impl NoteSource for Archive {
+    fn describe(&self) -> String {
+        format!("archive:{}", self.store.location())
+    }
+
+    async fn fetch(
+        &self,
+        start_ms: i64,
+        end_ms: i64,
+        sink: &mut NoteSink,
+    ) -> Result<Fetch, SourceError> {
+        let mut stats = Fetch::default();
+        let spans = self.spans(&mut stats).await?;
+        let mut failed = None;
+        for span in spans
+            .iter()
+            .filter(|s| s.first_ms < end_ms && s.last_ms >= start_ms)
+        {
+            stats.calls += 1;
+            let result = self
+                .each_note(&span.key, |raw, _| {
+                    if let Err(e) = sink.push(raw) {
+                        failed.get_or_insert(e.to_string());
+                    }
+                })
+                .await;
+            if let Err(e) = result {
+                failed.get_or_insert(e.to_string());
+            }
+        }
+        match failed {
+            Some(message) => {
+                tracing::warn!(%message, "archive read failed");
+                stats.error_code = Some("archive_read".into());
+            }
+            None => stats.complete = true,
+        }
+        Ok(stats)
+    }
+
+    fn estimated_calls(&self, _notes: u64) -> u64 {
+        1
+    }
+}

@@ -1,0 +1,544 @@
+//! The Misskey API as a note source (see misskey-api.md for the facts used here).
+//!
+//! A range `[start, end)` becomes exclusive id bounds built from time, and is
+//! paged newest-first with both bounds always sent (a lone `sinceId` flips
+//! the order to oldest-first). The next page's `untilId` is the oldest id
+//! seen. Search engines that compare bounds by millisecond (Meilisearch,
+//! OpenSearch) would drop notes sharing that millisecond, so for them the
+//! bound re-includes it and duplicates are dropped by id; which kind of
+//! engine answers is probed once per run.
+//!
+//! A fetch is complete when a page is empty, when a database-backed endpoint
+//! returns a short page, or when a note older than the start appears.
+//! Everything else (retries or page budget exhausted) leaves it incomplete.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rand::Rng;
+use reqwest::StatusCode;
+use serde_json::value::RawValue;
+use serde_json::{Value, json};
+use tokio::sync::OnceCell;
+
+use super::ids::IdScheme;
+use super::pacer::Pacer;
+use super::sink::{NoteSink, parse_created_at};
+use super::{Fetch, NoteSource, SourceError};
+use crate::redact::scrub;
+
+pub const PAGE_LIMIT: usize = 100;
+/// Consecutive rate-limit answers tolerated for one call before giving up on it.
+const MAX_RATE_LIMIT_WAITS: u32 = 30;
+const MAX_WAIT: Duration = Duration::from_secs(15 * 60);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Search,
+    LocalTimeline,
+    GlobalTimeline,
+    Notes,
+}
+
+impl Mode {
+    pub fn endpoint(self) -> &'static str {
+        match self {
+            Mode::Search => "notes/search",
+            Mode::LocalTimeline => "notes/local-timeline",
+            Mode::GlobalTimeline => "notes/global-timeline",
+            Mode::Notes => "notes",
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Search => "search",
+            Mode::LocalTimeline => "local-timeline",
+            Mode::GlobalTimeline => "global-timeline",
+            Mode::Notes => "notes",
+        }
+    }
+}
+
+impl FromStr for Mode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [
+            Mode::Search,
+            Mode::LocalTimeline,
+            Mode::GlobalTimeline,
+            Mode::Notes,
+        ]
+        .into_iter()
+        .find(|m| {
+            m.name() == s || m.endpoint() == s || (s == "timeline" && *m == Mode::LocalTimeline)
+        })
+        .ok_or_else(|| {
+            format!("unknown mode {s:?} (search, local-timeline, global-timeline, notes)")
+        })
+    }
+}
+
+/// Everything the Misskey source needs, resolved from config and flags.
+#[derive(Debug, Clone)]
+pub struct MisskeySettings {
+    pub base_url: String,
+    pub mode: Mode,
+    pub token: Option<String>,
+    /// `None`: detect from the instance's newest notes.
+    pub id_scheme: Option<IdScheme>,
+    /// notes/search `host` filter ("." = local); `notes` maps "." to `local: true`.
+    pub host: Option<String>,
+    pub sleep: Duration,
+    pub retries: u32,
+    pub retry_wait: Duration,
+    pub timeout: Duration,
+    /// Pages one range may take before the fetch is declared incomplete.
+    pub max_pages: u32,
+}
+
+/// How the origin compares id bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BoundCompare {
+    /// As strings (SQL providers, all timelines): `untilId = oldest seen` is exact.
+    Exact,
+    /// By millisecond (Meilisearch, OpenSearch): re-include the boundary millisecond.
+    Millisecond,
+}
+
+pub struct Misskey {
+    http: reqwest::Client,
+    settings: MisskeySettings,
+    url: String,
+    pacer: Arc<Pacer>,
+    scheme: OnceCell<IdScheme>,
+    compare: OnceCell<BoundCompare>,
+}
+
+/// One answer from the origin, classified.
+enum Answer {
+    Page(Vec<Box<RawValue>>),
+    RateLimited(Option<Duration>),
+    Transient { code: String, message: String },
+    Fatal(SourceError),
+}
+
+/// Why a call gave up.
+enum CallFailure {
+    Exhausted { code: String, message: String },
+    Fatal(SourceError),
+}
+
+#[derive(serde::Deserialize)]
+struct MisskeyErrorBody {
+    error: MisskeyError,
+}
+
+#[derive(serde::Deserialize)]
+struct MisskeyError {
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    message: String,
+    #[serde(default)]
+    info: Option<Value>,
+}
+
+impl Misskey {
+    pub fn new(settings: MisskeySettings) -> Result<Misskey, SourceError> {
+        let base = settings.base_url.trim_end_matches('/');
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(SourceError::Config(format!(
+                "source base_url {base:?} must start with http:// or https://"
+            )));
+        }
+        let http = reqwest::Client::builder()
+            .timeout(settings.timeout)
+            .connect_timeout(Duration::from_secs(10))
+            .user_agent(concat!("slotfill/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| SourceError::Config(format!("cannot build the HTTP client: {e}")))?;
+        Ok(Misskey {
+            url: format!("{base}/api/{}", settings.mode.endpoint()),
+            pacer: Arc::new(Pacer::new(settings.sleep)),
+            http,
+            settings,
+            scheme: OnceCell::new(),
+            compare: OnceCell::new(),
+        })
+    }
+
+    fn secrets(&self) -> Vec<&str> {
+        self.settings.token.as_deref().into_iter().collect()
+    }
+
+    /// The request body for one page between two bounds.
+    fn body(&self, since: Option<&str>, until: Option<&str>, limit: usize) -> Value {
+        let mut body = json!({ "limit": limit });
+        let object = body.as_object_mut().expect("object");
+        if let Some(since) = since {
+            object.insert("sinceId".into(), json!(since));
+        }
+        if let Some(until) = until {
+            object.insert("untilId".into(), json!(until));
+        }
+        match self.settings.mode {
+            Mode::Search => {
+                object.insert("query".into(), json!(""));
+                if let Some(host) = &self.settings.host {
+                    object.insert("host".into(), json!(host));
+                }
+            }
+            Mode::LocalTimeline => {
+                object.insert("allowPartial".into(), json!(false));
+                object.insert("withRenotes".into(), json!(true));
+                object.insert("withReplies".into(), json!(true));
+            }
+            Mode::GlobalTimeline => {
+                object.insert("withRenotes".into(), json!(true));
+            }
+            Mode::Notes => {
+                if self.settings.host.as_deref() == Some(".") {
+                    object.insert("local".into(), json!(true));
+                }
+            }
+        }
+        body
+    }
+
+    /// One HTTP exchange, classified.
+    async fn call_once(&self, body: &Value) -> Answer {
+        self.pacer.wait_turn().await;
+        let mut request = self.http.post(&self.url).json(body);
+        if let Some(token) = &self.settings.token {
+            request = request.bearer_auth(token);
+        }
+        let transient = |code: &str, message: String| Answer::Transient {
+            code: code.to_string(),
+            message,
+        };
+        let response = match request.send().await {
+            Ok(response) => response,
+            Err(e) => {
+                let code = if e.is_timeout() {
+                    "timeout"
+                } else if e.is_connect() {
+                    "connect"
+                } else {
+                    "network"
+                };
+                return transient(
+                    code,
+                    scrub(&crate::redact::one_line(&error_chain(&e)), &self.secrets()),
+                );
+            }
+        };
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let bytes = match response.bytes().await {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                return transient(
+                    "truncated",
+                    format!("HTTP {status}: body cut off: {}", error_chain(&e)),
+                );
+            }
+        };
+        if status == StatusCode::OK {
+            return match serde_json::from_slice::<Vec<Box<RawValue>>>(&bytes) {
+                Ok(page) => Answer::Page(page),
+                Err(_) => transient(
+                    "bad_json",
+                    format!(
+                        "HTTP 200 with a body that is not a JSON array ({} bytes)",
+                        bytes.len()
+                    ),
+                ),
+            };
+        }
+        let error = serde_json::from_slice::<MisskeyErrorBody>(&bytes)
+            .ok()
+            .map(|b| b.error);
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            let reset = error
+                .as_ref()
+                .and_then(|e| e.info.as_ref())
+                .and_then(|info| info.get("resetMs"))
+                .and_then(Value::as_i64)
+                .map(|reset_ms| {
+                    let wait = reset_ms - crate::clock::now().timestamp_millis();
+                    Duration::from_millis(wait.max(0) as u64)
+                });
+            return Answer::RateLimited(retry_after.or(reset));
+        }
+        match error {
+            Some(e) if status.is_client_error() => Answer::Fatal(self.client_error(status, &e)),
+            Some(e) => transient(
+                &e.code.to_lowercase(),
+                format!("HTTP {status} {}: {}", e.code, e.message),
+            ),
+            None if status == StatusCode::NOT_FOUND => Answer::Fatal(SourceError::Config(format!(
+                "{} answered 404: this server has no {} endpoint (is base_url a Misskey instance?)",
+                self.settings.base_url,
+                self.settings.mode.endpoint()
+            ))),
+            None => transient(
+                &format!("http_{}", status.as_u16()),
+                format!("HTTP {status} with a non-JSON body"),
+            ),
+        }
+    }
+
+    /// A Misskey error that no retry will fix.
+    fn client_error(&self, status: StatusCode, e: &MisskeyError) -> SourceError {
+        let text = match e.code.as_str() {
+            "AUTHENTICATION_FAILED" => format!(
+                "the origin rejected the API token ({} {}); check the token (--token or the variable named by token_env)",
+                status.as_u16(),
+                e.code
+            ),
+            "CREDENTIAL_REQUIRED" => format!(
+                "{} needs an API token ({} {}); set MISSKEY_TOKEN or --token",
+                self.settings.mode.endpoint(),
+                status.as_u16(),
+                e.code
+            ),
+            "UNAVAILABLE" if self.settings.mode == Mode::Search => format!(
+                "notes/search is disabled on this instance ({} UNAVAILABLE); use mode = \"local-timeline\" or \"global-timeline\" (--mode)",
+                status.as_u16()
+            ),
+            "LTL_DISABLED" | "GTL_DISABLED" => format!(
+                "{} is disabled on this instance ({} {}); try another --mode",
+                self.settings.mode.endpoint(),
+                status.as_u16(),
+                e.code
+            ),
+            _ => format!(
+                "the origin refused the request: {} {}: {}",
+                status.as_u16(),
+                e.code,
+                e.message
+            ),
+        };
+        SourceError::Config(scrub(&text, &self.secrets()))
+    }
+
+    /// A call with retries: rate limits are waited out, transient failures backed off.
+    async fn call(
+        &self,
+        body: &Value,
+        stats: &mut Fetch,
+    ) -> Result<Vec<Box<RawValue>>, CallFailure> {
+        let (mut failures, mut rate_limits) = (0u32, 0u32);
+        loop {
+            stats.calls += 1;
+            match self.call_once(body).await {
+                Answer::Page(page) => return Ok(page),
+                Answer::Fatal(e) => return Err(CallFailure::Fatal(e)),
+                Answer::RateLimited(wait) => {
+                    rate_limits += 1;
+                    if rate_limits > MAX_RATE_LIMIT_WAITS {
+                        return Err(CallFailure::Exhausted {
+                            code: "rate_limited".into(),
+                            message: format!(
+                                "still rate limited after {MAX_RATE_LIMIT_WAITS} waits"
+                            ),
+                        });
+                    }
+                    let wait = wait
+                        .unwrap_or_else(|| self.backoff(rate_limits))
+                        .clamp(Duration::from_millis(500), MAX_WAIT);
+                    tracing::info!(
+                        wait_ms = wait.as_millis() as u64,
+                        "origin rate limit: waiting"
+                    );
+                    stats.retries += 1;
+                    self.pacer.back_off(wait).await;
+                }
+                Answer::Transient { code, message } => {
+                    failures += 1;
+                    if failures > self.settings.retries {
+                        return Err(CallFailure::Exhausted { code, message });
+                    }
+                    let wait = self.backoff(failures);
+                    tracing::warn!(%code, %message, attempt = failures, wait_ms = wait.as_millis() as u64, "origin call failed; retrying");
+                    stats.retries += 1;
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+    }
+
+    /// Exponential backoff with full jitter on top of the base wait.
+    fn backoff(&self, attempt: u32) -> Duration {
+        let base = self.settings.retry_wait;
+        let exponential =
+            base.saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1).min(10)));
+        let jitter = rand::rng().random_range(0.0..=1.0) * base.as_secs_f64();
+        (exponential + Duration::from_secs_f64(jitter)).min(MAX_WAIT)
+    }
+
+    /// The instance's id scheme: configured, or detected from its newest notes.
+    async fn scheme(&self, stats: &mut Fetch) -> Result<IdScheme, SourceError> {
+        if let Some(scheme) = self.settings.id_scheme {
+            return Ok(scheme);
+        }
+        if let Some(scheme) = self.scheme.get() {
+            return Ok(*scheme);
+        }
+        let page = self
+            .call(&self.body(None, None, 10), stats)
+            .await
+            .map_err(|f| match f {
+                CallFailure::Fatal(e) => e,
+                CallFailure::Exhausted { message, .. } => {
+                    SourceError::Origin(format!("cannot detect the id scheme: {message}"))
+                }
+            })?;
+        let ids: Vec<String> = page.iter().filter_map(|raw| note_id(raw)).collect();
+        let scheme = IdScheme::detect(ids.iter().map(String::as_str)).ok_or_else(|| {
+            SourceError::Config(format!(
+                "cannot detect the instance's id scheme from {} sample notes; set id_scheme in the source config",
+                ids.len()
+            ))
+        })?;
+        tracing::info!(%scheme, "detected the id scheme");
+        Ok(*self.scheme.get_or_init(|| async { scheme }).await)
+    }
+
+    /// Probes (once) whether the search engine compares bounds by millisecond:
+    /// such engines sort newest-first even for a lone `sinceId`.
+    async fn compare(&self, scheme: IdScheme, start_ms: i64, stats: &mut Fetch) -> BoundCompare {
+        if self.settings.mode != Mode::Search {
+            return BoundCompare::Exact;
+        }
+        if let Some(compare) = self.compare.get() {
+            return *compare;
+        }
+        let since = scheme.max_id_at(start_ms - 1);
+        let probe = self.call(&self.body(Some(&since), None, 2), stats).await;
+        let ids: Vec<String> = match &probe {
+            Ok(page) => page.iter().filter_map(|r| note_id(r)).collect(),
+            Err(_) => Vec::new(),
+        };
+        let compare = match ids.as_slice() {
+            [first, second] if first < second => BoundCompare::Exact,
+            [_, _] => BoundCompare::Millisecond,
+            // Too few notes to tell: re-including the boundary is always safe.
+            _ => return BoundCompare::Millisecond,
+        };
+        tracing::info!(?compare, "probed how the search engine compares id bounds");
+        *self.compare.get_or_init(|| async { compare }).await
+    }
+
+    async fn fetch_range(
+        &self,
+        start_ms: i64,
+        end_ms: i64,
+        sink: &mut NoteSink,
+    ) -> Result<Fetch, SourceError> {
+        let mut stats = Fetch::default();
+        let scheme = self.scheme(&mut stats).await?;
+        let compare = self.compare(scheme, start_ms, &mut stats).await;
+        let (since, mut until) = scheme.bounds(start_ms, end_ms);
+        for _ in 0..self.settings.max_pages {
+            let body = self.body(Some(&since), Some(&until), PAGE_LIMIT);
+            let page = match self.call(&body, &mut stats).await {
+                Ok(page) => page,
+                Err(CallFailure::Fatal(e)) => return Err(e),
+                Err(CallFailure::Exhausted { code, message }) => {
+                    tracing::warn!(%code, %message, "giving up on this range for now");
+                    stats.error_code = Some(code);
+                    return Ok(stats);
+                }
+            };
+            if page.is_empty() {
+                stats.complete = true;
+                return Ok(stats);
+            }
+            let seen_before = sink.distinct_seen();
+            let mut oldest: Option<(String, i64)> = None;
+            for raw in &page {
+                let Some((id, created_ms)) = note_head(raw) else {
+                    stats.error_code = Some("bad_note".into());
+                    return Ok(stats);
+                };
+                if sink.push(raw).is_err() {
+                    stats.error_code = Some("bad_note".into());
+                    return Ok(stats);
+                }
+                if oldest.as_ref().is_none_or(|(o, _)| id < *o) {
+                    oldest = Some((id, created_ms));
+                }
+            }
+            let (oldest_id, oldest_ms) = oldest.expect("page is not empty");
+            let short = page.len() < PAGE_LIMIT;
+            if oldest_ms < start_ms || (short && compare == BoundCompare::Exact) {
+                stats.complete = true;
+                return Ok(stats);
+            }
+            until = match compare {
+                BoundCompare::Exact => oldest_id,
+                // Stuck on one millisecond holding more than a page: step below it.
+                BoundCompare::Millisecond if sink.distinct_seen() == seen_before => {
+                    scheme.min_id_at(oldest_ms)
+                }
+                BoundCompare::Millisecond => scheme.min_id_at(oldest_ms + 1),
+            };
+        }
+        stats.error_code = Some("page_budget".into());
+        Ok(stats)
+    }
+}
+
+fn note_head(raw: &RawValue) -> Option<(String, i64)> {
+    #[derive(serde::Deserialize)]
+    struct Head {
+        id: String,
+        #[serde(rename = "createdAt")]
+        created_at: String,
+    }
+    let head: Head = serde_json::from_str(raw.get()).ok()?;
+    Some((head.id, parse_created_at(&head.created_at)?))
+}
+
+fn note_id(raw: &RawValue) -> Option<String> {
+    note_head(raw).map(|(id, _)| id)
+}
+
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut current = e.source();
+    while let Some(next) = current {
+        parts.push(next.to_string());
+        current = next.source();
+    }
+    parts.join(": ")
+}
+
+#[async_trait]
+impl NoteSource for Misskey {
+    fn describe(&self) -> String {
+        format!("misskey:{}", self.url)
+    }
+
+    async fn fetch(
+        &self,
+        start_ms: i64,
+        end_ms: i64,
+        sink: &mut NoteSink,
+    ) -> Result<Fetch, SourceError> {
+        self.fetch_range(start_ms, end_ms, sink).await
+    }
+
+    fn estimated_calls(&self, notes: u64) -> u64 {
+        notes / PAGE_LIMIT as u64 + 1
+    }
+}

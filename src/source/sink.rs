@@ -1,0 +1,262 @@
+//! The note sink: collects one slot's notes on disk, in constant memory.
+//!
+//! Notes arrive page by page, newest first, possibly with duplicates and
+//! possibly outside the slot (engines that compare by milliseconds, archives).
+//! The sink keeps exactly the notes with `start <= createdAt < end`, once per
+//! id, spools their JSON unchanged to a temporary file and remembers only
+//! (time, id, offset, length) per note. `finish` writes them sorted by
+//! createdAt into the final JSON Lines file.
+
+use std::collections::HashSet;
+use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
+
+use chrono::DateTime;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use tempfile::NamedTempFile;
+
+/// The fields slotfill reads from a note; everything else passes through untouched.
+#[derive(Debug, Deserialize)]
+struct NoteHead<'a> {
+    #[serde(borrow)]
+    id: std::borrow::Cow<'a, str>,
+    #[serde(rename = "createdAt", borrow)]
+    created_at: std::borrow::Cow<'a, str>,
+    #[serde(default, borrow)]
+    text: Option<std::borrow::Cow<'a, str>>,
+}
+
+/// Which notes to keep besides the time range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NoteFilter {
+    #[default]
+    All,
+    /// Notes whose text has kana or kanji.
+    Japanese,
+}
+
+#[derive(Debug)]
+pub enum Pushed {
+    Kept,
+    Duplicate,
+    OutOfRange,
+    Filtered,
+}
+
+struct Entry {
+    created_ms: i64,
+    id: String,
+    offset: u64,
+    len: u32,
+}
+
+pub struct NoteSink {
+    start_ms: i64,
+    end_ms: i64,
+    filter: NoteFilter,
+    seen: HashSet<String>,
+    entries: Vec<Entry>,
+    spool: BufWriter<NamedTempFile>,
+    spooled: u64,
+    /// The oldest createdAt seen in any pushed note (kept or not).
+    pub oldest_seen_ms: Option<i64>,
+}
+
+/// The finished slot file and what it holds.
+pub struct SlotFile {
+    pub file: NamedTempFile,
+    pub notes: u64,
+    pub bytes: u64,
+    pub earliest: Option<String>,
+    pub latest: Option<String>,
+    pub earliest_ms: Option<i64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("note is not a JSON object with id and createdAt: {0}")]
+    BadNote(String),
+    #[error("spool file: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Parses an ISO 8601 `createdAt` to Unix milliseconds.
+pub fn parse_created_at(s: &str) -> Option<i64> {
+    DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.timestamp_millis())
+}
+
+pub fn has_japanese(text: &str) -> bool {
+    text.chars().any(|c| {
+        matches!(c as u32,
+            0x3040..=0x309F   // hiragana
+            | 0x30A0..=0x30FF // katakana
+            | 0x31F0..=0x31FF // katakana extensions
+            | 0x3400..=0x4DBF // CJK extension A
+            | 0x4E00..=0x9FFF // CJK unified ideographs
+            | 0xFF66..=0xFF9F // halfwidth katakana
+        )
+    })
+}
+
+impl NoteSink {
+    pub fn new(start_ms: i64, end_ms: i64, filter: NoteFilter) -> std::io::Result<Self> {
+        Ok(NoteSink {
+            start_ms,
+            end_ms,
+            filter,
+            seen: HashSet::new(),
+            entries: Vec::new(),
+            spool: BufWriter::with_capacity(256 * 1024, NamedTempFile::new()?),
+            spooled: 0,
+            oldest_seen_ms: None,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Distinct in-range ids offered so far, kept or filtered.
+    pub fn distinct_seen(&self) -> usize {
+        self.seen.len()
+    }
+
+    /// Offers one note (its raw JSON); returns what happened to it.
+    pub fn push(&mut self, raw: &RawValue) -> Result<Pushed, SinkError> {
+        let json = raw.get();
+        let head: NoteHead =
+            serde_json::from_str(json).map_err(|_| SinkError::BadNote(abbreviate(json)))?;
+        let created_ms = parse_created_at(&head.created_at)
+            .ok_or_else(|| SinkError::BadNote(abbreviate(json)))?;
+        self.oldest_seen_ms = Some(
+            self.oldest_seen_ms
+                .map_or(created_ms, |o| o.min(created_ms)),
+        );
+        if created_ms < self.start_ms || created_ms >= self.end_ms {
+            return Ok(Pushed::OutOfRange);
+        }
+        if self.seen.contains(head.id.as_ref()) {
+            return Ok(Pushed::Duplicate);
+        }
+        self.seen.insert(head.id.to_string());
+        if self.filter == NoteFilter::Japanese && !head.text.as_deref().is_some_and(has_japanese) {
+            return Ok(Pushed::Filtered);
+        }
+        self.spool.write_all(json.as_bytes())?;
+        self.entries.push(Entry {
+            created_ms,
+            id: head.id.into_owned(),
+            offset: self.spooled,
+            len: json.len() as u32,
+        });
+        self.spooled += json.len() as u64;
+        Ok(Pushed::Kept)
+    }
+
+    /// Writes the kept notes, sorted by createdAt then id, one per line.
+    pub fn finish(mut self) -> Result<SlotFile, SinkError> {
+        self.entries
+            .sort_by(|a, b| (a.created_ms, &a.id).cmp(&(b.created_ms, &b.id)));
+        let mut spool = self.spool.into_inner().map_err(|e| e.into_error())?;
+        let mut out = BufWriter::with_capacity(256 * 1024, NamedTempFile::new()?);
+        let mut buffer = Vec::new();
+        let mut bytes = 0u64;
+        let (mut earliest, mut latest) = (None, None);
+        for (i, entry) in self.entries.iter().enumerate() {
+            buffer.resize(entry.len as usize, 0);
+            spool.as_file_mut().seek(SeekFrom::Start(entry.offset))?;
+            spool.as_file_mut().read_exact(&mut buffer)?;
+            out.write_all(&buffer)?;
+            out.write_all(b"\n")?;
+            bytes += u64::from(entry.len) + 1;
+            if i == 0 || i + 1 == self.entries.len() {
+                let head: NoteHead = serde_json::from_slice(&buffer)
+                    .map_err(|_| SinkError::BadNote(String::new()))?;
+                if i == 0 {
+                    earliest = Some(head.created_at.to_string());
+                }
+                if i + 1 == self.entries.len() {
+                    latest = Some(head.created_at.to_string());
+                }
+            }
+        }
+        let file = out.into_inner().map_err(|e| e.into_error())?;
+        file.as_file().sync_all()?;
+        Ok(SlotFile {
+            file,
+            notes: self.entries.len() as u64,
+            bytes,
+            earliest,
+            latest,
+            earliest_ms: self.entries.first().map(|e| e.created_ms),
+        })
+    }
+}
+
+fn abbreviate(s: &str) -> String {
+    let cut: String = s.chars().take(80).collect();
+    if cut.len() < s.len() {
+        format!("{cut}…")
+    } else {
+        cut
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(id: &str, at: &str, text: &str) -> Box<RawValue> {
+        RawValue::from_string(format!(
+            r#"{{"id":"{id}","createdAt":"{at}","text":{text}}}"#
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn keeps_the_range_once_sorted_and_unchanged() {
+        let start = parse_created_at("2025-07-31T15:40:00.000Z").unwrap();
+        let mut sink = NoteSink::new(start, start + 600_000, NoteFilter::All).unwrap();
+        let notes = [
+            raw("c", "2025-07-31T15:49:59.999Z", "\"last\""),
+            raw("b", "2025-07-31T15:40:00.000Z", "\"first\""),
+            raw("a", "2025-07-31T15:40:00.000Z", "null"),
+            raw("b", "2025-07-31T15:40:00.000Z", "\"first\""),
+            raw("z", "2025-07-31T15:50:00.000Z", "\"next slot\""),
+            raw("y", "2025-07-31T15:39:59.999Z", "\"previous slot\""),
+        ];
+        let outcomes: Vec<_> = notes.iter().map(|n| sink.push(n).unwrap()).collect();
+        assert!(matches!(outcomes[3], Pushed::Duplicate));
+        assert!(matches!(outcomes[4], Pushed::OutOfRange));
+        assert_eq!(sink.oldest_seen_ms, Some(start - 1));
+        let file = sink.finish().unwrap();
+        assert_eq!(file.notes, 3);
+        let text = std::fs::read_to_string(file.file.path()).unwrap();
+        let ids: Vec<_> = text.lines().map(|l| l.split('"').nth(3).unwrap()).collect();
+        assert_eq!(ids, ["a", "b", "c"]);
+        assert_eq!(text.lines().nth(2).unwrap(), notes[0].get());
+        assert_eq!(file.earliest.as_deref(), Some("2025-07-31T15:40:00.000Z"));
+        assert_eq!(file.latest.as_deref(), Some("2025-07-31T15:49:59.999Z"));
+    }
+
+    #[test]
+    fn japanese_filter() {
+        assert!(has_japanese("こんにちは") && has_japanese("漢字") && has_japanese("ｶﾀｶﾅ"));
+        assert!(!has_japanese("hello, world") && !has_japanese("한국어"));
+        let start = parse_created_at("2025-07-31T15:40:00.000Z").unwrap();
+        let mut sink = NoteSink::new(start, start + 600_000, NoteFilter::Japanese).unwrap();
+        sink.push(&raw("a", "2025-07-31T15:41:00.000Z", "\"hello\""))
+            .unwrap();
+        sink.push(&raw("b", "2025-07-31T15:41:00.000Z", "\"おはよう\""))
+            .unwrap();
+        sink.push(&raw("c", "2025-07-31T15:41:00.000Z", "null"))
+            .unwrap();
+        assert_eq!(sink.len(), 1);
+    }
+}
