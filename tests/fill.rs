@@ -1,0 +1,1 @@
+//! Fill against the Misskey emulator and the real S3 server.

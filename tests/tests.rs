@@ -1,0 +1,9 @@
+//! The integration tests: one binary, a module per area. Each test runs the
+//! real `slotfill` binary against a real S3 server (SeaweedFS behind a
+//! counting proxy), a real SQLite catalog and an emulated Misskey.
+
+mod support;
+
+mod cli_errors;
+mod fill;
+mod scan;
