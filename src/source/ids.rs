@@ -103,6 +103,11 @@ impl IdScheme {
         (self.max_id_at(before), self.min_id_at(end_ms))
     }
 
+    /// The smallest step between distinct id times: objectid has whole seconds.
+    pub fn resolution_ms(self) -> i64 {
+        if self == IdScheme::ObjectId { 1000 } else { 1 }
+    }
+
     /// The creation time (Unix ms) an id encodes, if it fits this scheme.
     pub fn time_of(self, id: &str) -> Option<i64> {
         let (total, time) = self.layout();

@@ -445,7 +445,15 @@ impl Misskey {
         sink: &mut NoteSink,
     ) -> Result<Fetch, SourceError> {
         let mut stats = Fetch::default();
-        let scheme = self.scheme(&mut stats).await?;
+        let scheme = match self.scheme(&mut stats).await {
+            Ok(scheme) => scheme,
+            Err(SourceError::Origin(message)) => {
+                tracing::warn!(%message, "giving up on this range for now");
+                stats.error_code = Some("id_scheme".into());
+                return Ok(stats);
+            }
+            Err(e) => return Err(e),
+        };
         let compare = self.compare(scheme, start_ms, &mut stats).await;
         let (since, mut until) = scheme.bounds(start_ms, end_ms);
         for _ in 0..self.settings.max_pages {
@@ -490,7 +498,7 @@ impl Misskey {
                 BoundCompare::Millisecond if sink.distinct_seen() == seen_before => {
                     scheme.min_id_at(oldest_ms)
                 }
-                BoundCompare::Millisecond => scheme.min_id_at(oldest_ms + 1),
+                BoundCompare::Millisecond => scheme.min_id_at(oldest_ms + scheme.resolution_ms()),
             };
         }
         stats.error_code = Some("page_budget".into());

@@ -101,11 +101,8 @@ impl Workspace {
             .env("AWS_SECRET_ACCESS_KEY", s3::SECRET_KEY)
             .env("AWS_REGION", s3::REGION)
             .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("AWS_CONFIG_FILE", self.path().join("no-aws-config"))
-            .env(
-                "AWS_SHARED_CREDENTIALS_FILE",
-                self.path().join("no-aws-credentials"),
-            )
+            // No ~/.aws of the machine leaks in.
+            .env("HOME", self.path())
             .stdin(Stdio::null());
         for (k, v) in &self.env {
             command.env(k, v);
