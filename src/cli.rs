@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use slotfill::commands::{
-    self, FillCommand, FillFlags, GapsOptions, Global, RunCommand, ScanCommand, Selection,
-    SourceFlags, VerifyCommand,
+    self, FillCommand, FillFlags, GapsOptions, Global, ReportCommand, RunCommand, ScanCommand,
+    Selection, SourceFlags, VerifyCommand,
 };
 use slotfill::config::Overrides;
 use slotfill::report::Format;
@@ -26,6 +26,9 @@ pub struct Cli {
         env = "SLOTFILL_CONFIG"
     )]
     pub config: PathBuf,
+    /// Catalog file (overrides the config file's `catalog`).
+    #[arg(long, global = true, env = "SLOTFILL_CATALOG")]
+    pub catalog: Option<PathBuf>,
     /// More log output (-v info, -vv debug, -vvv trace).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -82,6 +85,40 @@ pub enum Command {
         /// Post a summary to this Discord/Slack-style webhook.
         #[arg(long)]
         notify_webhook: Option<String>,
+    },
+    /// Canned reports from sql/*.sql, or the coverage heatmap (`report heatmap`).
+    Report {
+        /// Report name (see --list).
+        name: Option<String>,
+        /// List the reports.
+        #[arg(long)]
+        list: bool,
+        #[arg(long, short = 'd')]
+        dataset: Option<String>,
+        #[arg(long, allow_hyphen_values = true, requires = "end")]
+        start: Option<String>,
+        #[arg(long, allow_hyphen_values = true, requires = "start")]
+        end: Option<String>,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+        format: OutputFormat,
+        /// Output file of the heatmap.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// thin-coverage: seconds between slot start and earliest note (default 60).
+        #[arg(long)]
+        thin_seconds: Option<f64>,
+    },
+    /// Ad hoc read-only SQL on the catalog.
+    Sql {
+        query: String,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+        format: OutputFormat,
+    },
+    /// Generate a small dataset with every kind of gap and run the whole cycle on it.
+    Demo {
+        /// Where to put the demo dataset, config and catalog.
+        #[arg(long, default_value = "slotfill-demo")]
+        dir: PathBuf,
     },
     /// The nightly job: scan, fill, verify.
     Run {
@@ -337,6 +374,30 @@ pub async fn dispatch(cli: Cli, global: Global) -> slotfill::error::Result<comma
             },
         ),
         Command::Status { dataset } => commands::status(&global, dataset.as_deref()),
+        Command::Report {
+            name,
+            list,
+            dataset,
+            start,
+            end,
+            format,
+            out,
+            thin_seconds,
+        } => commands::report(
+            &global,
+            &ReportCommand {
+                name,
+                list,
+                dataset,
+                start,
+                end,
+                format: format.into(),
+                out,
+                thin_seconds,
+            },
+        ),
+        Command::Sql { query, format } => commands::sql(&global, &query, format.into()),
+        Command::Demo { dir } => slotfill::demo::run(&dir).await,
         Command::Fill { window, fill } => {
             let cmd = FillCommand {
                 selection: window.selection(),

@@ -9,6 +9,7 @@ pub mod catalog;
 pub mod clock;
 pub mod commands;
 pub mod config;
+pub mod demo;
 pub mod error;
 pub mod fill;
 pub mod logging;

@@ -23,6 +23,7 @@ fn main() {
     );
     let global = Global {
         config: cli.config.clone(),
+        catalog: cli.catalog.clone(),
         args: slotfill::redact::command_line(std::env::args()),
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()

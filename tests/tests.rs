@@ -6,4 +6,5 @@ mod support;
 
 mod cli_errors;
 mod fill;
+mod nightly;
 mod scan;

@@ -48,7 +48,7 @@ pub fn gaps(global: &Global, opts: &GapsOptions) -> Result<Outcome> {
 /// A short summary per dataset: slots by state.
 pub fn status(global: &Global, dataset: Option<&str>) -> Result<Outcome> {
     let config = Config::load(&global.config)?;
-    let catalog = Catalog::open_read_only(&config.catalog)?;
+    let catalog = Catalog::open_read_only(global.catalog.as_ref().unwrap_or(&config.catalog))?;
     let names: Vec<String> = match dataset {
         Some(name) => vec![name.to_string()],
         None => config.datasets.keys().cloned().collect(),

@@ -5,6 +5,7 @@
 
 mod fill;
 mod gaps;
+mod report;
 mod run;
 mod scan;
 mod verify;
@@ -21,6 +22,7 @@ use crate::store;
 
 pub use fill::{FillCommand, FillFlags, SourceFlags, fill};
 pub use gaps::{GapsOptions, gaps, status};
+pub use report::{ReportCommand, report, sql};
 pub use run::{RunCommand, run};
 pub use scan::{ScanCommand, scan};
 pub use verify::{VerifyCommand, verify};
@@ -52,6 +54,8 @@ pub struct Global {
     pub config: PathBuf,
     /// The command line with secrets removed, for the runs table.
     pub args: String,
+    /// Overrides the config file's catalog path.
+    pub catalog: Option<PathBuf>,
 }
 
 /// Which dataset and window a command works on.
@@ -81,7 +85,10 @@ pub struct Resolved {
 }
 
 pub fn resolve(global: &Global, sel: &Selection) -> Result<Resolved> {
-    let config = Config::load(&global.config)?;
+    let mut config = Config::load(&global.config)?;
+    if let Some(catalog) = &global.catalog {
+        config.catalog = catalog.clone();
+    }
     let ds = config.dataset(&sel.dataset, &sel.overrides)?;
     let window = match (&sel.start, &sel.end) {
         (Some(start), Some(end)) => Some(Window::parse(&ds.spec, start, end, crate::clock::now())?),

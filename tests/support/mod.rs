@@ -87,11 +87,15 @@ impl Workspace {
 
     /// The command to run `slotfill` in this workspace (for tests that need a handle).
     pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = self.bare_command();
+        command.arg("--config").arg(self.config_path()).args(args);
+        command
+    }
+
+    /// The command without this workspace's `--config`.
+    pub fn bare_command(&self) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_slotfill"));
         command
-            .arg("--config")
-            .arg(self.config_path())
-            .args(args)
             .current_dir(self.path())
             .env_remove("RUST_LOG")
             .env_remove("MISSKEY_TOKEN")
