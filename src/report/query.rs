@@ -109,21 +109,22 @@ pub fn run_query(
     let width = columns.len();
     let mut rows = stmt.raw_query();
     let mut failure = None;
-    let mut iter = std::iter::from_fn(|| match rows.next() {
-        Ok(Some(row)) => Some(
-            (0..width)
-                .map(|i| row.get_ref(i).map(json_of).unwrap_or(Value::Null))
-                .collect(),
-        ),
-        Ok(None) => None,
-        Err(e) => {
-            failure = Some(e);
-            None
-        }
-    });
-    let count = write_rows(out, format, &columns, &mut iter)
-        .map_err(|e| Error::Runtime(format!("cannot write output: {e}")))?;
-    drop(iter);
+    let count = {
+        let mut iter = std::iter::from_fn(|| match rows.next() {
+            Ok(Some(row)) => Some(
+                (0..width)
+                    .map(|i| row.get_ref(i).map(json_of).unwrap_or(Value::Null))
+                    .collect(),
+            ),
+            Ok(None) => None,
+            Err(e) => {
+                failure = Some(e);
+                None
+            }
+        });
+        write_rows(out, format, &columns, &mut iter)
+            .map_err(|e| Error::Runtime(format!("cannot write output: {e}")))?
+    };
     if let Some(e) = failure {
         return Err(sql_error(e));
     }
