@@ -234,9 +234,18 @@ impl Config {
     }
 
     pub fn from_toml(path: &Path, text: &str) -> Result<Config, ConfigError> {
-        let file: ConfigFile = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: path.to_path_buf(),
-            message: one_line(e.message()),
+        let file: ConfigFile = toml::from_str(text).map_err(|e| {
+            // The message alone does not say where: name the line.
+            let line = e
+                .span()
+                .map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1);
+            ConfigError::Parse {
+                path: path.to_path_buf(),
+                message: match line {
+                    Some(line) => format!("line {line}: {}", one_line(e.message())),
+                    None => one_line(e.message()),
+                },
+            }
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
         let catalog = resolve(base, file.catalog.as_deref().unwrap_or("slotfill.db"));
@@ -425,7 +434,7 @@ filter = "none"
         let path = Path::new("c.toml");
         let typo = EXAMPLE.replace("slot_minutes", "slot_minute");
         let err = Config::from_toml(path, &typo).unwrap_err().to_string();
-        assert!(err.contains("slot_minute"), "{err}");
+        assert!(err.contains("line 8: unknown field `slot_minute`"), "{err}");
         let wrong_type = EXAMPLE.replace("slot_minutes = 10", "slot_minutes = \"ten\"");
         assert!(Config::from_toml(path, &wrong_type).is_err());
         let config = Config::from_toml(path, EXAMPLE).unwrap();

@@ -1,8 +1,16 @@
 //! Logging to stderr with tracing: text or JSON, level from -v/-q or `RUST_LOG`.
+//!
+//! Every line goes through [`crate::redact::scrub_log`] on its way out, so
+//! neither slotfill nor a dependency can print a known secret, a request
+//! signature or a bearer token, at any level, even with `RUST_LOG=trace`.
+
+use std::io::Write;
 
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::MakeWriter;
 
 pub fn init(verbose: u8, quiet: bool, json: bool) {
+    crate::redact::register_process_secrets(std::env::args());
     let level = match (quiet, verbose) {
         (true, _) => "error",
         (false, 0) => "warn",
@@ -11,19 +19,55 @@ pub fn init(verbose: u8, quiet: bool, json: bool) {
         _ => "trace",
     };
     // Dependencies stay at warn below -vvv: their debug output can echo request details.
+    // At -vvv, aws-runtime stays at debug: its trace dumps whole request bodies.
     let default = if verbose >= 3 {
-        format!("{level},aws_smithy_runtime=debug,hyper=info")
+        format!("{level},aws_smithy_runtime=debug,aws_runtime=debug,hyper=info")
     } else {
         format!("warn,slotfill={level}")
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(ScrubbedStderr)
         .with_target(false);
     let _ = if json {
         builder.json().try_init()
     } else {
         builder.try_init()
     };
+}
+
+/// Makes one [`ScrubbedLine`] per event.
+struct ScrubbedStderr;
+
+impl<'a> MakeWriter<'a> for ScrubbedStderr {
+    type Writer = ScrubbedLine;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        ScrubbedLine(Vec::new())
+    }
+}
+
+/// Collects one formatted event; scrubs and writes it to stderr when dropped.
+struct ScrubbedLine(Vec<u8>);
+
+impl Write for ScrubbedLine {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for ScrubbedLine {
+    fn drop(&mut self) {
+        if self.0.is_empty() {
+            return;
+        }
+        let line = crate::redact::scrub_log(&String::from_utf8_lossy(&self.0));
+        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+    }
 }

@@ -8,6 +8,7 @@ use slotfill::commands::Global;
 use slotfill::error::{EXIT_FAILURE, EXIT_USAGE};
 
 fn main() {
+    restore_sigpipe();
     let cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -48,5 +49,15 @@ fn main() {
             );
             std::process::exit(e.exit_code());
         }
+    }
+}
+
+/// `slotfill gaps | head` should end quietly, as other Unix tools do, rather
+/// than fail on a closed pipe (Rust ignores SIGPIPE by default).
+fn restore_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: called first thing in main, before any thread exists; SIG_DFL is a valid handler.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }

@@ -4,7 +4,11 @@
 
 mod support;
 
-mod cli_errors;
+mod bad_input;
+mod crash;
+mod faults;
 mod fill;
 mod nightly;
+mod objects;
 mod scan;
+mod secrets;

@@ -179,6 +179,25 @@ impl Catalog {
         Ok(())
     }
 
+    /// Closes attempts left unfinished by a killed process whose slot has
+    /// since become ok (a scan found the object they wrote, or another
+    /// location has it). Call only while holding the dataset's lease.
+    pub fn settle_interrupted_attempts(&mut self, dataset_id: i64) -> Result<usize> {
+        Ok(self.conn.execute(
+            "UPDATE fill_attempts
+             SET finished_at = ?2, error_code = 'interrupted',
+                 outcome = CASE WHEN (SELECT s.ok_role FROM slots s
+                                      WHERE s.dataset_id = fill_attempts.dataset_id
+                                        AND s.slot_start = fill_attempts.slot_start) = 'complement'
+                                THEN 'exists' ELSE 'failed' END
+             WHERE dataset_id = ?1 AND finished_at IS NULL
+               AND EXISTS (SELECT 1 FROM slots s
+                           WHERE s.dataset_id = fill_attempts.dataset_id
+                             AND s.slot_start = fill_attempts.slot_start AND s.state = 'ok')",
+            params![dataset_id, crate::clock::now_text()],
+        )?)
+    }
+
     /// The average line count of the dataset's valid objects (for estimates).
     pub fn average_ok_lines(&self, dataset_id: i64) -> Result<Option<f64>> {
         Ok(self.conn.query_row(

@@ -31,7 +31,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use thiserror::Error;
 
 use crate::config::{Dataset, Role};
@@ -107,9 +107,20 @@ impl Catalog {
             path: path.to_path_buf(),
             message,
         };
+        if path.is_dir() {
+            return Err(open_err("is a directory, not a catalog file".to_string()));
+        }
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| open_err(format!("cannot create its directory: {e}")))?;
+            // "File exists" or "Not a directory" from create_dir_all do not say which path is wrong.
+            if let Some(file) = parent.ancestors().find(|a| a.is_file()) {
+                return Err(open_err(format!("{} is not a directory", file.display())));
+            }
+            std::fs::create_dir_all(parent).map_err(|e| {
+                open_err(format!(
+                    "cannot create its directory {}: {e}",
+                    parent.display()
+                ))
+            })?;
         }
         let mut conn = Connection::open(path).map_err(|e| open_err(sqlite_message(&e)))?;
         configure(&conn).map_err(|e| open_err(sqlite_message(&e)))?;
@@ -127,6 +138,12 @@ impl Catalog {
     pub fn open_read_only(path: &Path) -> Result<Catalog> {
         if !path.exists() {
             return Err(CatalogError::Absent(path.to_path_buf()));
+        }
+        if path.is_dir() {
+            return Err(CatalogError::Open {
+                path: path.to_path_buf(),
+                message: "is a directory, not a catalog file".to_string(),
+            });
         }
         let open_err = |e: rusqlite::Error| CatalogError::Open {
             path: path.to_path_buf(),
@@ -162,7 +179,11 @@ impl Catalog {
     /// Registers a dataset and its current locations (or checks they match).
     pub fn ensure_dataset(&mut self, ds: &Dataset) -> Result<DatasetRow> {
         let now = crate::clock::now_text();
-        let tx = self.conn.transaction()?;
+        // Immediate: a deferred transaction that reads and then writes fails at once with
+        // "database is locked" when another process wrote in between (no busy wait).
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let existing: Option<(i64, u32, String, String)> = tx
             .query_row(
                 "SELECT id, slot_minutes, utc_offset, key_template FROM datasets WHERE name = ?1",

@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use rusqlite::params;
+use rusqlite::{TransactionBehavior, params};
 
 use super::{Catalog, DatasetRow, Result, role_from_text};
 use crate::config::Role;
@@ -75,7 +75,11 @@ impl Catalog {
         last: SlotStart,
     ) -> Result<DayStates> {
         let now = crate::clock::now_text();
-        let tx = self.conn.transaction()?;
+        // Immediate: this reads before it writes, and a deferred transaction would fail
+        // at once ("database is locked") if another process wrote in between.
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut best: HashMap<SlotStart, Candidate> = HashMap::new();
         {
             let mut stmt = tx.prepare_cached(

@@ -54,6 +54,7 @@ pub struct FillCommand {
 pub async fn fill(global: &Global, cmd: &FillCommand) -> Result<Outcome> {
     let resolved = resolve(global, &cmd.selection)?;
     let window = require_window(&resolved)?;
+    require_complement(&resolved.ds)?;
     let session = Session::open(resolved).await?;
     let source = build_source(&session, &cmd.flags.source).await?;
     let run = session.start_run(global, "fill").await?;
@@ -93,6 +94,16 @@ pub async fn fill(global: &Global, cmd: &FillCommand) -> Result<Outcome> {
             0
         },
     })
+}
+
+/// Refuses a dataset without a complement location before anything is opened or recorded.
+pub fn require_complement(ds: &Dataset) -> Result<()> {
+    match ds.complement() {
+        Some(_) => Ok(()),
+        None => Err(Error::Usage(
+            crate::fill::FillError::NoComplement(ds.name.clone()).to_string(),
+        )),
+    }
 }
 
 pub fn fill_options(window: crate::slot::Window, flags: &FillFlags, ds: &Dataset) -> FillOptions {
@@ -138,6 +149,7 @@ pub async fn run_fill(
     .map_err(|e| match e {
         crate::fill::FillError::Catalog(e) => Error::Catalog(e),
         crate::fill::FillError::Source(e) => Error::Source(e),
+        crate::fill::FillError::Store(e) => Error::Store(e),
         other => Error::Usage(other.to_string()),
     })
 }
@@ -180,6 +192,9 @@ pub async fn build_source(session: &Session, flags: &SourceFlags) -> Result<Arc<
                 .clone()
                 .or_else(|| std::env::var(token_env).ok())
                 .filter(|t| !t.is_empty());
+            if let Some(token) = &token {
+                crate::redact::register_secret(token);
+            }
             let seconds = |v: Option<f64>, default: f64| {
                 Duration::from_secs_f64(v.unwrap_or(default).max(0.0))
             };

@@ -90,6 +90,9 @@ pub fn resolve(global: &Global, sel: &Selection) -> Result<Resolved> {
         config.catalog = catalog.clone();
     }
     let ds = config.dataset(&sel.dataset, &sel.overrides)?;
+    if let Some(webhook) = &ds.notify_webhook {
+        crate::redact::register_secret(webhook);
+    }
     let window = match (&sel.start, &sel.end) {
         (Some(start), Some(end)) => Some(Window::parse(&ds.spec, start, end, crate::clock::now())?),
         (None, None) => None,
@@ -187,7 +190,7 @@ impl Session {
     ) -> Result<()> {
         if let Err(e) = result {
             summary.outcome = "failed".to_string();
-            summary.error = Some(e.to_string());
+            summary.error = Some(crate::redact::one_line(&e.to_string()));
         }
         Ok(self.db.call(move |c| c.finish_run(run, &summary)).await?)
     }

@@ -4,7 +4,7 @@ use crate::catalog::RunSummary;
 use crate::error::{EXIT_FAILURE, EXIT_GAPS_REMAIN, Result};
 use crate::scan::ScanOptions;
 
-use super::fill::{FillFlags, build_source, fill_options, run_fill};
+use super::fill::{FillFlags, build_source, fill_options, require_complement, run_fill};
 use super::scan::run_scan;
 use super::verify::verify_window;
 use super::{Global, Outcome, Selection, Session, require_window, resolve, until_interrupted};
@@ -20,6 +20,7 @@ pub struct RunCommand {
 pub async fn run(global: &Global, cmd: &RunCommand) -> Result<Outcome> {
     let resolved = resolve(global, &cmd.selection)?;
     let window = require_window(&resolved)?;
+    require_complement(&resolved.ds)?;
     let session = Session::open(resolved).await?;
     let source = build_source(&session, &cmd.fill.source).await?;
     let run = session.start_run(global, "run").await?;

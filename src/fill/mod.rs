@@ -36,7 +36,7 @@ use crate::scan::{ScanError, ScanTarget, inspect};
 use crate::slot::Window;
 use crate::source::{Fetch, NoteFilter, NoteSink, NoteSource, SlotFile, SourceError};
 use crate::state::State;
-use crate::store::{ListedObject, PutOutcome, PutRequest};
+use crate::store::{ListedObject, PutOutcome, PutRequest, StoreError};
 
 const LEASE_TTL_SECS: i64 = 120;
 const LEASE_RENEW: Duration = Duration::from_secs(30);
@@ -47,6 +47,9 @@ pub enum FillError {
     Catalog(#[from] CatalogError),
     #[error(transparent)]
     Source(#[from] SourceError),
+    /// A configuration error of the complement location (credentials, bucket).
+    #[error(transparent)]
+    Store(#[from] StoreError),
     #[error("dataset {0} has no complement location to fill into")]
     NoComplement(String),
 }
@@ -160,24 +163,43 @@ pub async fn fill(
         options.max_slots,
         options.retry_empty,
     );
-    let candidates = db
-        .call(move |c| c.fill_candidates(id, range, newest, limit, retry_empty))
-        .await?;
+    let find_candidates = move |c: &mut crate::catalog::Catalog| {
+        c.fill_candidates(id, range, newest, limit, retry_empty)
+    };
+    if options.dry_run {
+        let candidates = db.call(find_candidates).await?;
+        let average = db.call(move |c| c.average_ok_lines(id)).await?;
+        let estimated_calls =
+            candidates.len() as u64 * source.estimated_calls(average.unwrap_or(0.0) as u64);
+        return Ok(FillReport {
+            candidates,
+            estimated_calls,
+            ..Default::default()
+        });
+    }
+    // The lease first, then the plan: a plan made before it could be stale.
+    let lease = acquire_lease(db, dataset).await?;
+    let planned = db
+        .call(move |c| {
+            // Attempts a killed process left behind whose slot has since become ok are settled.
+            c.settle_interrupted_attempts(id)?;
+            c.fill_candidates(id, range, newest, limit, retry_empty)
+        })
+        .await;
+    let candidates = match planned {
+        Ok(candidates) if !candidates.is_empty() => candidates,
+        other => {
+            let _ = db.call(move |c| c.release_lease(&lease)).await;
+            return Ok(FillReport {
+                candidates: other?,
+                ..Default::default()
+            });
+        }
+    };
     let mut report = FillReport {
         candidates: candidates.clone(),
         ..Default::default()
     };
-    if options.dry_run {
-        let average = db.call(move |c| c.average_ok_lines(id)).await?;
-        report.estimated_calls =
-            candidates.len() as u64 * source.estimated_calls(average.unwrap_or(0.0) as u64);
-        return Ok(report);
-    }
-    if candidates.is_empty() {
-        return Ok(report);
-    }
-
-    let lease = acquire_lease(db, dataset).await?;
     let heartbeat = spawn_heartbeat(db.clone(), lease.clone());
     let ctx = Context {
         ds,
@@ -292,64 +314,68 @@ async fn fill_slot(
     let slot = candidate.slot_start;
     let (id, run) = (ctx.dataset.id, ctx.run);
     let attempt_id = ctx.db.call(move |c| c.start_attempt(id, slot, run)).await?;
-    let key = ctx.ds.spec.key(slot);
+    let (ending, stop_run) = attempt(ctx, &candidate).await;
+    let result = finish(ctx, attempt_id, slot, ending).await?;
+    match stop_run {
+        Some(e) => Err(e),
+        None => Ok(Some(result)),
+    }
+}
 
+/// How an attempt ended, as it is recorded.
+struct Ending {
+    outcome: AttemptOutcome,
+    fetch: Fetch,
+    object: Option<ObjectRecord>,
+    retry_after: Option<String>,
+}
+
+impl Ending {
+    fn new(outcome: AttemptOutcome, fetch: Fetch) -> Self {
+        Ending {
+            outcome,
+            fetch,
+            object: None,
+            retry_after: None,
+        }
+    }
+
+    fn failed(fetch: Fetch, code: &str) -> Self {
+        let fetch = Fetch {
+            error_code: Some(code.to_string()),
+            ..fetch
+        };
+        Ending::new(AttemptOutcome::Failed, fetch)
+    }
+}
+
+/// The work of one attempt. Also returns the error that must stop the whole
+/// run, for failures that would doom every other slot alike.
+async fn attempt(ctx: &Context<'_>, candidate: &FillCandidate) -> (Ending, Option<FillError>) {
+    let slot = candidate.slot_start;
+    let key = ctx.ds.spec.key(slot);
     if candidate.unfinished_attempt && !ctx.options.overwrite {
         // An earlier run may have written the object and died before recording it.
         if let Some(found) = existing_object(ctx, &key, slot).await {
             tracing::info!("found the object of an interrupted attempt; not fetching again");
-            return finish(
-                ctx,
-                attempt_id,
-                slot,
-                AttemptOutcome::Exists,
-                Fetch::default(),
-                Some(found),
-                None,
-            )
-            .await;
+            let ending = Ending {
+                object: Some(found),
+                ..Ending::new(AttemptOutcome::Exists, Fetch::default())
+            };
+            return (ending, None);
         }
     }
-
     let (start_ms, end_ms) = (slot * 1000, (slot + ctx.ds.spec.width_secs()) * 1000);
     let mut sink = match NoteSink::new(start_ms, end_ms, ctx.options.filter) {
         Ok(sink) => sink,
         Err(e) => {
             tracing::error!(error = %e, "cannot create a spool file");
-            return finish(
-                ctx,
-                attempt_id,
-                slot,
-                AttemptOutcome::Failed,
-                Fetch {
-                    error_code: Some("spool".into()),
-                    ..Default::default()
-                },
-                None,
-                None,
-            )
-            .await;
+            return (Ending::failed(Fetch::default(), "spool"), None);
         }
     };
     let fetch = match fetch_slot(ctx, start_ms, end_ms, &mut sink).await {
         Ok(fetch) => fetch,
-        Err(e) => {
-            let failed = Fetch {
-                error_code: Some("config".into()),
-                ..Default::default()
-            };
-            finish(
-                ctx,
-                attempt_id,
-                slot,
-                AttemptOutcome::Failed,
-                failed,
-                None,
-                None,
-            )
-            .await?;
-            return Err(e.into());
-        }
+        Err(e) => return (Ending::failed(Fetch::default(), "config"), Some(e.into())),
     };
     if !fetch.complete {
         let outcome = if fetch.error_code.as_deref() == Some("page_budget") {
@@ -357,62 +383,41 @@ async fn fill_slot(
         } else {
             AttemptOutcome::Failed
         };
-        return finish(ctx, attempt_id, slot, outcome, fetch, None, None).await;
+        return (Ending::new(outcome, fetch), None);
     }
     if sink.is_empty() {
-        let retry_after =
-            crate::clock::timestamp_text(crate::clock::now() + ctx.options.empty_retry_after);
-        return finish(
-            ctx,
-            attempt_id,
-            slot,
-            AttemptOutcome::Empty,
-            fetch,
-            None,
-            Some(retry_after),
-        )
-        .await;
+        let retry_after = crate::clock::now() + ctx.options.empty_retry_after;
+        let ending = Ending {
+            retry_after: Some(crate::clock::timestamp_text(retry_after)),
+            ..Ending::new(AttemptOutcome::Empty, fetch)
+        };
+        return (ending, None);
     }
     let file = match sink.finish() {
         Ok(file) => file,
         Err(e) => {
             tracing::error!(error = %e, "cannot write the slot file");
-            let failed = Fetch {
-                error_code: Some("spool".into()),
-                ..fetch
-            };
-            return finish(
-                ctx,
-                attempt_id,
-                slot,
-                AttemptOutcome::Failed,
-                failed,
-                None,
-                None,
-            )
-            .await;
+            return (Ending::failed(fetch, "spool"), None);
         }
     };
-    let (outcome, record) = match write_object(ctx, &key, slot, &file).await {
-        Ok(written) => written,
-        Err(code) => {
-            let failed = Fetch {
-                error_code: Some(code),
-                ..fetch
+    match write_object(ctx, &key, slot, &file).await {
+        Ok((outcome, object)) => {
+            let ending = Ending {
+                object,
+                ..Ending::new(outcome, fetch)
             };
-            return finish(
-                ctx,
-                attempt_id,
-                slot,
-                AttemptOutcome::Failed,
-                failed,
-                None,
-                None,
-            )
-            .await;
+            (ending, None)
         }
-    };
-    finish(ctx, attempt_id, slot, outcome, fetch, record, None).await
+        // Wrong credentials or a missing bucket fail every slot alike: stop at once
+        // instead of fetching more slots from the origin for nothing.
+        Err(e) if e.is_configuration() => {
+            (Ending::failed(fetch, "store"), Some(FillError::Store(e)))
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "writing the complement object failed");
+            (Ending::failed(fetch, "store"), None)
+        }
+    }
 }
 
 /// Fetches a slot, in sub-slot windows if asked; stops at the first incomplete window.
@@ -481,7 +486,7 @@ async fn write_object(
     key: &str,
     slot: i64,
     file: &SlotFile,
-) -> Result<(AttemptOutcome, Option<ObjectRecord>), String> {
+) -> Result<(AttemptOutcome, Option<ObjectRecord>), StoreError> {
     let spec = &ctx.ds.spec;
     let coverage = coverage_seconds(slot, file);
     let metadata = vec![
@@ -515,9 +520,9 @@ async fn write_object(
         .complement
         .store
         .put_file(key, file.file.path(), &request)
-        .await
+        .await?
     {
-        Ok(PutOutcome::Created { etag }) => Ok((
+        PutOutcome::Created { etag } => Ok((
             AttemptOutcome::Filled,
             Some(ObjectRecord {
                 key: key.to_string(),
@@ -536,7 +541,7 @@ async fn write_object(
                 counted: true,
             }),
         )),
-        Ok(PutOutcome::AlreadyExists) => {
+        PutOutcome::AlreadyExists => {
             tracing::info!(
                 "the complement object already exists; keeping it (use --overwrite to replace)"
             );
@@ -544,10 +549,6 @@ async fn write_object(
                 AttemptOutcome::Exists,
                 existing_object(ctx, key, slot).await,
             ))
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "writing the complement object failed");
-            Err("store".to_string())
         }
     }
 }
@@ -557,16 +558,18 @@ fn coverage_seconds(slot: i64, file: &SlotFile) -> Option<f64> {
         .map(|ms| (ms - slot * 1000) as f64 / 1000.0)
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn finish(
     ctx: &Context<'_>,
     attempt_id: i64,
     slot: i64,
-    outcome: AttemptOutcome,
-    fetch: Fetch,
-    object: Option<ObjectRecord>,
-    retry_after: Option<String>,
-) -> Result<Option<SlotResult>, FillError> {
+    ending: Ending,
+) -> Result<SlotResult, FillError> {
+    let Ending {
+        outcome,
+        fetch,
+        object,
+        retry_after,
+    } = ending;
     let notes = object
         .as_ref()
         .and_then(|o| o.note_count.or(o.lines))
@@ -605,10 +608,10 @@ async fn finish(
         calls = fetch.calls,
         "slot done"
     );
-    Ok(Some(SlotResult {
+    Ok(SlotResult {
         outcome,
         fetch,
         notes,
         coverage,
-    }))
+    })
 }

@@ -164,13 +164,16 @@ pub async fn scan(
 /// records the result in one transaction.
 async fn scan_day(ctx: &Context<'_>, target: &ScanTarget, day: NaiveDate) -> Result<(), ScanError> {
     let prefix = ctx.ds.spec.day_prefix(day);
-    let listing = target.store.list(&prefix).await?;
     let location_id = target.row.id;
     let known_prefix = prefix.clone();
+    // What the catalog knows is read before listing: an object a concurrent fill
+    // writes and records meanwhile is then either listed (and counted) or left as
+    // the fill recorded it, never taken for gone because the listing predates it.
     let mut known = ctx
         .db
         .call(move |c| c.known_objects(location_id, &known_prefix))
         .await?;
+    let listing = target.store.list(&prefix).await?;
     add(&ctx.counters.days, 1);
     add(&ctx.counters.listed, listing.objects.len() as u64);
 

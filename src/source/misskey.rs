@@ -390,27 +390,31 @@ impl Misskey {
         if let Some(scheme) = self.settings.id_scheme {
             return Ok(scheme);
         }
-        if let Some(scheme) = self.scheme.get() {
-            return Ok(*scheme);
-        }
-        let page = self
-            .call(&self.body(None, None, 10), stats)
-            .await
-            .map_err(|f| match f {
-                CallFailure::Fatal(e) => e,
-                CallFailure::Exhausted { message, .. } => {
-                    SourceError::Origin(format!("cannot detect the id scheme: {message}"))
-                }
-            })?;
-        let ids: Vec<String> = page.iter().filter_map(|raw| note_id(raw)).collect();
-        let scheme = IdScheme::detect(ids.iter().map(String::as_str)).ok_or_else(|| {
-            SourceError::Config(format!(
-                "cannot detect the instance's id scheme from {} sample notes; set id_scheme in the source config",
-                ids.len()
-            ))
-        })?;
-        tracing::info!(%scheme, "detected the id scheme");
-        Ok(*self.scheme.get_or_init(|| async { scheme }).await)
+        // Concurrent slots wait for the first detection instead of each detecting.
+        let scheme = self
+            .scheme
+            .get_or_try_init(|| async {
+                let page = self
+                    .call(&self.body(None, None, 10), stats)
+                    .await
+                    .map_err(|f| match f {
+                        CallFailure::Fatal(e) => e,
+                        CallFailure::Exhausted { message, .. } => {
+                            SourceError::Origin(format!("cannot detect the id scheme: {message}"))
+                        }
+                    })?;
+                let ids: Vec<String> = page.iter().filter_map(|raw| note_id(raw)).collect();
+                let scheme = IdScheme::detect(ids.iter().map(String::as_str)).ok_or_else(|| {
+                    SourceError::Config(format!(
+                        "cannot detect the instance's id scheme from {} sample notes; set id_scheme in the source config",
+                        ids.len()
+                    ))
+                })?;
+                tracing::info!(%scheme, "detected the id scheme");
+                Ok(scheme)
+            })
+            .await?;
+        Ok(*scheme)
     }
 
     /// Probes (once) whether the search engine compares bounds by millisecond:
@@ -419,23 +423,27 @@ impl Misskey {
         if self.settings.mode != Mode::Search {
             return BoundCompare::Exact;
         }
-        if let Some(compare) = self.compare.get() {
-            return *compare;
-        }
-        let since = scheme.max_id_at(start_ms - 1);
-        let probe = self.call(&self.body(Some(&since), None, 2), stats).await;
-        let ids: Vec<String> = match &probe {
-            Ok(page) => page.iter().filter_map(|r| note_id(r)).collect(),
-            Err(_) => Vec::new(),
-        };
-        let compare = match ids.as_slice() {
-            [first, second] if first < second => BoundCompare::Exact,
-            [_, _] => BoundCompare::Millisecond,
-            // Too few notes to tell: re-including the boundary is always safe.
-            _ => return BoundCompare::Millisecond,
-        };
-        tracing::info!(?compare, "probed how the search engine compares id bounds");
-        *self.compare.get_or_init(|| async { compare }).await
+        let probed = self
+            .compare
+            .get_or_try_init(|| async {
+                let since = scheme.max_id_at(start_ms - 1);
+                let probe = self.call(&self.body(Some(&since), None, 2), stats).await;
+                let ids: Vec<String> = match &probe {
+                    Ok(page) => page.iter().filter_map(|r| note_id(r)).collect(),
+                    Err(_) => Vec::new(),
+                };
+                let compare = match ids.as_slice() {
+                    [first, second] if first < second => BoundCompare::Exact,
+                    [_, _] => BoundCompare::Millisecond,
+                    // Too few notes to tell: probe again on a later range.
+                    _ => return Err(()),
+                };
+                tracing::info!(?compare, "probed how the search engine compares id bounds");
+                Ok(compare)
+            })
+            .await;
+        // Undecided: re-including the boundary millisecond is always safe.
+        probed.copied().unwrap_or(BoundCompare::Millisecond)
     }
 
     async fn fetch_range(
