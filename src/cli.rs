@@ -119,6 +119,10 @@ pub enum Command {
         /// Where to put the demo dataset, config and catalog.
         #[arg(long, default_value = "slotfill-demo")]
         dir: PathBuf,
+        /// Put the demo's locations on this S3 endpoint (buckets slotfill-demo and
+        /// slotfill-demo-backup, created if missing) instead of local directories.
+        #[arg(long)]
+        endpoint_url: Option<String>,
     },
     /// The nightly job: scan, fill, verify.
     Run {
@@ -397,7 +401,9 @@ pub async fn dispatch(cli: Cli, global: Global) -> slotfill::error::Result<comma
             },
         ),
         Command::Sql { query, format } => commands::sql(&global, &query, format.into()),
-        Command::Demo { dir } => slotfill::demo::run(&dir).await,
+        Command::Demo { dir, endpoint_url } => {
+            slotfill::demo::run(&dir, endpoint_url.as_deref()).await
+        }
         Command::Fill { window, fill } => {
             let cmd = FillCommand {
                 selection: window.selection(),

@@ -71,7 +71,7 @@ fn the_demo_runs_the_whole_cycle_and_every_report_answers() {
         .iter()
         .map(|r| r["command"].as_str().unwrap())
         .collect();
-    assert_eq!(commands, ["verify", "fill", "fill", "scan"]);
+    assert_eq!(commands, ["verify", "fill", "fill", "scan", "scan"]);
     assert!(
         runs.as_array()
             .unwrap()
@@ -138,6 +138,23 @@ fn the_demo_runs_the_whole_cycle_and_every_report_answers() {
         "n\n288\n",
         "nothing was changed"
     );
+}
+
+#[test]
+fn the_demo_runs_on_a_real_s3_server_and_rescans_without_downloads() {
+    let ws = Workspace::new("");
+    let dir = ws.path().join("demo-s3");
+    let endpoint = S3Server::shared().endpoint();
+    let out = ws
+        .slotfill(&["demo", "--dir", dir.to_str().unwrap(), "--endpoint-url", &endpoint])
+        .ok();
+    assert!(out.stdout.contains("Done: no gaps remain"), "{}", out.stdout);
+    let config = std::fs::read_to_string(dir.join("slotfill.toml")).unwrap();
+    assert!(config.contains("primary = \"s3://slotfill-demo/"), "{config}");
+    // The second scan lists each day prefix of each location once and downloads nothing.
+    let rescan = out.stdout.split("# Scanning again").nth(1).expect("a rescan step");
+    assert!(rescan.contains("0 counted (0 B), 277 unchanged"), "{rescan}");
+    assert!(rescan.contains("requests: 6\n"), "{rescan}");
 }
 
 /// Collects HTTP request bodies posted to it (one per connection).

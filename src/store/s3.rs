@@ -70,6 +70,39 @@ impl S3Store {
         })
     }
 
+    /// Creates the bucket if it does not exist yet (for the demo; slotfill never
+    /// creates the buckets of a configured dataset).
+    pub async fn ensure_bucket(&self) -> Result<()> {
+        if self
+            .client
+            .head_bucket()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .is_ok()
+        {
+            return Ok(());
+        }
+        match self
+            .client
+            .create_bucket()
+            .bucket(&self.bucket)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e)
+                if matches!(
+                    e.code(),
+                    Some("BucketAlreadyOwnedByYou" | "BucketAlreadyExists")
+                ) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(self.error(e)),
+        }
+    }
+
     fn full_key(&self, key: &str) -> String {
         format!("{}{key}", self.root)
     }
