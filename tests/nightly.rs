@@ -146,14 +146,34 @@ fn the_demo_runs_on_a_real_s3_server_and_rescans_without_downloads() {
     let dir = ws.path().join("demo-s3");
     let endpoint = S3Server::shared().endpoint();
     let out = ws
-        .slotfill(&["demo", "--dir", dir.to_str().unwrap(), "--endpoint-url", &endpoint])
+        .slotfill(&[
+            "demo",
+            "--dir",
+            dir.to_str().unwrap(),
+            "--endpoint-url",
+            &endpoint,
+        ])
         .ok();
-    assert!(out.stdout.contains("Done: no gaps remain"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("Done: no gaps remain"),
+        "{}",
+        out.stdout
+    );
     let config = std::fs::read_to_string(dir.join("slotfill.toml")).unwrap();
-    assert!(config.contains("primary = \"s3://slotfill-demo/"), "{config}");
+    assert!(
+        config.contains("primary = \"s3://slotfill-demo/"),
+        "{config}"
+    );
     // The second scan lists each day prefix of each location once and downloads nothing.
-    let rescan = out.stdout.split("# Scanning again").nth(1).expect("a rescan step");
-    assert!(rescan.contains("0 counted (0 B), 277 unchanged"), "{rescan}");
+    let rescan = out
+        .stdout
+        .split("# Scanning again")
+        .nth(1)
+        .expect("a rescan step");
+    assert!(
+        rescan.contains("0 counted (0 B), 277 unchanged"),
+        "{rescan}"
+    );
     assert!(rescan.contains("requests: 6\n"), "{rescan}");
 }
 

@@ -5,6 +5,7 @@
 mod support;
 
 mod bad_input;
+mod bench_smoke;
 mod crash;
 mod faults;
 mod fill;

@@ -3,6 +3,8 @@
 //! Lines are counted by `\n` (so CRLF counts once); a last line without a
 //! newline still counts, and is flagged. UTF-8 is checked on the way, across
 //! chunk boundaries, so an object with stray bytes is reported unreadable.
+//! Validation uses SIMD (simdutf8): with std's validator, Japanese text
+//! counted at under 1 GB/s a core (see docs/BENCHMARKS.md).
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 
@@ -87,13 +89,13 @@ impl LineCounter {
             if self.carry.len() < utf8_len(self.carry[0]) {
                 return;
             }
-            if std::str::from_utf8(&self.carry).is_err() {
+            if simdutf8::compat::from_utf8(&self.carry).is_err() {
                 self.utf8_valid = false;
                 return;
             }
             self.carry.clear();
         }
-        if let Err(e) = std::str::from_utf8(chunk) {
+        if let Err(e) = simdutf8::compat::from_utf8(chunk) {
             match e.error_len() {
                 Some(_) => self.utf8_valid = false,
                 None => self.carry.extend_from_slice(&chunk[e.valid_up_to()..]),

@@ -1,0 +1,111 @@
+//! The end-to-end benchmark. Run it through `bench/run.sh`, which builds the release binary and
+//! this program, installs SeaweedFS and keeps the generated data in a temporary directory:
+//!
+//! ```text
+//! bench/run.sh --profile smoke|full [--only scan,sample,fill,year] [--json FILE] [--perf DIR]
+//! ```
+//!
+//! Direct use: `bench --slotfill target/release/slotfill --profile smoke`. Exits 1 when a check
+//! of the request counts fails (see `bench/harness.rs`).
+
+#[path = "../tests/support/misskey.rs"]
+mod misskey;
+#[path = "../tests/support/s3.rs"]
+mod s3;
+
+#[path = "../bench/harness.rs"]
+mod harness;
+
+use std::io::Write as _;
+use std::path::PathBuf;
+
+const USAGE: &str = "usage: bench --slotfill PATH [--profile smoke|full] [--only PARTS] \
+    [--json FILE] [--perf DIR] [--scale N] [--days N] [--serve DIR]\n\
+    PARTS: comma-separated of scan, sample, fill, year\n\
+    --serve DIR: generate the scan dataset, write DIR/slotfill.toml, wait until DIR/stop exists";
+
+fn main() {
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some("--launch") && argv.len() > 3 {
+        // Re-executed as the launcher of one slotfill run (see harness::launch).
+        std::process::exit(harness::launch(std::path::Path::new(&argv[2]), &argv[3..]));
+    }
+    let mut args = std::env::args().skip(1);
+    let (mut profile, mut slotfill, mut only) = (harness::Profile::smoke(), None, Vec::new());
+    let (mut json, mut perf, mut serve) = (None, None, None);
+    while let Some(arg) = args.next() {
+        let mut value = || {
+            args.next().unwrap_or_else(|| {
+                eprintln!("{arg} needs a value\n{USAGE}");
+                std::process::exit(2)
+            })
+        };
+        match arg.as_str() {
+            "--profile" => {
+                let name = value();
+                profile = harness::Profile::by_name(&name).unwrap_or_else(|| {
+                    eprintln!("unknown profile {name}\n{USAGE}");
+                    std::process::exit(2)
+                });
+            }
+            "--slotfill" => slotfill = Some(PathBuf::from(value())),
+            "--only" => only = value().split(',').map(str::to_string).collect(),
+            "--json" => json = Some(PathBuf::from(value())),
+            "--perf" => perf = Some(std::path::absolute(value()).expect("--perf DIR")),
+            "--serve" => serve = Some(std::path::absolute(value()).expect("--serve DIR")),
+            "--scale" => profile.scale = value().parse().expect("--scale N"),
+            "--days" => profile.days = value().parse().expect("--days N"),
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                return;
+            }
+            _ => {
+                eprintln!("unknown argument {arg}\n{USAGE}");
+                std::process::exit(2)
+            }
+        }
+    }
+    let Some(slotfill) = slotfill else {
+        eprintln!("--slotfill is required\n{USAGE}");
+        std::process::exit(2)
+    };
+    // The runs happen in their own directories: make the path absolute.
+    let slotfill = std::fs::canonicalize(&slotfill).unwrap_or_else(|e| {
+        eprintln!("--slotfill {}: {e}", slotfill.display());
+        std::process::exit(2)
+    });
+    let options = harness::Options {
+        slotfill,
+        only,
+        verbose: true,
+        perf_dir: perf,
+        launcher: Some(std::env::current_exe().expect("the bench program's path")),
+        wait_for_quiet: true,
+    };
+    if let Some(dir) = serve {
+        std::fs::create_dir_all(&dir).expect("create --serve DIR");
+        harness::serve(&profile, &dir);
+        return;
+    }
+    let report = harness::run(&profile, &options);
+    if let Some(path) = json {
+        let mut file = std::fs::File::create(&path).expect("create --json file");
+        for note in &report.notes {
+            let line = serde_json::json!({ "note": note });
+            writeln!(file, "{line}").expect("write --json file");
+        }
+        for m in &report.measures {
+            writeln!(file, "{}", m.to_json()).expect("write --json file");
+        }
+        eprintln!("measurements written to {}", path.display());
+    }
+    if report.failures.is_empty() {
+        eprintln!("all {} checks passed", profile.name);
+    } else {
+        eprintln!("{} check(s) failed:", report.failures.len());
+        for f in &report.failures {
+            eprintln!("  {f}");
+        }
+        std::process::exit(1);
+    }
+}
