@@ -322,7 +322,7 @@ pub struct OptionalWindowArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct ScanArgs {
-    /// Day prefixes listed, and objects downloaded, at once.
+    /// Day prefixes listed at once, and objects downloaded at once (at most 32).
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub concurrency: u16,
     /// Show a progress bar even when stderr is not a terminal.

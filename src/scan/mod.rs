@@ -30,6 +30,11 @@ use crate::store::{ListedObject, ObjectStore, StoreError, StoreStats};
 pub use count::{LineCount, count_lines};
 pub use judge::{ComplementMeta, judge};
 
+/// Downloads in flight at most, whatever `--concurrency` says: each open
+/// connection holds about 0.5 MB of HTTP client buffers, and past this the
+/// benchmark shows no throughput gain (docs/BENCHMARKS.md).
+pub const MAX_DOWNLOADS: usize = 32;
+
 #[derive(Debug, Error)]
 pub enum ScanError {
     #[error(transparent)]
@@ -112,7 +117,7 @@ pub async fn scan(
     let ctx = Context {
         ds,
         db,
-        downloads: Semaphore::new(concurrency),
+        downloads: Semaphore::new(concurrency.min(MAX_DOWNLOADS)),
         concurrency,
         counters: Counters::default(),
         progress: Progress::new(
