@@ -829,8 +829,18 @@ pub fn run(profile: &Profile, opts: &Options) -> Report {
     report
 }
 
-/// The quarter: cold scans at each concurrency, a warm rescan, a rescan after 1% changed.
-fn scan_part(profile: &Profile, opts: &Options, report: &mut Report) {
+/// The quarter's dataset (same seed every run), uploaded to fresh buckets.
+struct Quarter {
+    rules: Rules,
+    primary: String,
+    backup: String,
+    p: Vec<Obj>,
+    b: Vec<Obj>,
+    upload_seconds: f64,
+    upload_bytes: u64,
+}
+
+fn quarter(profile: &Profile) -> Quarter {
     let server = S3Server::shared();
     let rules = Rules::scaled(profile.scale);
     let mut rng = StdRng::seed_from_u64(20250501);
@@ -854,6 +864,29 @@ fn scan_part(profile: &Profile, opts: &Options, report: &mut Report) {
     );
     let (t1, bytes1) = upload(server, &primary, &p, profile.upload_threads);
     let (t2, bytes2) = upload(server, &backup, &b, profile.upload_threads);
+    Quarter {
+        rules,
+        primary,
+        backup,
+        p,
+        b,
+        upload_seconds: t1 + t2,
+        upload_bytes: bytes1 + bytes2,
+    }
+}
+
+/// The quarter: cold scans at each concurrency, a warm rescan, a rescan after 1% changed.
+fn scan_part(profile: &Profile, opts: &Options, report: &mut Report) {
+    let server = S3Server::shared();
+    let Quarter {
+        rules,
+        primary,
+        backup,
+        p,
+        b,
+        upload_seconds,
+        upload_bytes,
+    } = quarter(profile);
     let all: Vec<&Obj> = p.iter().chain(b.iter()).collect();
     let expected_gets = all.iter().filter(|o| o.size() > rules.min_bytes).count() as u64;
     let prefixes = (profile.days * 2) as u64;
@@ -865,10 +898,10 @@ fn scan_part(profile: &Profile, opts: &Options, report: &mut Report) {
             profile.days,
             SLOTS_A_DAY,
             all.len(),
-            (bytes1 + bytes2) as f64 / 1e6,
+            upload_bytes as f64 / 1e6,
             profile.scale,
             (REAL_LINE / profile.scale).max(MIN_WIDTH),
-            t1 + t2,
+            upload_seconds,
             count_by_status(&all)
         ),
     );
@@ -997,29 +1030,12 @@ fn scan_part(profile: &Profile, opts: &Options, report: &mut Report) {
 /// `slotfill.toml` into `dir`, prints the window, and returns once `dir/stop` exists (or after
 /// two hours).
 pub fn serve(profile: &Profile, dir: &Path) {
-    let server = S3Server::shared();
-    let rules = Rules::scaled(profile.scale);
-    let mut rng = StdRng::seed_from_u64(20250501);
-    let (primary, backup) = (
-        server.new_bucket("bench-primary"),
-        server.new_bucket("bench-backup"),
-    );
-    let p = realistic_location(
-        &mut rng,
-        profile.first_day,
-        profile.days,
-        profile.scale,
+    let Quarter {
         rules,
-    );
-    let b = realistic_location(
-        &mut rng,
-        profile.first_day,
-        profile.days,
-        profile.scale,
-        rules,
-    );
-    upload(server, &primary, &p, profile.upload_threads);
-    upload(server, &backup, &b, profile.upload_threads);
+        primary,
+        backup,
+        ..
+    } = quarter(profile);
     let cfg = config(&primary, Some(&backup), None, &rules.toml());
     let path = dir.join("slotfill.toml");
     std::fs::write(&path, cfg).expect("write config");
