@@ -181,6 +181,22 @@ impl Session {
             .await?)
     }
 
+    /// Posts a run's summary to the webhook given on the command line or in
+    /// the config, if any; a failing webhook is only a warning.
+    pub async fn notify(
+        &self,
+        flag: Option<&str>,
+        window: Window,
+        command: &str,
+        summary: &RunSummary,
+    ) {
+        let ds = &self.resolved.ds;
+        if let Some(url) = flag.or(ds.notify_webhook.as_deref()) {
+            let note = crate::notify::Summary::new(ds, window, command, summary);
+            crate::notify::send(url, &note).await;
+        }
+    }
+
     /// Records how a run ended; a failure is recorded with its message.
     pub async fn finish_run<T>(
         &self,

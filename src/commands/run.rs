@@ -67,18 +67,15 @@ pub async fn run(global: &Global, cmd: &RunCommand) -> Result<Outcome> {
     .await;
     summary.requests = Some(session.requests());
     session.finish_run(run, &result, summary.clone()).await?;
-    let webhook = cmd
-        .notify_webhook
-        .clone()
-        .or_else(|| session.resolved.ds.notify_webhook.clone());
-    if let Some(url) = webhook.filter(|_| !options.dry_run) {
+    if !options.dry_run {
         let mut note_summary = summary.clone();
         if let Err(e) = &result {
             note_summary.outcome = "failed".into();
             note_summary.error = Some(e.to_string());
         }
-        let note = crate::notify::Summary::new(&session.resolved.ds, window, "run", &note_summary);
-        crate::notify::send(&url, &note).await;
+        session
+            .notify(cmd.notify_webhook.as_deref(), window, "run", &note_summary)
+            .await;
     }
     result
 }

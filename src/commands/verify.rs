@@ -50,14 +50,9 @@ pub async fn verify(global: &Global, cmd: &VerifyCommand) -> Result<Outcome> {
     session.finish_run(run, &result, summary.clone()).await?;
     let verdict = result?;
     print!("{}", describe(&session, window, &verdict));
-    let webhook = cmd
-        .notify_webhook
-        .clone()
-        .or_else(|| session.resolved.ds.notify_webhook.clone());
-    if let Some(url) = webhook {
-        let note = crate::notify::Summary::new(&session.resolved.ds, window, "verify", &summary);
-        crate::notify::send(&url, &note).await;
-    }
+    session
+        .notify(cmd.notify_webhook.as_deref(), window, "verify", &summary)
+        .await;
     Ok(Outcome {
         exit_code: if verdict.not_ok > 0 {
             EXIT_GAPS_REMAIN
