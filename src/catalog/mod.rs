@@ -128,6 +128,9 @@ impl Catalog {
         embedded::migrations::runner()
             .run(&mut conn)
             .map_err(|e| open_err(format!("migration failed: {e}")))?;
+        // After migrating: a migration that rebuilds a table (V2) must not cascade.
+        conn.pragma_update(None, "foreign_keys", true)
+            .map_err(|e| open_err(sqlite_message(&e)))?;
         Ok(Catalog {
             conn,
             path: path.to_path_buf(),
@@ -262,7 +265,8 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.busy_timeout(Duration::from_secs(10))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
-    conn.pragma_update(None, "foreign_keys", true)?;
+    // Foreign keys are turned on once the migrations have run (see `Catalog::open`).
+    conn.pragma_update(None, "foreign_keys", false)?;
     Ok(())
 }
 

@@ -86,7 +86,7 @@ impl Catalog {
                 "SELECT o.slot_start, o.id, o.status, l.role, l.position
                  FROM objects o JOIN locations l ON l.id = o.location_id
                  WHERE l.dataset_id = ?1 AND l.active = 1 AND o.gone_at IS NULL
-                   AND o.slot_start BETWEEN ?2 AND ?3",
+                   AND o.status <> 'unchecked' AND o.slot_start BETWEEN ?2 AND ?3",
             )?;
             let rows = stmt.query_map(params![ds.id, first, last], |r| {
                 Ok((

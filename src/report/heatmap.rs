@@ -15,10 +15,12 @@ const LEFT: usize = 84;
 const TOP: usize = 40;
 
 /// The colour classes, in legend order.
-const CLASSES: [(&str, &str, &str); 9] = [
+const CLASSES: [(&str, &str, &str); 11] = [
     ("ok-primary", "#2e7d32", "ok (primary)"),
     ("ok-backup", "#81c784", "ok (backup)"),
     ("ok-complement", "#1e88e5", "filled (complement)"),
+    ("empty", "#b3e5fc", "empty at the origin"),
+    ("pending", "#fff9c4", "pending (not ended)"),
     ("missing", "#e53935", "missing"),
     ("too_small", "#fb8c00", "too small"),
     ("too_few_lines", "#fdd835", "too few lines"),
@@ -32,7 +34,9 @@ fn class_of(row: &SlotRow) -> &'static str {
         (State::Ok, Some(Role::Backup)) => "ok-backup",
         (State::Ok, Some(Role::Complement)) => "ok-complement",
         (State::Ok, _) => "ok-primary",
-        (State::Missing, _) => "missing",
+        (State::Empty, _) => "empty",
+        (State::Pending, _) => "pending",
+        (State::Missing | State::Unchecked, _) => "missing",
         (State::TooSmall, _) => "too_small",
         (State::TooFewLines, _) => "too_few_lines",
         (State::TooManyLines, _) => "too_many_lines",
