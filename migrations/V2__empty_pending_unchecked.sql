@@ -66,24 +66,33 @@ CREATE INDEX slots_by_state ON slots (dataset_id, state, slot_start);
 
 ALTER TABLE fill_attempts ADD COLUMN left_out INTEGER;
 
--- Contiguous runs of gap slots: not ok, not confirmed empty, not pending.
+-- Contiguous runs of gap slots: not ok, not confirmed empty, not pending. (Version 1's
+-- view could not be queried: "misuse of aggregate function MIN()".)
 CREATE VIEW gaps AS
 WITH bad AS (
-    SELECT s.dataset_id, s.slot_start, s.state, d.slot_minutes * 60 AS width,
+    SELECT s.dataset_id, s.slot_start, s.state,
            s.slot_start - (ROW_NUMBER() OVER (PARTITION BY s.dataset_id ORDER BY s.slot_start)) * d.slot_minutes * 60 AS grp
     FROM slots s JOIN datasets d ON d.id = s.dataset_id
     WHERE s.state NOT IN ('ok', 'empty', 'pending')
+),
+periods AS (
+    SELECT dataset_id, MIN(slot_start) AS first_slot, MAX(slot_start) AS last_slot,
+           COUNT(*) AS slots, group_concat(DISTINCT state) AS reasons
+    FROM bad
+    GROUP BY dataset_id, grp
 )
-SELECT b.dataset_id,
+SELECT p.dataset_id,
        d.name AS dataset,
-       MIN(b.slot_start) AS first_slot,
-       MAX(b.slot_start) AS last_slot,
-       (SELECT start_local FROM slots WHERE dataset_id = b.dataset_id AND slot_start = MIN(b.slot_start)) AS first_local,
-       (SELECT start_local FROM slots WHERE dataset_id = b.dataset_id AND slot_start = MAX(b.slot_start)) AS last_local,
-       COUNT(*) AS slots,
-       group_concat(DISTINCT b.state) AS reasons
-FROM bad b JOIN datasets d ON d.id = b.dataset_id
-GROUP BY b.dataset_id, b.grp;
+       p.first_slot,
+       p.last_slot,
+       f.start_local AS first_local,
+       l.start_local AS last_local,
+       p.slots,
+       p.reasons
+FROM periods p
+JOIN datasets d ON d.id = p.dataset_id
+JOIN slots f ON f.dataset_id = p.dataset_id AND f.slot_start = p.first_slot
+JOIN slots l ON l.dataset_id = p.dataset_id AND l.slot_start = p.last_slot;
 
 -- Coverage per local day (of catalogued slots; see docs/catalog.md).
 CREATE VIEW coverage_by_day AS

@@ -85,6 +85,10 @@ pub enum Command {
         /// Post a summary to this Discord/Slack-style webhook.
         #[arg(long)]
         notify_webhook: Option<String>,
+        /// Count slots confirmed empty at the origin as gaps (exit 3), as the
+        /// dataset key `empty_is_gap`.
+        #[arg(long)]
+        empty_is_gap: bool,
     },
     /// Canned reports from sql/*.sql, or the coverage heatmap (`report heatmap`).
     Report {
@@ -136,6 +140,10 @@ pub enum Command {
         /// Post a summary to this Discord/Slack-style webhook.
         #[arg(long)]
         notify_webhook: Option<String>,
+        /// Count slots confirmed empty at the origin as gaps (exit 3), as the
+        /// dataset key `empty_is_gap`.
+        #[arg(long)]
+        empty_is_gap: bool,
     },
 }
 
@@ -207,7 +215,8 @@ pub struct FillArgs {
     /// Keep notes without Japanese text even when the source filter is "japanese".
     #[arg(long)]
     pub keep_non_japanese: bool,
-    /// Retry slots that came back empty before their wait is over.
+    /// Re-check slots confirmed empty at the origin now, before their re-check
+    /// time (the dataset's empty_recheck_after, 7d by default).
     #[arg(long)]
     pub retry_empty: bool,
     /// Show the plan and an estimate of origin calls; fetch nothing.
@@ -341,6 +350,7 @@ impl DatasetArgs {
                 backup: (!self.backup.is_empty()).then(|| self.backup.clone()),
                 complement: self.complement.clone(),
                 slot_minutes: self.slot_minutes,
+                empty_is_gap: false,
             },
         }
     }
@@ -415,9 +425,12 @@ pub async fn dispatch(cli: Cli, global: Global) -> slotfill::error::Result<comma
             window,
             scan,
             notify_webhook,
+            empty_is_gap,
         } => {
+            let mut selection = window.selection();
+            selection.overrides.empty_is_gap = empty_is_gap;
             let cmd = VerifyCommand {
-                selection: window.selection(),
+                selection,
                 concurrency: usize::from(scan.concurrency),
                 progress: scan.progress,
                 notify_webhook,
@@ -429,9 +442,12 @@ pub async fn dispatch(cli: Cli, global: Global) -> slotfill::error::Result<comma
             fill,
             scan_concurrency,
             notify_webhook,
+            empty_is_gap,
         } => {
+            let mut selection = window.selection();
+            selection.overrides.empty_is_gap = empty_is_gap;
             let cmd = RunCommand {
-                selection: window.selection(),
+                selection,
                 fill: fill.flags(),
                 scan_concurrency: usize::from(scan_concurrency),
                 notify_webhook,

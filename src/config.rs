@@ -141,6 +141,23 @@ pub struct DatasetConfig {
     #[serde(default)]
     pub source: SourceConfig,
     pub notify_webhook: Option<String>,
+    /// How long after a slot's end it is still `pending` (the collector may still be
+    /// writing it): never fetched, never a gap. A duration such as "5m".
+    pub settle_delay: Option<String>,
+    /// How long a slot confirmed empty at the origin waits before it is fetched again
+    /// (late federation can fill a past slot). A duration such as "7d".
+    pub empty_recheck_after: Option<String>,
+    /// Count confirmed-empty slots as gaps (verify and run exit 3), as `--empty-is-gap`.
+    #[serde(default)]
+    pub empty_is_gap: bool,
+}
+
+/// Defaults of the dataset settings that have one (each in this one place).
+pub mod defaults {
+    /// A slot is pending until this long after its end.
+    pub const SETTLE_DELAY: &str = "5m";
+    /// A confirmed-empty slot is fetched again after this long.
+    pub const EMPTY_RECHECK_AFTER: &str = "7d";
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -171,6 +188,8 @@ pub struct Overrides {
     pub backup: Option<Vec<String>>,
     pub complement: Option<String>,
     pub slot_minutes: Option<u32>,
+    /// `--empty-is-gap`: confirmed-empty slots count as gaps.
+    pub empty_is_gap: bool,
 }
 
 /// Where a location sits in the dataset.
@@ -205,9 +224,25 @@ pub struct Dataset {
     pub rules: Rules,
     pub source: SourceConfig,
     pub notify_webhook: Option<String>,
+    /// See [`DatasetConfig::settle_delay`].
+    pub settle_delay: chrono::Duration,
+    /// See [`DatasetConfig::empty_recheck_after`].
+    pub empty_recheck_after: chrono::Duration,
+    pub empty_is_gap: bool,
 }
 
 impl Dataset {
+    /// The last slot start that has ended plus the settle delay at `now`: later
+    /// slots are pending.
+    pub fn settle_delay_text(&self) -> String {
+        format_duration(self.settle_delay)
+    }
+
+    pub fn last_settled_slot(&self, now: chrono::DateTime<chrono::Utc>) -> crate::slot::SlotStart {
+        let settled = now - self.settle_delay;
+        self.spec.align_down(settled.timestamp()) - self.spec.width_secs()
+    }
+
     pub fn complement(&self) -> Option<&str> {
         self.locations
             .iter()
@@ -327,11 +362,28 @@ impl Config {
                 rules.min_lines, rules.max_lines
             )));
         }
+        let duration = |key: &str, value: &Option<String>, default: &str| {
+            parse_duration(value.as_deref().unwrap_or(default))
+                .map_err(|e| invalid(format!("{key}: {e}")))
+        };
+        let settle_delay = duration(
+            "settle_delay",
+            &raw.settle_delay,
+            defaults::SETTLE_DELAY,
+        )?;
+        let empty_recheck_after = duration(
+            "empty_recheck_after",
+            &raw.empty_recheck_after,
+            defaults::EMPTY_RECHECK_AFTER,
+        )?;
         Ok(Dataset {
             name: name.to_string(),
             spec,
             locations,
             rules,
+            settle_delay,
+            empty_recheck_after,
+            empty_is_gap: raw.empty_is_gap || overrides.empty_is_gap,
             source: raw.source.clone(),
             notify_webhook: raw
                 .notify_webhook
@@ -339,6 +391,41 @@ impl Config {
                 .or_else(|| self.notify_webhook.clone()),
         })
     }
+}
+
+/// Parses a duration setting: a whole number and a unit, `90s`, `5m`, `12h`, `7d`,
+/// `2w` (`0` alone is zero).
+pub fn parse_duration(text: &str) -> Result<chrono::Duration, String> {
+    let s = text.trim();
+    let bad = || format!("{text:?} is not a duration (a number and a unit: 90s, 5m, 12h, 7d, 2w)");
+    if s == "0" {
+        return Ok(chrono::Duration::zero());
+    }
+    let split = s.len().saturating_sub(1);
+    let (amount, unit) = (s.get(..split).ok_or_else(bad)?, &s[split..]);
+    let amount: i64 = amount.parse().map_err(|_| bad())?;
+    if amount < 0 {
+        return Err(bad());
+    }
+    let duration = match unit {
+        "s" => chrono::Duration::try_seconds(amount),
+        "m" => chrono::Duration::try_minutes(amount),
+        "h" => chrono::Duration::try_hours(amount),
+        "d" => chrono::Duration::try_days(amount),
+        "w" => chrono::Duration::try_weeks(amount),
+        _ => None,
+    };
+    duration.ok_or_else(bad)
+}
+
+/// Writes a duration the way [`parse_duration`] reads it, in its largest whole unit.
+pub fn format_duration(d: chrono::Duration) -> String {
+    let secs = d.num_seconds();
+    [(604_800, "w"), (86_400, "d"), (3_600, "h"), (60, "m")]
+        .into_iter()
+        .find(|(unit, _)| secs != 0 && secs % unit == 0)
+        .map(|(unit, name)| format!("{}{name}", secs / unit))
+        .unwrap_or_else(|| format!("{secs}s"))
 }
 
 fn resolve(base: &Path, p: &str) -> PathBuf {
@@ -452,5 +539,30 @@ filter = "none"
             ..Default::default()
         };
         assert!(config.dataset("jp", &sibling).is_ok());
+        let bad_delay = EXAMPLE.replace("slot_minutes = 10", "slot_minutes = 10\nsettle_delay = \"5 minutes\"");
+        let config = Config::from_toml(path, &bad_delay).unwrap();
+        let err = config.dataset("jp", &Overrides::default()).unwrap_err().to_string();
+        assert!(err.contains("settle_delay") && err.contains("90s, 5m"), "{err}");
+    }
+
+    #[test]
+    fn durations_and_the_settled_slot() {
+        assert_eq!(parse_duration("90s"), Ok(chrono::Duration::seconds(90)));
+        assert_eq!(parse_duration("7d"), Ok(chrono::Duration::days(7)));
+        assert_eq!(parse_duration("0"), Ok(chrono::Duration::zero()));
+        assert!(parse_duration("5").is_err());
+        assert!(parse_duration("-5m").is_err());
+        assert_eq!(format_duration(chrono::Duration::minutes(90)), "90m");
+        assert_eq!(format_duration(chrono::Duration::days(7)), "1w");
+        assert_eq!(format_duration(chrono::Duration::seconds(45)), "45s");
+        let config = Config::from_toml(Path::new("c.toml"), EXAMPLE).unwrap();
+        let ds = config.dataset("jp", &Overrides::default()).unwrap();
+        assert_eq!(ds.settle_delay, chrono::Duration::minutes(5));
+        // At 00:44:59 the slot [00:20, 00:30) has settled (00:35) but [00:30, 00:40) has not (00:45).
+        let now = chrono::DateTime::parse_from_rfc3339("2025-08-01T00:44:59Z").unwrap().to_utc();
+        let t = |s: &str| chrono::DateTime::parse_from_rfc3339(s).unwrap().timestamp();
+        assert_eq!(ds.last_settled_slot(now), t("2025-08-01T00:20:00Z"));
+        let now = chrono::DateTime::parse_from_rfc3339("2025-08-01T00:55:00Z").unwrap().to_utc();
+        assert_eq!(ds.last_settled_slot(now), t("2025-08-01T00:40:00Z"));
     }
 }

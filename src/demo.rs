@@ -241,7 +241,7 @@ async fn upload(from: &Path, to: &str, settings: &crate::config::S3Settings) -> 
     let request = crate::store::PutRequest {
         content_type: "application/x-ndjson".into(),
         metadata: Vec::new(),
-        overwrite: true,
+        condition: crate::store::WriteCondition::Always,
     };
     futures::stream::iter(files.iter())
         .map(|(key, path)| store.put_file(key, path, &request))

@@ -1,9 +1,11 @@
 //! Fill attempts: which slots to fill, and what each attempt did.
 
-use rusqlite::params;
+use std::str::FromStr;
+
+use rusqlite::{OptionalExtension, params};
 
 use super::objects::upsert_object;
-use super::{Catalog, ObjectRecord, Result, RunId};
+use super::{Catalog, ObjectRecord, Result, RunId, parse_column};
 use crate::slot::SlotStart;
 use crate::state::State;
 
@@ -16,6 +18,24 @@ pub struct FillCandidate {
     /// An earlier attempt started and never finished (the process was killed):
     /// its object may already be in the complement location.
     pub unfinished_attempt: bool,
+    /// For a confirmed-empty slot: the ETag of its zero-line complement object,
+    /// which a re-check that finds notes may replace (and nothing else).
+    pub empty_object_etag: Option<String>,
+}
+
+/// Which slots a fill plans to work on.
+#[derive(Debug, Clone)]
+pub struct CandidateQuery {
+    pub range: (SlotStart, SlotStart),
+    pub newest_first: bool,
+    pub limit: Option<u64>,
+    /// Re-check confirmed-empty slots whatever their re-check time.
+    pub retry_empty: bool,
+    /// Later slots are pending: never fetched.
+    pub last_settled: SlotStart,
+    /// Confirmed-empty slots whose re-check time is unknown (a rebuilt catalog)
+    /// are due when their object was counted before this time.
+    pub empty_counted_before: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,7 +44,7 @@ pub enum AttemptOutcome {
     Filled,
     /// The fetch did not reach the slot's start; nothing written.
     Partial,
-    /// Complete fetch with no notes; nothing written, retried after a while.
+    /// Complete fetch with no notes; a zero-line object records it, re-checked after a while.
     Empty,
     /// The origin or the store failed; nothing written.
     Failed,
@@ -62,45 +82,63 @@ pub struct FinishedAttempt {
     pub retry_after: Option<String>,
 }
 
+impl FromStr for AttemptOutcome {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        [
+            AttemptOutcome::Filled,
+            AttemptOutcome::Partial,
+            AttemptOutcome::Empty,
+            AttemptOutcome::Failed,
+            AttemptOutcome::Exists,
+        ]
+        .into_iter()
+        .find(|o| o.as_str() == s)
+        .ok_or_else(|| format!("unknown attempt outcome {s:?}"))
+    }
+}
+
 impl Catalog {
-    /// The non-ok slots of a range in fill order, skipping slots whose empty
-    /// fill said to wait (unless `retry_empty`).
+    /// The slots of a range a fill should work on, in fill order: gaps that
+    /// have settled, and confirmed-empty slots whose re-check is due.
     pub fn fill_candidates(
         &self,
         dataset_id: i64,
-        range: (SlotStart, SlotStart),
-        newest_first: bool,
-        limit: Option<u64>,
-        retry_empty: bool,
+        q: &CandidateQuery,
     ) -> Result<Vec<FillCandidate>> {
         let sql = format!(
             "SELECT s.slot_start, s.start_local, s.state,
                     EXISTS (SELECT 1 FROM fill_attempts a
-                            WHERE a.dataset_id = s.dataset_id AND a.slot_start = s.slot_start AND a.finished_at IS NULL)
+                            WHERE a.dataset_id = s.dataset_id AND a.slot_start = s.slot_start AND a.finished_at IS NULL),
+                    CASE WHEN s.state = 'empty' THEN o.etag END
              FROM slots s
-             WHERE s.dataset_id = ?1 AND s.slot_start BETWEEN ?2 AND ?3 AND s.state <> 'ok'
-               AND (?4 OR s.retry_after IS NULL OR s.retry_after <= ?5)
+             LEFT JOIN objects o ON o.id = s.object_id
+             WHERE s.dataset_id = ?1 AND s.slot_start BETWEEN ?2 AND MIN(?3, ?7) AND s.state <> 'ok'
+               AND (s.state <> 'empty' OR ?4 OR COALESCE(s.retry_after <= ?5, o.counted_at <= ?8, 1))
              ORDER BY s.slot_start {}
              LIMIT ?6",
-            if newest_first { "DESC" } else { "ASC" }
+            if q.newest_first { "DESC" } else { "ASC" }
         );
         let mut stmt = self.conn.prepare_cached(&sql)?;
-        let limit = limit.map(|l| l as i64).unwrap_or(-1);
+        let limit = q.limit.map(|l| l as i64).unwrap_or(-1);
         let rows = stmt.query_map(
             params![
                 dataset_id,
-                range.0,
-                range.1,
-                retry_empty,
+                q.range.0,
+                q.range.1,
+                q.retry_empty,
                 crate::clock::now_text(),
-                limit
+                limit,
+                q.last_settled,
+                q.empty_counted_before,
             ],
             |r| {
                 Ok(FillCandidate {
                     slot_start: r.get(0)?,
                     start_local: r.get(1)?,
-                    state: r.get::<_, String>(2)?.parse().unwrap_or(State::Missing),
+                    state: parse_column(r, 2, "slots.state")?,
                     unfinished_attempt: r.get(3)?,
+                    empty_object_etag: r.get(4)?,
                 })
             },
         )?;
@@ -159,15 +197,28 @@ impl Catalog {
              WHERE dataset_id = ?1 AND slot_start = ?2 AND finished_at IS NULL",
             params![done.dataset_id, done.slot_start, now],
         )?;
-        let ok = done
+        let decided = done
             .object
             .as_ref()
-            .is_some_and(|(_, record)| record.status == Some(State::Ok));
-        if ok {
+            .and_then(|(_, record)| record.status)
+            .filter(|status| matches!(status, State::Ok | State::Empty));
+        if let Some(state) = decided {
+            let (ok_role, retry_after) = match state {
+                State::Ok => (Some("complement"), None),
+                _ => (None, done.retry_after.as_deref()),
+            };
             tx.execute(
-                "UPDATE slots SET state = 'ok', ok_role = 'complement', object_id = ?3, updated_at = ?4, retry_after = NULL
+                "UPDATE slots SET state = ?3, ok_role = ?4, object_id = ?5, updated_at = ?6, retry_after = ?7
                  WHERE dataset_id = ?1 AND slot_start = ?2",
-                params![done.dataset_id, done.slot_start, object_id, now],
+                params![
+                    done.dataset_id,
+                    done.slot_start,
+                    state.as_str(),
+                    ok_role,
+                    object_id,
+                    now,
+                    retry_after
+                ],
             )?;
         } else {
             tx.execute(
@@ -186,16 +237,43 @@ impl Catalog {
         Ok(self.conn.execute(
             "UPDATE fill_attempts
              SET finished_at = ?2, error_code = 'interrupted',
-                 outcome = CASE WHEN (SELECT s.ok_role FROM slots s
+                 outcome = CASE WHEN (SELECT s.ok_role = 'complement' OR s.state = 'empty' FROM slots s
                                       WHERE s.dataset_id = fill_attempts.dataset_id
-                                        AND s.slot_start = fill_attempts.slot_start) = 'complement'
+                                        AND s.slot_start = fill_attempts.slot_start)
                                 THEN 'exists' ELSE 'failed' END
              WHERE dataset_id = ?1 AND finished_at IS NULL
                AND EXISTS (SELECT 1 FROM slots s
                            WHERE s.dataset_id = fill_attempts.dataset_id
-                             AND s.slot_start = fill_attempts.slot_start AND s.state = 'ok')",
+                             AND s.slot_start = fill_attempts.slot_start AND s.state IN ('ok', 'empty'))",
             params![dataset_id, crate::clock::now_text()],
         )?)
+    }
+
+    /// The line count of the nearest valid slot on each side of `slot`, at most
+    /// `max_distance` seconds away, averaged: what a fill of `slot` likely holds.
+    pub fn neighbour_lines(
+        &self,
+        dataset_id: i64,
+        slot: SlotStart,
+        max_distance: i64,
+    ) -> Result<Option<f64>> {
+        let nearest = |order: &str, cmp: &str, bound: i64| -> Result<Option<i64>> {
+            let sql = format!(
+                "SELECT o.lines FROM slots s JOIN objects o ON o.id = s.object_id
+                 WHERE s.dataset_id = ?1 AND s.slot_start {cmp} ?2 AND s.slot_start BETWEEN MIN(?2, ?3) AND MAX(?2, ?3)
+                   AND s.state = 'ok' AND o.lines IS NOT NULL
+                 ORDER BY s.slot_start {order} LIMIT 1"
+            );
+            Ok(self
+                .conn
+                .prepare_cached(&sql)?
+                .query_row(params![dataset_id, slot, bound], |r| r.get(0))
+                .optional()?)
+        };
+        let before = nearest("DESC", "<", slot - max_distance)?;
+        let after = nearest("ASC", ">", slot + max_distance)?;
+        let known: Vec<i64> = before.into_iter().chain(after).collect();
+        Ok((!known.is_empty()).then(|| known.iter().sum::<i64>() as f64 / known.len() as f64))
     }
 
     /// The average line count of the dataset's valid objects (for estimates).
@@ -204,15 +282,6 @@ impl Catalog {
             "SELECT AVG(o.lines) FROM objects o JOIN locations l ON l.id = o.location_id
              WHERE l.dataset_id = ?1 AND o.status = 'ok' AND o.gone_at IS NULL",
             [dataset_id],
-            |r| r.get(0),
-        )?)
-    }
-
-    /// Number of fill attempts a slot has had, by outcome.
-    pub fn attempt_count(&self, dataset_id: i64, slot: SlotStart) -> Result<i64> {
-        Ok(self.conn.query_row(
-            "SELECT COUNT(*) FROM fill_attempts WHERE dataset_id = ?1 AND slot_start = ?2",
-            params![dataset_id, slot],
             |r| r.get(0),
         )?)
     }

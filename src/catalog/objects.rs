@@ -85,7 +85,7 @@ impl Catalog {
                         unterminated: r.get(6)?,
                         complete: r.get(7)?,
                         note_count: r.get(8)?,
-                        status: r.get::<_, String>(9)?.parse().unwrap_or(State::Unreadable),
+                        status: super::parse_column(r, 9, "objects.status")?,
                     },
                 ))
             },

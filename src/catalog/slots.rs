@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use rusqlite::{TransactionBehavior, params};
 
-use super::{Catalog, DatasetRow, Result, role_from_text};
+use super::{Catalog, DatasetRow, Result, parse_column, role_from_text};
 use crate::config::Role;
 use crate::slot::{SlotSpec, SlotStart};
 use crate::state::State;
@@ -30,8 +30,13 @@ impl DayStates {
         self.counts.get(&state).copied().unwrap_or(0)
     }
 
-    pub fn not_ok(&self) -> u64 {
-        self.total() - self.get(State::Ok)
+    /// Slots that are gaps: neither ok, confirmed empty nor pending.
+    pub fn gaps(&self) -> u64 {
+        self.counts
+            .iter()
+            .filter(|(state, _)| state.is_gap())
+            .map(|(_, n)| n)
+            .sum()
     }
 }
 
@@ -66,13 +71,14 @@ impl Candidate {
 
 impl Catalog {
     /// Derives the state of every slot in `[first, last]` from the live objects
-    /// of the dataset's active locations, in one transaction.
+    /// of the dataset's active locations, in one transaction. Slots after
+    /// `last_settled` that no object makes ok or empty are `pending`.
     pub fn derive_slots(
         &mut self,
         ds: &DatasetRow,
         spec: &SlotSpec,
-        first: SlotStart,
-        last: SlotStart,
+        (first, last): (SlotStart, SlotStart),
+        last_settled: SlotStart,
     ) -> Result<DayStates> {
         let now = crate::clock::now_text();
         // Immediate: this reads before it writes, and a deferred transaction would fail
@@ -93,7 +99,7 @@ impl Catalog {
                     r.get::<_, i64>(0)?,
                     Candidate {
                         object_id: r.get(1)?,
-                        state: r.get::<_, String>(2)?.parse().unwrap_or(State::Unreadable),
+                        state: parse_column(r, 2, "objects.status")?,
                         role: role_from_text(&r.get::<_, String>(3)?),
                         position: r.get(4)?,
                     },
@@ -129,6 +135,11 @@ impl Catalog {
                     ),
                     None => (State::Missing, None, None),
                 };
+                let state = if slot > last_settled && state.is_gap() {
+                    State::Pending
+                } else {
+                    state
+                };
                 upsert.execute(params![
                     ds.id,
                     slot,
@@ -147,28 +158,35 @@ impl Catalog {
         Ok(states)
     }
 
-    /// Visits catalogued slots in time order, optionally only the non-ok ones.
+    /// Visits catalogued slots in time order, all of them or only those in `states`.
     pub fn visit_slots(
         &self,
         dataset_id: i64,
         range: (SlotStart, SlotStart),
-        only_not_ok: bool,
+        states: Option<&[State]>,
         mut visit: impl FnMut(SlotRow) -> Result<()>,
     ) -> Result<()> {
-        let mut stmt = self.conn.prepare_cached(
+        // The states are this binary's own constants, never user input.
+        let state_filter = states
+            .map(|states| {
+                let list: Vec<String> = states.iter().map(|s| format!("'{}'", s.as_str())).collect();
+                format!("AND s.state IN ({})", list.join(", "))
+            })
+            .unwrap_or_default();
+        let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT s.slot_start, s.start_local, s.state, s.ok_role, l.url, o.key, o.size, o.lines
              FROM slots s
              LEFT JOIN objects o ON o.id = s.object_id
              LEFT JOIN locations l ON l.id = o.location_id
-             WHERE s.dataset_id = ?1 AND s.slot_start BETWEEN ?2 AND ?3 AND (?4 = 0 OR s.state <> 'ok')
-             ORDER BY s.slot_start",
-        )?;
-        let mut rows = stmt.query(params![dataset_id, range.0, range.1, only_not_ok])?;
+             WHERE s.dataset_id = ?1 AND s.slot_start BETWEEN ?2 AND ?3 {state_filter}
+             ORDER BY s.slot_start"
+        ))?;
+        let mut rows = stmt.query(params![dataset_id, range.0, range.1])?;
         while let Some(r) = rows.next()? {
             visit(SlotRow {
                 slot_start: r.get(0)?,
                 start_local: r.get(1)?,
-                state: r.get::<_, String>(2)?.parse().unwrap_or(State::Unreadable),
+                state: parse_column(r, 2, "slots.state")?,
                 ok_role: r
                     .get::<_, Option<String>>(3)?
                     .as_deref()
@@ -193,9 +211,14 @@ impl Catalog {
         })?;
         for row in rows {
             let (state, n) = row?;
-            states
-                .counts
-                .insert(state.parse().unwrap_or(State::Unreadable), n as u64);
+            let state = state.parse().map_err(|e: String| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    0,
+                    rusqlite::types::Type::Text,
+                    format!("slots.state: {e}").into(),
+                )
+            })?;
+            states.counts.insert(state, n as u64);
         }
         Ok(states)
     }

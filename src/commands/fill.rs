@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::catalog::RunSummary;
 use crate::config::{Dataset, SourceKind};
-use crate::error::{EXIT_FAILURE, Error, Result};
+use crate::error::{Error, Result};
 use crate::fill::{FillOptions, FillReport};
 use crate::source::ids::IdScheme;
 use crate::source::misskey::{Misskey, MisskeySettings, Mode};
@@ -13,6 +13,7 @@ use crate::source::{NoteFilter, NoteSource, SourceError};
 use crate::store;
 
 use super::{Global, Outcome, Selection, Session, require_window, resolve, until_interrupted};
+use crate::report::count;
 
 /// Origin settings given on the command line (they override the config).
 #[derive(Debug, Clone, Default)]
@@ -64,6 +65,8 @@ pub async fn fill(global: &Global, cmd: &FillCommand) -> Result<Outcome> {
         Ok(report) => RunSummary {
             outcome: if report.stopped.is_some() {
                 "stopped"
+            } else if report.failure().is_some() {
+                "failed"
             } else {
                 "ok"
             }
@@ -72,6 +75,7 @@ pub async fn fill(global: &Global, cmd: &FillCommand) -> Result<Outcome> {
             filled: Some(report.completed()),
             origin_calls: Some(report.origin_calls),
             requests: Some(session.requests()),
+            error: report.failure(),
             ..Default::default()
         },
         Err(_) => RunSummary::default(),
@@ -87,13 +91,10 @@ pub async fn fill(global: &Global, cmd: &FillCommand) -> Result<Outcome> {
             cmd.flags.early_coverage_seconds
         )
     );
-    Ok(Outcome {
-        exit_code: if report.stopped.is_some() {
-            EXIT_FAILURE
-        } else {
-            0
-        },
-    })
+    match report.failure() {
+        Some(cause) => Err(Error::Runtime(cause)),
+        None => Ok(Outcome::OK),
+    }
 }
 
 /// Refuses a dataset without a complement location before anything is opened or recorded.
@@ -150,7 +151,8 @@ pub async fn run_fill(
         crate::fill::FillError::Catalog(e) => Error::Catalog(e),
         crate::fill::FillError::Source(e) => Error::Source(e),
         crate::fill::FillError::Store(e) => Error::Store(e),
-        other => Error::Usage(other.to_string()),
+        e @ (crate::fill::FillError::NoComplement(_)
+        | crate::fill::FillError::NeverScanned { .. }) => Error::Usage(e.to_string()),
     })
 }
 
@@ -223,6 +225,7 @@ pub fn describe(
     thin_after: Option<f64>,
 ) -> String {
     let ds = &session.resolved.ds;
+    let spec = &ds.spec;
     let mut out = String::new();
     let order = if options.newest_first {
         "newest first"
@@ -234,12 +237,19 @@ pub fn describe(
         .map(|n| format!(", at most {n}"))
         .unwrap_or_default();
     out.push_str(&format!(
-        "fill {}: {} slots to fill from {} to {} ({order}{limit})\n",
+        "fill {}: {} to fill from {} to {} ({order}{limit})\n",
         ds.name,
-        r.candidates.len(),
-        ds.spec.local_iso(options.window.first),
-        ds.spec.local_iso(options.window.last),
+        count(r.candidates.len() as u64, "slot"),
+        spec.local_iso(options.window.first),
+        spec.local_iso(options.window.last),
     ));
+    if r.unscanned > 0 {
+        out.push_str(&format!(
+            "note: {} of the window never scanned, so not considered; `slotfill scan --dataset {} --start … --end …` catalogues them\n",
+            count(r.unscanned, "slot"),
+            ds.name
+        ));
+    }
     if options.dry_run {
         for c in r.candidates.iter().take(20) {
             out.push_str(&format!("  {} {}\n", c.start_local, c.state));
@@ -248,14 +258,23 @@ pub fn describe(
             out.push_str(&format!("  … and {} more\n", r.candidates.len() - 20));
         }
         out.push_str(&format!(
-            "dry run: nothing fetched; estimated origin calls: about {}\n",
-            r.estimated_calls
+            "dry run: nothing fetched; expected about {} notes in about {} origin calls, {} at --sleep {} s and --concurrency {} (estimated from the neighbouring valid slots)\n",
+            r.estimate.notes,
+            r.estimate.calls,
+            crate::fill::plan::describe_duration(r.estimate.duration),
+            r.estimate.interval.as_secs_f64(),
+            options.concurrency
         ));
         return out;
     }
     out.push_str(&format!(
-        "filled {} ({} notes), found {} already written, {} partial, {} empty, {} failed\n",
-        r.filled, r.notes, r.exists, r.partial, r.empty, r.failed
+        "filled {} ({}), found {} already written, {} partial, {} confirmed empty, {} failed\n",
+        r.filled,
+        count(r.notes, "note"),
+        r.exists,
+        r.partial,
+        r.empty,
+        r.failed
     ));
     let attempted = r.attempted().max(1);
     out.push_str(&format!(
@@ -274,6 +293,23 @@ pub fn describe(
         out.push_str(&format!(
             "thin coverage: {} filled slots start more than {limit} s after the slot start\n",
             r.thin
+        ));
+    }
+    if r.empty > 0 {
+        let named: Vec<String> = r.empty_slots.iter().map(|s| spec.local_iso(*s)).collect();
+        let more = if r.empty as usize > named.len() { ", …" } else { "" };
+        out.push_str(&format!(
+            "{} confirmed empty at the origin (recorded as zero-line objects, re-checked after {}): {}{more}\n",
+            count(r.empty, "slot"),
+            crate::config::format_duration(ds.empty_recheck_after),
+            named.join(", ")
+        ));
+    }
+    if let Some(neighbours) = r.suspicious_empty {
+        out.push_str(&format!(
+            "warning: {} of {} slots came back empty while their neighbours hold about {neighbours:.0} notes each; check the source's mode, host and token\n",
+            r.empty,
+            r.attempted()
         ));
     }
     if let Some(stopped) = &r.stopped {

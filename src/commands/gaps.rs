@@ -40,9 +40,19 @@ pub fn gaps(global: &Global, opts: &GapsOptions) -> Result<Outcome> {
         row.id,
         &resolved.ds.spec,
         range,
+        &included_states(&resolved.ds),
         opts.format,
     )?;
     Ok(Outcome::OK)
+}
+
+/// The slot states that count as gaps for a dataset.
+pub fn included_states(ds: &crate::config::Dataset) -> Vec<State> {
+    let mut states = State::GAPS.to_vec();
+    if ds.empty_is_gap {
+        states.push(State::Empty);
+    }
+    states
 }
 
 /// A short summary per dataset: slots by state.
@@ -69,12 +79,14 @@ pub fn status(global: &Global, dataset: Option<&str>) -> Result<Outcome> {
         let states = catalog.slot_states(row.id, extent)?;
         let spec = config.dataset(&name, &Default::default())?.spec;
         println!(
-            "{name}: {} slots from {} to {}: {} ok, {} not ok",
+            "{name}: {} slots from {} to {}: {} ok, {} empty at the origin, {} pending, {} gaps",
             states.total(),
             spec.local_iso(extent.0),
             spec.local_iso(extent.1),
             states.get(State::Ok),
-            states.not_ok()
+            states.get(State::Empty),
+            states.get(State::Pending),
+            states.gaps()
         );
         for state in State::ALL.into_iter().filter(|s| *s != State::Ok) {
             let n = states.get(state);

@@ -205,7 +205,14 @@ impl Session {
         mut summary: RunSummary,
     ) -> Result<()> {
         if let Err(e) = result {
-            summary.outcome = "failed".to_string();
+            // A fill that stopped keeps saying so; anything else that erred failed.
+            if summary.outcome != "stopped" {
+                summary.outcome = match e {
+                    Error::Interrupted => "interrupted",
+                    _ => "failed",
+                }
+                .to_string();
+            }
             summary.error = Some(crate::redact::one_line(&e.to_string()));
         }
         Ok(self.db.call(move |c| c.finish_run(run, &summary)).await?)

@@ -1,7 +1,7 @@
 //! `slotfill run`: scan → fill → verify, the nightly job.
 
 use crate::catalog::RunSummary;
-use crate::error::{EXIT_FAILURE, EXIT_GAPS_REMAIN, Result};
+use crate::error::{Error, Result};
 use crate::scan::ScanOptions;
 
 use super::fill::{FillFlags, build_source, fill_options, require_complement, run_fill};
@@ -35,7 +35,7 @@ pub async fn run(global: &Global, cmd: &RunCommand) -> Result<Outcome> {
         let scanned = run_scan(&session, &scan_options).await?;
         print!("{}", super::scan::describe(&session, &scanned));
         summary.slots = Some(scanned.slots.total());
-        summary.missing_before = Some(scanned.slots.not_ok());
+        summary.missing_before = Some(scanned.slots.gaps());
         let filled = run_fill(&session, source, Some(run), &options).await?;
         print!(
             "{}",
@@ -51,18 +51,22 @@ pub async fn run(global: &Global, cmd: &RunCommand) -> Result<Outcome> {
         let verdict =
             verify_window(&session, window, cmd.scan_concurrency, cmd.fill.progress).await?;
         print!("{}", super::verify::describe(&session, window, &verdict));
-        summary.still_missing = Some(verdict.not_ok);
-        let exit_code = if filled.stopped.is_some() {
-            summary.outcome = "stopped".into();
-            EXIT_FAILURE
-        } else if verdict.not_ok > 0 {
-            summary.outcome = "gaps_remain".into();
-            EXIT_GAPS_REMAIN
-        } else {
-            summary.outcome = "ok".into();
-            0
-        };
-        Ok(Outcome { exit_code })
+        summary.still_missing = Some(verdict.gaps);
+        // A fill that failed as a whole is the run's failure, whatever verify found.
+        if let Some(cause) = filled.failure() {
+            summary.outcome = if filled.stopped.is_some() {
+                "stopped"
+            } else {
+                "failed"
+            }
+            .into();
+            summary.error = Some(cause.clone());
+            return Err(Error::Runtime(cause));
+        }
+        summary.outcome = verdict.outcome().into();
+        Ok(Outcome {
+            exit_code: verdict.exit_code(),
+        })
     })
     .await;
     summary.requests = Some(session.requests());

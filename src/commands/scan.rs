@@ -51,8 +51,8 @@ pub fn summary_of(report: &ScanReport, outcome: &str) -> RunSummary {
     RunSummary {
         outcome: outcome.to_string(),
         slots: Some(report.slots.total()),
-        missing_before: Some(report.slots.not_ok()),
-        still_missing: Some(report.slots.not_ok()),
+        missing_before: Some(report.slots.gaps()),
+        still_missing: Some(report.slots.gaps()),
         requests: Some(report.requests),
         downloads: Some(report.objects_counted),
         bytes_read: Some(report.bytes_read),
@@ -77,7 +77,7 @@ pub fn describe(session: &Session, r: &ScanReport) -> String {
         "slots: {} total, {} ok, {} not ok\n",
         r.slots.total(),
         r.slots.get(State::Ok),
-        r.slots.not_ok()
+        r.slots.gaps()
     ));
     for state in State::ALL.into_iter().filter(|s| *s != State::Ok) {
         let n = r.slots.get(state);

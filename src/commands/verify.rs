@@ -1,9 +1,13 @@
-//! `slotfill verify`: rescan every location (incrementally) and report what is still not ok.
+//! `slotfill verify`: rescan every location (incrementally) and report what is still a gap.
+//!
+//! Confirmed-empty slots are resolved (listed apart) unless the dataset counts
+//! them as gaps (`--empty-is-gap`); pending slots are never gaps.
 
 use std::collections::BTreeMap;
 
 use crate::catalog::{RunSummary, SlotRow};
 use crate::error::{EXIT_GAPS_REMAIN, Result};
+use crate::report::count;
 use crate::scan::ScanOptions;
 use crate::slot::Window;
 use crate::state::State;
@@ -11,7 +15,7 @@ use crate::state::State;
 use super::scan::run_scan;
 use super::{Global, Outcome, Selection, Session, require_window, resolve};
 
-/// How many not-ok slots verify lists by name.
+/// How many slots verify lists by name.
 pub const LISTED: usize = 20;
 
 #[derive(Debug, Clone, Default)]
@@ -27,8 +31,25 @@ pub struct VerifyCommand {
 pub struct Verdict {
     pub slots: u64,
     pub ok_by_role: BTreeMap<String, u64>,
-    pub not_ok: u64,
+    /// Gap slots (with confirmed-empty ones when they count as gaps).
+    pub gaps: u64,
+    pub empty: u64,
+    pub pending: u64,
+    pub empty_is_gap: bool,
+    /// The first gap slots.
     pub first: Vec<SlotRow>,
+    /// The first confirmed-empty slots (when they are not gaps).
+    pub first_empty: Vec<SlotRow>,
+}
+
+impl Verdict {
+    pub fn exit_code(&self) -> i32 {
+        if self.gaps > 0 { EXIT_GAPS_REMAIN } else { 0 }
+    }
+
+    pub fn outcome(&self) -> &'static str {
+        if self.gaps > 0 { "gaps_remain" } else { "ok" }
+    }
 }
 
 pub async fn verify(global: &Global, cmd: &VerifyCommand) -> Result<Outcome> {
@@ -39,9 +60,9 @@ pub async fn verify(global: &Global, cmd: &VerifyCommand) -> Result<Outcome> {
     let result = verify_window(&session, window, cmd.concurrency, cmd.progress).await;
     let summary = match &result {
         Ok(v) => RunSummary {
-            outcome: if v.not_ok > 0 { "gaps_remain" } else { "ok" }.to_string(),
+            outcome: v.outcome().to_string(),
             slots: Some(v.slots),
-            still_missing: Some(v.not_ok),
+            still_missing: Some(v.gaps),
             requests: Some(session.requests()),
             ..Default::default()
         },
@@ -54,11 +75,7 @@ pub async fn verify(global: &Global, cmd: &VerifyCommand) -> Result<Outcome> {
         .notify(cmd.notify_webhook.as_deref(), window, "verify", &summary)
         .await;
     Ok(Outcome {
-        exit_code: if verdict.not_ok > 0 {
-            EXIT_GAPS_REMAIN
-        } else {
-            0
-        },
+        exit_code: verdict.exit_code(),
     })
 }
 
@@ -77,25 +94,41 @@ pub async fn verify_window(
     let report = run_scan(session, &options).await?;
     let id = session.row.id;
     let range = (window.first, window.last);
-    let (ok_by_role, first) = session
+    let gap_states = super::gaps::included_states(&session.resolved.ds);
+    let empty_is_gap = session.resolved.ds.empty_is_gap;
+    let (ok_by_role, first, first_empty) = session
         .db
         .call(move |c| {
             let roles = c.ok_by_role(id, range)?;
-            let mut first = Vec::new();
-            c.visit_slots(id, range, true, |row| {
-                if first.len() < LISTED {
-                    first.push(row);
-                }
-                Ok(())
-            })?;
-            Ok::<_, crate::catalog::CatalogError>((roles, first))
+            let first_of = |states: &[State]| {
+                let mut rows = Vec::new();
+                c.visit_slots(id, range, Some(states), |row| {
+                    if rows.len() < LISTED {
+                        rows.push(row);
+                    }
+                    Ok(())
+                })
+                .map(|()| rows)
+            };
+            let first = first_of(&gap_states)?;
+            let first_empty = if empty_is_gap {
+                Vec::new()
+            } else {
+                first_of(&[State::Empty])?
+            };
+            Ok::<_, crate::catalog::CatalogError>((roles, first, first_empty))
         })
         .await?;
+    let empty = report.slots.get(State::Empty);
     Ok(Verdict {
         slots: report.slots.total(),
         ok_by_role,
-        not_ok: report.slots.not_ok(),
+        gaps: report.slots.gaps() + if empty_is_gap { empty } else { 0 },
+        empty,
+        pending: report.slots.get(State::Pending),
+        empty_is_gap,
         first,
+        first_empty,
     })
 }
 
@@ -107,14 +140,14 @@ pub fn describe(session: &Session, window: Window, v: &Verdict) -> String {
         .map(|(role, n)| format!("{role} {n}"))
         .collect::<Vec<_>>()
         .join(", ");
+    let ok: u64 = v.ok_by_role.values().sum();
     let mut out = format!(
-        "verify {} from {} to {}: {} slots, {} ok ({roles}), {} still not ok\n",
+        "verify {} from {} to {}: {}, {ok} ok ({roles}), {} still not ok\n",
         ds.name,
         ds.spec.local_iso(window.first),
         ds.spec.local_iso(window.last),
-        v.slots,
-        v.slots - v.not_ok,
-        v.not_ok
+        count(v.slots, "slot"),
+        v.gaps
     );
     let mut by_reason: BTreeMap<State, Vec<&str>> = BTreeMap::new();
     for row in &v.first {
@@ -126,11 +159,27 @@ pub fn describe(session: &Session, window: Window, v: &Verdict) -> String {
     for (state, slots) in by_reason {
         out.push_str(&format!("  {state}: {}\n", slots.join(", ")));
     }
-    if v.not_ok as usize > v.first.len() {
+    if v.gaps as usize > v.first.len() {
         out.push_str(&format!(
             "  … {} more; `slotfill gaps --dataset {}` lists them all\n",
-            v.not_ok as usize - v.first.len(),
+            v.gaps as usize - v.first.len(),
             ds.name
+        ));
+    }
+    if v.empty > 0 && !v.empty_is_gap {
+        let named: Vec<&str> = v.first_empty.iter().map(|r| r.start_local.as_str()).collect();
+        let more = if v.empty as usize > named.len() { ", …" } else { "" };
+        out.push_str(&format!(
+            "{} confirmed empty at the origin (resolved; --empty-is-gap counts them as gaps): {}{more}\n",
+            count(v.empty, "slot"),
+            named.join(", ")
+        ));
+    }
+    if v.pending > 0 {
+        out.push_str(&format!(
+            "{} pending: not ended plus the settle delay ({}), not checked yet\n",
+            count(v.pending, "slot"),
+            ds.settle_delay_text()
         ));
     }
     out

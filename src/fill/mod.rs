@@ -1,45 +1,56 @@
-//! Fill: complement the catalog's non-ok slots from the origin.
+//! Fill: complement the catalog's gap slots from the origin.
 //!
 //! Each slot is one *attempt*, recorded before the first origin call and
 //! finished in the same transaction that records the written object and
-//! marks the slot ok. What can go wrong, and what happens:
+//! the slot's new state. What can go wrong, and what happens:
 //!
 //! - the fetch does not complete (retries or page budget exhausted): nothing
-//!   is written, the attempt says `partial` or `failed`, the slot stays
-//!   missing and is tried again next run;
-//! - the fetch completes with no notes: nothing is written, the attempt says
-//!   `empty`, and the slot waits a week before it is tried again (or
-//!   `--retry-empty`);
+//!   is written, the attempt says `partial` or `failed`, the slot stays a gap
+//!   and is tried again next run;
+//! - the fetch completes with no notes: a zero-line object with the usual
+//!   metadata records that the origin confirmed the slot empty; the slot is
+//!   `empty` (resolved) and re-checked after `empty_recheck_after`. A re-check
+//!   that finds notes replaces that object only if it is still the one
+//!   slotfill wrote (`If-Match`);
 //! - the process dies between the PUT and the commit: the attempt stays
 //!   unfinished, and the next run looks at the complement object first
 //!   (HEAD + count) instead of fetching the slot again;
 //! - the complement object already exists: it is never overwritten unless
 //!   `--overwrite`; it is counted and recorded as found.
 //!
-//! One lease per dataset keeps two processes from filling it at once.
+//! Before the first slot the complement location (exists, accepts a write)
+//! and the origin (answers, accepts the settings) are probed once, so a run
+//! that cannot succeed stops with the real cause instead of failing every slot.
+//! Slots that have not ended plus the settle delay are never fetched.
+//!
+//! Files: [`plan`] (candidates, estimates), [`attempt`] (one slot),
+//! [`object`] (the complement object), [`lease`] (one filler per dataset).
+
+mod attempt;
+mod lease;
+mod object;
+pub mod plan;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::time::Duration;
 
 use futures::StreamExt;
 use thiserror::Error;
-use tracing::Instrument;
 
 use crate::catalog::{
-    AttemptOutcome, CatalogError, DatasetRow, FillCandidate, FinishedAttempt, Lease, ObjectRecord,
-    RunId, SharedCatalog,
+    AttemptOutcome, CatalogError, DatasetRow, FillCandidate, RunId, SharedCatalog,
 };
 use crate::config::Dataset;
 use crate::progress::Progress;
-use crate::scan::{ScanError, ScanTarget, inspect};
-use crate::slot::Window;
-use crate::source::{Fetch, NoteFilter, NoteSink, NoteSource, SlotFile, SourceError};
-use crate::state::State;
-use crate::store::{ListedObject, PutOutcome, PutRequest, StoreError};
+use crate::scan::ScanTarget;
+use crate::slot::{SlotStart, Window};
+use crate::source::{Fetch, NoteFilter, NoteSource, SourceError};
+use crate::store::StoreError;
 
-const LEASE_TTL_SECS: i64 = 120;
-const LEASE_RENEW: Duration = Duration::from_secs(30);
+pub use plan::Estimate;
+
+/// How many slots a report names (empty slots, for example).
+pub const NAMED: usize = 20;
 
 #[derive(Debug, Error)]
 pub enum FillError {
@@ -52,6 +63,14 @@ pub enum FillError {
     Store(#[from] StoreError),
     #[error("dataset {0} has no complement location to fill into")]
     NoComplement(String),
+    #[error(
+        "no slot of {dataset} from {start} to {end} was ever scanned, so slotfill cannot tell what is missing; run `slotfill scan --dataset {dataset} --start {start} --end {end}` first (or `slotfill run`, which scans)"
+    )]
+    NeverScanned {
+        dataset: String,
+        start: String,
+        end: String,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -61,6 +80,7 @@ pub struct FillOptions {
     pub newest_first: bool,
     pub concurrency: usize,
     pub overwrite: bool,
+    /// Re-check confirmed-empty slots now, whatever their re-check time.
     pub retry_empty: bool,
     pub dry_run: bool,
     /// Fetch each slot in windows of this many seconds.
@@ -68,8 +88,6 @@ pub struct FillOptions {
     pub filter: NoteFilter,
     /// Stop the run after this many failed slots in a row.
     pub max_consecutive_failures: u32,
-    /// An empty slot is not retried before this much time has passed.
-    pub empty_retry_after: chrono::Duration,
     pub progress: bool,
     /// Filled slots whose earliest note is further than this from the slot start are reported as thin.
     pub thin_coverage_seconds: Option<f64>,
@@ -88,7 +106,6 @@ impl FillOptions {
             sub_slot_seconds: None,
             filter: NoteFilter::All,
             max_consecutive_failures: 5,
-            empty_retry_after: chrono::Duration::days(7),
             progress: false,
             thin_coverage_seconds: None,
         }
@@ -99,6 +116,8 @@ impl FillOptions {
 #[derive(Debug, Clone, Default)]
 pub struct FillReport {
     pub candidates: Vec<FillCandidate>,
+    /// Slots of the window the catalog has never seen (not scanned).
+    pub unscanned: u64,
     pub filled: u64,
     pub exists: u64,
     pub partial: u64,
@@ -111,7 +130,15 @@ pub struct FillReport {
     pub coverage_seconds_total: f64,
     /// Filled slots with coverage beyond `thin_coverage_seconds`.
     pub thin: u64,
-    pub estimated_calls: u64,
+    /// The first slots the origin confirmed empty, in the order they finished.
+    pub empty_slots: Vec<SlotStart>,
+    /// Set when most slots came back empty while their neighbours hold data:
+    /// the neighbours' average notes per slot.
+    pub suspicious_empty: Option<f64>,
+    /// Why the last failed slot failed, for the error line.
+    pub last_failure: Option<String>,
+    /// Dry run only.
+    pub estimate: Estimate,
     pub stopped: Option<String>,
 }
 
@@ -124,8 +151,51 @@ impl FillReport {
     pub fn completed(&self) -> u64 {
         self.filled + self.exists
     }
+
+    /// Why the fill as a whole failed, if it did: it stopped early, or some slot
+    /// failed and no slot was resolved (filled, found or confirmed empty).
+    pub fn failure(&self) -> Option<String> {
+        let cause = self
+            .last_failure
+            .as_deref()
+            .map(|c| format!(": {c}"))
+            .unwrap_or_default();
+        if let Some(stopped) = &self.stopped {
+            return Some(format!("{stopped}{cause}"));
+        }
+        let failed = self.failed + self.partial;
+        (failed > 0 && self.completed() + self.empty == 0).then(|| {
+            format!(
+                "{} failed and none was filled{cause}",
+                crate::report::count(failed, "slot")
+            )
+        })
+    }
+
+    fn absorb(&mut self, slot: &attempt::SlotResult, thin_after: Option<f64>) {
+        match slot.outcome {
+            AttemptOutcome::Filled => self.filled += 1,
+            AttemptOutcome::Exists => self.exists += 1,
+            AttemptOutcome::Partial => self.partial += 1,
+            AttemptOutcome::Empty => self.empty += 1,
+            AttemptOutcome::Failed => self.failed += 1,
+        }
+        if slot.confirmed_empty && self.empty_slots.len() < NAMED {
+            self.empty_slots.push(slot.slot);
+        }
+        if let Some(message) = &slot.failure {
+            self.last_failure = Some(message.clone());
+        }
+        self.notes += slot.notes;
+        self.origin_calls += slot.fetch.calls;
+        self.retries += slot.fetch.retries;
+        self.coverage_seconds_total += slot.coverage.unwrap_or(0.0);
+        let thin = thin_after.zip(slot.coverage).is_some_and(|(limit, c)| c > limit);
+        self.thin += u64::from(thin);
+    }
 }
 
+/// What every slot's attempt shares.
 struct Context<'a> {
     ds: &'a Dataset,
     dataset: &'a DatasetRow,
@@ -138,14 +208,6 @@ struct Context<'a> {
     consecutive_failures: AtomicU32,
 }
 
-/// One finished slot, for the report.
-struct SlotResult {
-    outcome: AttemptOutcome,
-    fetch: Fetch,
-    notes: u64,
-    coverage: Option<f64>,
-}
-
 pub async fn fill(
     db: &SharedCatalog,
     ds: &Dataset,
@@ -156,51 +218,52 @@ pub async fn fill(
     options: &FillOptions,
 ) -> Result<FillReport, FillError> {
     let complement = complement.ok_or_else(|| FillError::NoComplement(ds.name.clone()))?;
-    let (id, range, newest, limit, retry_empty) = (
-        dataset.id,
-        (options.window.first, options.window.last),
-        options.newest_first,
-        options.max_slots,
-        options.retry_empty,
-    );
-    let find_candidates = move |c: &mut crate::catalog::Catalog| {
-        c.fill_candidates(id, range, newest, limit, retry_empty)
-    };
+    let unscanned = plan::unscanned_slots(db, ds, dataset.id, options).await?;
+    let query = plan::candidate_query(ds, options);
     if options.dry_run {
-        let candidates = db.call(find_candidates).await?;
-        let average = db.call(move |c| c.average_ok_lines(id)).await?;
-        let estimated_calls =
-            candidates.len() as u64 * source.estimated_calls(average.unwrap_or(0.0) as u64);
+        let candidates = plan::candidates(db, dataset.id, query).await?;
+        let estimate = plan::estimate(
+            db,
+            dataset.id,
+            &candidates,
+            source.as_ref(),
+            options.concurrency,
+        )
+        .await?;
         return Ok(FillReport {
             candidates,
-            estimated_calls,
+            unscanned,
+            estimate,
             ..Default::default()
         });
     }
     // The lease first, then the plan: a plan made before it could be stale.
-    let lease = acquire_lease(db, dataset).await?;
+    let lease = lease::acquire(db, dataset).await?;
+    let id = dataset.id;
     let planned = db
         .call(move |c| {
-            // Attempts a killed process left behind whose slot has since become ok are settled.
+            // Attempts a killed process left behind whose slot has since been resolved are settled.
             c.settle_interrupted_attempts(id)?;
-            c.fill_candidates(id, range, newest, limit, retry_empty)
+            c.fill_candidates(id, &query)
         })
-        .await;
-    let candidates = match planned {
-        Ok(candidates) if !candidates.is_empty() => candidates,
-        other => {
-            let _ = db.call(move |c| c.release_lease(&lease)).await;
-            return Ok(FillReport {
-                candidates: other?,
-                ..Default::default()
-            });
-        }
-    };
+        .await
+        .map_err(FillError::from);
     let mut report = FillReport {
-        candidates: candidates.clone(),
+        unscanned,
         ..Default::default()
     };
-    let heartbeat = spawn_heartbeat(db.clone(), lease.clone());
+    let probed = match planned {
+        Ok(candidates) if !candidates.is_empty() => {
+            report.candidates = candidates;
+            probe(complement, source.as_ref(), &mut report).await
+        }
+        other => other.map(|_| ()),
+    };
+    if report.candidates.is_empty() || probed.is_err() {
+        lease::release(db, lease).await;
+        return probed.map(|()| report);
+    }
+    let heartbeat = lease::spawn_heartbeat(db.clone(), lease.clone());
     let ctx = Context {
         ds,
         dataset,
@@ -212,35 +275,10 @@ pub async fn fill(
         stop: AtomicBool::new(false),
         consecutive_failures: AtomicU32::new(0),
     };
-    let progress = Progress::new(options.progress, candidates.len() as u64, "filling");
-    let mut results = futures::stream::iter(candidates)
-        .map(|candidate| fill_one(&ctx, candidate))
-        .buffer_unordered(options.concurrency.max(1));
-    let mut fatal = None;
-    while let Some(result) = results.next().await {
-        progress.inc(1);
-        match result {
-            Ok(Some(slot)) => {
-                let thin = options
-                    .thin_coverage_seconds
-                    .zip(slot.coverage)
-                    .is_some_and(|(limit, c)| c > limit);
-                report.thin += u64::from(thin);
-                report.absorb(&slot);
-            }
-            Ok(None) => {}
-            Err(e) => {
-                ctx.stop.store(true, Ordering::SeqCst);
-                fatal.get_or_insert(e);
-            }
-        }
-        progress.message(format!("{} filled, {} notes", report.filled, report.notes));
-    }
-    drop(results);
-    progress.finish();
+    let fatal = fill_candidates(&ctx, &mut report).await;
     heartbeat.abort();
     let lease_lost = heartbeat.await.ok().and_then(|lost| lost);
-    let _ = db.call(move |c| c.release_lease(&lease)).await;
+    lease::release(db, lease).await;
     if let Some(e) = fatal {
         return Err(e);
     }
@@ -252,366 +290,75 @@ pub async fn fill(
             options.max_consecutive_failures
         ));
     }
+    report.suspicious_empty = suspicious_empty(db, dataset.id, &report).await?;
     Ok(report)
 }
 
-impl FillReport {
-    fn absorb(&mut self, slot: &SlotResult) {
-        match slot.outcome {
-            AttemptOutcome::Filled => self.filled += 1,
-            AttemptOutcome::Exists => self.exists += 1,
-            AttemptOutcome::Partial => self.partial += 1,
-            AttemptOutcome::Empty => self.empty += 1,
-            AttemptOutcome::Failed => self.failed += 1,
-        }
-        self.notes += slot.notes;
-        self.origin_calls += slot.fetch.calls;
-        self.retries += slot.fetch.retries;
-        self.coverage_seconds_total += slot.coverage.unwrap_or(0.0);
-    }
-}
-
-async fn acquire_lease(db: &SharedCatalog, dataset: &DatasetRow) -> Result<Lease, FillError> {
-    let (id, name) = (dataset.id, dataset.name.clone());
-    Ok(db
-        .call(move |c| c.acquire_lease(id, &name, chrono::Duration::seconds(LEASE_TTL_SECS)))
-        .await?)
-}
-
-/// Renews the lease until aborted; ends early with a message if it was lost.
-fn spawn_heartbeat(db: SharedCatalog, lease: Lease) -> tokio::task::JoinHandle<Option<String>> {
-    tokio::spawn(async move {
-        loop {
-            tokio::time::sleep(LEASE_RENEW).await;
-            let lease = lease.clone();
-            let renewed = db
-                .call(move |c| c.renew_lease(&lease, chrono::Duration::seconds(LEASE_TTL_SECS)))
-                .await;
-            if let Err(e) = renewed {
-                tracing::error!(error = %e, "lost the fill lease");
-                return Some(e.to_string());
+/// Fills every planned slot, `concurrency` at once; returns the error that
+/// stopped the run, if one did.
+async fn fill_candidates(ctx: &Context<'_>, report: &mut FillReport) -> Option<FillError> {
+    let candidates = report.candidates.clone();
+    let progress = Progress::new(ctx.options.progress, candidates.len() as u64, "filling");
+    let mut results = futures::stream::iter(candidates)
+        .map(|candidate| attempt::fill_one(ctx, candidate))
+        .buffer_unordered(ctx.options.concurrency.max(1));
+    let mut fatal = None;
+    while let Some(result) = results.next().await {
+        progress.inc(1);
+        match result {
+            Ok(Some(slot)) => report.absorb(&slot, ctx.options.thin_coverage_seconds),
+            Ok(None) => {}
+            Err(e) => {
+                ctx.stop.store(true, Ordering::SeqCst);
+                fatal.get_or_insert(e);
             }
         }
-    })
+        progress.message(format!("{} filled, {} notes", report.filled, report.notes));
+    }
+    progress.finish();
+    fatal
 }
 
-/// Fills one slot; `Ok(None)` when skipped because the run is stopping.
-async fn fill_one(
-    ctx: &Context<'_>,
-    candidate: FillCandidate,
-) -> Result<Option<SlotResult>, FillError> {
-    if ctx.stop.load(Ordering::SeqCst) {
+/// Key of the object that proves the complement location accepts writes.
+pub const WRITE_PROBE_KEY: &str = ".slotfill-write-probe";
+
+/// Proves, before the first slot, that the complement location accepts a
+/// write and that the origin answers and accepts the settings: a run that
+/// cannot succeed stops here with the real cause, having spent no origin call
+/// on a slot it could not write.
+async fn probe(
+    complement: &ScanTarget,
+    source: &dyn NoteSource,
+    report: &mut FillReport,
+) -> Result<(), FillError> {
+    object::probe_write(complement).await?;
+    let mut stats = Fetch::default();
+    let probed = source.probe(&mut stats).await;
+    report.origin_calls += stats.calls;
+    report.retries += stats.retries;
+    Ok(probed?)
+}
+
+/// When most slots of the run came back empty while their neighbours hold
+/// data, the origin is probably misconfigured (mode, host, token).
+async fn suspicious_empty(
+    db: &SharedCatalog,
+    dataset_id: i64,
+    report: &FillReport,
+) -> Result<Option<f64>, FillError> {
+    if report.empty < 3 || report.empty * 2 <= report.empty + report.filled {
         return Ok(None);
     }
-    let span = tracing::info_span!("slot", slot = %candidate.start_local);
-    fill_slot(ctx, candidate).instrument(span).await
-}
-
-async fn fill_slot(
-    ctx: &Context<'_>,
-    candidate: FillCandidate,
-) -> Result<Option<SlotResult>, FillError> {
-    let slot = candidate.slot_start;
-    let (id, run) = (ctx.dataset.id, ctx.run);
-    let attempt_id = ctx.db.call(move |c| c.start_attempt(id, slot, run)).await?;
-    let (ending, stop_run) = attempt(ctx, &candidate).await;
-    let result = finish(ctx, attempt_id, slot, ending).await?;
-    match stop_run {
-        Some(e) => Err(e),
-        None => Ok(Some(result)),
-    }
-}
-
-/// How an attempt ended, as it is recorded.
-struct Ending {
-    outcome: AttemptOutcome,
-    fetch: Fetch,
-    object: Option<ObjectRecord>,
-    retry_after: Option<String>,
-}
-
-impl Ending {
-    fn new(outcome: AttemptOutcome, fetch: Fetch) -> Self {
-        Ending {
-            outcome,
-            fetch,
-            object: None,
-            retry_after: None,
-        }
-    }
-
-    fn failed(fetch: Fetch, code: &str) -> Self {
-        let fetch = Fetch {
-            error_code: Some(code.to_string()),
-            ..fetch
-        };
-        Ending::new(AttemptOutcome::Failed, fetch)
-    }
-}
-
-/// The work of one attempt. Also returns the error that must stop the whole
-/// run, for failures that would doom every other slot alike.
-async fn attempt(ctx: &Context<'_>, candidate: &FillCandidate) -> (Ending, Option<FillError>) {
-    let slot = candidate.slot_start;
-    let key = ctx.ds.spec.key(slot);
-    if candidate.unfinished_attempt && !ctx.options.overwrite {
-        // An earlier run may have written the object and died before recording it.
-        if let Some(found) = existing_object(ctx, &key, slot).await {
-            tracing::info!("found the object of an interrupted attempt; not fetching again");
-            let ending = Ending {
-                object: Some(found),
-                ..Ending::new(AttemptOutcome::Exists, Fetch::default())
-            };
-            return (ending, None);
-        }
-    }
-    let (start_ms, end_ms) = (slot * 1000, (slot + ctx.ds.spec.width_secs()) * 1000);
-    let mut sink = match NoteSink::new(start_ms, end_ms, ctx.options.filter) {
-        Ok(sink) => sink,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot create a spool file");
-            return (Ending::failed(Fetch::default(), "spool"), None);
-        }
-    };
-    let fetch = match fetch_slot(ctx, start_ms, end_ms, &mut sink).await {
-        Ok(fetch) => fetch,
-        Err(e) => return (Ending::failed(Fetch::default(), "config"), Some(e.into())),
-    };
-    if !fetch.complete {
-        let outcome = if fetch.error_code.as_deref() == Some("page_budget") {
-            AttemptOutcome::Partial
-        } else {
-            AttemptOutcome::Failed
-        };
-        return (Ending::new(outcome, fetch), None);
-    }
-    if sink.is_empty() {
-        let retry_after = crate::clock::now() + ctx.options.empty_retry_after;
-        let ending = Ending {
-            retry_after: Some(crate::clock::timestamp_text(retry_after)),
-            ..Ending::new(AttemptOutcome::Empty, fetch)
-        };
-        return (ending, None);
-    }
-    let file = match sink.finish() {
-        Ok(file) => file,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot write the slot file");
-            return (Ending::failed(fetch, "spool"), None);
-        }
-    };
-    match write_object(ctx, &key, slot, &file).await {
-        Ok((outcome, object)) => {
-            let ending = Ending {
-                object,
-                ..Ending::new(outcome, fetch)
-            };
-            (ending, None)
-        }
-        // Wrong credentials or a missing bucket fail every slot alike: stop at once
-        // instead of fetching more slots from the origin for nothing.
-        Err(e) if e.is_configuration() => {
-            (Ending::failed(fetch, "store"), Some(FillError::Store(e)))
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "writing the complement object failed");
-            (Ending::failed(fetch, "store"), None)
-        }
-    }
-}
-
-/// Fetches a slot, in sub-slot windows if asked; stops at the first incomplete window.
-async fn fetch_slot(
-    ctx: &Context<'_>,
-    start_ms: i64,
-    end_ms: i64,
-    sink: &mut NoteSink,
-) -> Result<Fetch, SourceError> {
-    let step = ctx
-        .options
-        .sub_slot_seconds
-        .map(|s| i64::from(s.max(1)) * 1000)
-        .unwrap_or(end_ms - start_ms);
-    let mut total = Fetch {
-        complete: true,
-        ..Default::default()
-    };
-    let mut window_end = end_ms;
-    // Newest window first, like the pages inside each window.
-    while window_end > start_ms {
-        let window_start = (window_end - step).max(start_ms);
-        let fetch = ctx.source.fetch(window_start, window_end, sink).await?;
-        total.absorb(&fetch);
-        if !fetch.complete {
-            total.complete = false;
-            total.error_code = fetch.error_code;
-            break;
-        }
-        window_end = window_start;
-    }
-    Ok(total)
-}
-
-/// The complement object of a slot, counted, if it exists.
-async fn existing_object(ctx: &Context<'_>, key: &str, slot: i64) -> Option<ObjectRecord> {
-    let head = match ctx.complement.store.head(key).await {
-        Ok(head) => head?,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot check the complement object");
-            return None;
-        }
-    };
-    let listed = ListedObject {
-        key: key.to_string(),
-        size: head.size,
-        etag: head.etag,
-        last_modified: head.last_modified,
-    };
-    match inspect(ctx.complement, &ctx.ds.rules, listed, slot).await {
-        Ok((record, _)) => Some(record),
-        Err(ScanError::Read { message, .. }) => {
-            tracing::warn!(%message, "cannot read the complement object");
-            None
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot read the complement object");
-            None
-        }
-    }
-}
-
-/// Writes the slot file to the complement location.
-async fn write_object(
-    ctx: &Context<'_>,
-    key: &str,
-    slot: i64,
-    file: &SlotFile,
-) -> Result<(AttemptOutcome, Option<ObjectRecord>), StoreError> {
-    let spec = &ctx.ds.spec;
-    let coverage = coverage_seconds(slot, file);
-    let metadata = vec![
-        ("slot".to_string(), spec.local_iso(slot)),
-        ("note-count".to_string(), file.notes.to_string()),
-        (
-            "earliest".to_string(),
-            file.earliest.clone().unwrap_or_default(),
-        ),
-        (
-            "latest".to_string(),
-            file.latest.clone().unwrap_or_default(),
-        ),
-        ("complete".to_string(), "true".to_string()),
-        ("source".to_string(), ctx.source.describe()),
-        (
-            "coverage-seconds".to_string(),
-            format!("{:.3}", coverage.unwrap_or(0.0)),
-        ),
-        (
-            "slotfill-version".to_string(),
-            env!("CARGO_PKG_VERSION").to_string(),
-        ),
-    ];
-    let request = PutRequest {
-        content_type: "application/x-ndjson".to_string(),
-        metadata,
-        overwrite: ctx.options.overwrite,
-    };
-    match ctx
-        .complement
-        .store
-        .put_file(key, file.file.path(), &request)
-        .await?
-    {
-        PutOutcome::Created { etag } => Ok((
-            AttemptOutcome::Filled,
-            Some(ObjectRecord {
-                key: key.to_string(),
-                slot_start: slot,
-                size: file.bytes as i64,
-                etag,
-                last_modified: Some(crate::clock::now_text()),
-                lines: Some(file.notes as i64),
-                utf8_valid: Some(true),
-                unterminated: Some(false),
-                complete: Some(true),
-                note_count: Some(file.notes as i64),
-                earliest: file.earliest.clone(),
-                latest: file.latest.clone(),
-                status: Some(State::Ok),
-                counted: true,
-            }),
-        )),
-        PutOutcome::AlreadyExists => {
-            tracing::info!(
-                "the complement object already exists; keeping it (use --overwrite to replace)"
-            );
-            Ok((
-                AttemptOutcome::Exists,
-                existing_object(ctx, key, slot).await,
-            ))
-        }
-    }
-}
-
-fn coverage_seconds(slot: i64, file: &SlotFile) -> Option<f64> {
-    file.earliest_ms
-        .map(|ms| (ms - slot * 1000) as f64 / 1000.0)
-}
-
-async fn finish(
-    ctx: &Context<'_>,
-    attempt_id: i64,
-    slot: i64,
-    ending: Ending,
-) -> Result<SlotResult, FillError> {
-    let Ending {
-        outcome,
-        fetch,
-        object,
-        retry_after,
-    } = ending;
-    let notes = object
-        .as_ref()
-        .and_then(|o| o.note_count.or(o.lines))
-        .unwrap_or(0) as u64;
-    let coverage = object
-        .as_ref()
-        .and_then(|o| o.earliest.as_deref())
-        .and_then(crate::source::sink::parse_created_at)
-        .map(|ms| (ms - slot * 1000) as f64 / 1000.0);
-    match outcome {
-        AttemptOutcome::Failed | AttemptOutcome::Partial => {
-            let failures = ctx.consecutive_failures.fetch_add(1, Ordering::SeqCst) + 1;
-            if failures >= ctx.options.max_consecutive_failures {
-                ctx.stop.store(true, Ordering::SeqCst);
-            }
-        }
-        _ => ctx.consecutive_failures.store(0, Ordering::SeqCst),
-    }
-    let done = FinishedAttempt {
-        dataset_id: ctx.dataset.id,
-        attempt_id,
-        slot_start: slot,
-        outcome,
-        notes,
-        origin_calls: fetch.calls,
-        retries: fetch.retries,
-        coverage_seconds: coverage,
-        error_code: fetch.error_code.clone(),
-        object: object.map(|o| (ctx.complement.row.id, o)),
-        retry_after,
-    };
-    ctx.db.call(move |c| c.finish_attempt(&done)).await?;
-    tracing::info!(
-        outcome = outcome.as_str(),
-        notes,
-        calls = fetch.calls,
-        "slot done"
-    );
-    Ok(SlotResult {
-        outcome,
-        fetch,
-        notes,
-        coverage,
-    })
+    let slots = report.empty_slots.clone();
+    let neighbours = db
+        .call(move |c| {
+            slots
+                .iter()
+                .map(|slot| c.neighbour_lines(dataset_id, *slot, 86_400))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await?;
+    let with_data: Vec<f64> = neighbours.into_iter().flatten().filter(|n| *n > 0.0).collect();
+    Ok((with_data.len() * 2 > report.empty_slots.len())
+        .then(|| with_data.iter().sum::<f64>() / with_data.len() as f64))
 }

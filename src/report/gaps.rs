@@ -1,4 +1,6 @@
-//! The gaps listing: non-ok slots grouped into contiguous periods.
+//! The gaps listing: gap slots grouped into contiguous periods. Confirmed-empty
+//! and pending slots are not gaps; they are counted apart (unless the dataset
+//! counts empty slots as gaps).
 //!
 //! CSV is one row per slot and starts with `slot_start,status` (a contract:
 //! scripts parse it). Table and JSON show one entry per period.
@@ -78,13 +80,15 @@ impl PeriodBuilder {
     }
 }
 
-/// Writes the gaps of a range; returns (non-ok slots, periods).
+/// Writes the gaps of a range (slots in one of `include`, normally
+/// [`State::GAPS`]); returns (gap slots, periods).
 pub fn write_gaps(
     out: &mut dyn Write,
     catalog: &Catalog,
     dataset_id: i64,
     spec: &SlotSpec,
     range: (SlotStart, SlotStart),
+    include: &[State],
     format: Format,
 ) -> crate::error::Result<(u64, u64)> {
     let mut builder = PeriodBuilder::new(spec);
@@ -104,7 +108,7 @@ pub fn write_gaps(
         ];
         csv_row(out, &header.map(str::to_string)).map_err(io)?;
     }
-    catalog.visit_slots(dataset_id, range, true, |row| {
+    catalog.visit_slots(dataset_id, range, Some(include), |row| {
         slots += 1;
         if let Some(closed) = builder.push(&row) {
             periods.push(closed);
@@ -137,6 +141,9 @@ pub fn write_gaps(
     }
     periods.extend(builder.finish());
     let count = periods.len() as u64;
+    let states = catalog.slot_states(dataset_id, range)?;
+    let apart = |state: State| (!include.contains(&state)).then(|| states.get(state));
+    let (empty, pending) = (apart(State::Empty), apart(State::Pending));
     match format {
         Format::Csv => {}
         Format::Json => {
@@ -151,12 +158,17 @@ pub fn write_gaps(
                     })
                 })
                 .collect();
-            let doc = json!({ "slots_not_ok": slots, "periods": items });
+            let doc = json!({
+                "slots_not_ok": slots,
+                "periods": items,
+                "slots_empty": empty.unwrap_or(0),
+                "slots_pending": pending.unwrap_or(0),
+            });
             writeln!(out, "{}", serde_json::to_string_pretty(&doc).expect("json")).map_err(io)?;
         }
         Format::Table => {
             if periods.is_empty() {
-                writeln!(out, "no gaps: every catalogued slot in the window is ok").map_err(io)?;
+                writeln!(out, "no gaps in the catalogued slots of the window").map_err(io)?;
             } else {
                 writeln!(
                     out,
@@ -176,6 +188,13 @@ pub fn write_gaps(
                     .map_err(io)?;
                 }
                 writeln!(out, "{slots} slots not ok in {count} periods").map_err(io)?;
+            }
+            if let Some(n) = empty.filter(|n| *n > 0) {
+                writeln!(out, "{n} slots confirmed empty at the origin (not gaps)").map_err(io)?;
+            }
+            if let Some(n) = pending.filter(|n| *n > 0) {
+                writeln!(out, "{n} slots pending: not ended plus the settle delay (not gaps)")
+                    .map_err(io)?;
             }
         }
     }

@@ -110,7 +110,7 @@ pub fn write_heatmap(
     let first_day = days.first().copied();
     let mut drawn = 0u64;
     let mut write_error = None;
-    catalog.visit_slots(dataset_id, (window.first, window.last), false, |slot| {
+    catalog.visit_slots(dataset_id, (window.first, window.last), None, |slot| {
         let day = spec.day_of(slot.slot_start);
         let row = first_day.map(|f| (day - f).num_days() as usize).unwrap_or(0);
         let column = ((slot.slot_start - spec.day_bounds(day).0) / spec.width_secs()) as usize;

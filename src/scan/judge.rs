@@ -36,7 +36,8 @@ impl ComplementMeta {
 ///
 /// A complement object carrying slotfill's metadata is valid when its fill
 /// was complete and its line count matches the note count it claims, however
-/// few lines it has. Everything else follows the collector rules.
+/// few lines it has; with zero lines it records that the origin confirmed the
+/// slot empty. Everything else follows the collector rules.
 pub fn judge(
     role: Role,
     size: u64,
@@ -54,7 +55,9 @@ pub fn judge(
             return State::Unreadable;
         }
         let count_matches = meta.note_count.is_none_or(|n| n == count.lines as i64);
-        return if complete && count_matches {
+        return if complete && count_matches && count.lines == 0 {
+            State::Empty
+        } else if complete && count_matches {
             State::Ok
         } else {
             State::Incomplete
@@ -132,6 +135,11 @@ mod tests {
         );
         assert_eq!(
             judge(c, 900, Some(&lines(2)), &meta(true, 3), &r),
+            State::Incomplete
+        );
+        assert_eq!(judge(c, 0, Some(&lines(0)), &meta(true, 0), &r), State::Empty);
+        assert_eq!(
+            judge(c, 0, Some(&lines(0)), &meta(false, 0), &r),
             State::Incomplete
         );
         assert_eq!(

@@ -144,8 +144,9 @@ pub async fn scan(
             last.min(options.window.last),
         );
         let (dataset, spec) = (dataset.clone(), ds.spec.clone());
+        let last_settled = ds.last_settled_slot(crate::clock::now());
         let states = db
-            .call(move |c| c.derive_slots(&dataset, &spec, first, last))
+            .call(move |c| c.derive_slots(&dataset, &spec, (first, last), last_settled))
             .await?;
         slots.add(&states);
     }

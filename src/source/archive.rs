@@ -152,6 +152,7 @@ impl NoteSource for Archive {
             Some(message) => {
                 tracing::warn!(%message, "archive read failed");
                 stats.error_code = Some("archive_read".into());
+                stats.error_message = Some(message);
             }
             None => stats.complete = true,
         }

@@ -222,16 +222,11 @@ impl Misskey {
         let response = match request.send().await {
             Ok(response) => response,
             Err(e) => {
-                let code = if e.is_timeout() {
-                    "timeout"
-                } else if e.is_connect() {
-                    "connect"
-                } else {
-                    "network"
-                };
+                let (code, cause) = transport_cause(&e, self.settings.timeout);
+                let detail = scrub(&crate::redact::one_line(&error_chain(&e)), &self.secrets());
                 return transient(
                     code,
-                    scrub(&crate::redact::one_line(&error_chain(&e)), &self.secrets()),
+                    format!("{cause} ({} {detail})", self.settings.base_url),
                 );
             }
         };
@@ -365,6 +360,7 @@ impl Misskey {
                 Answer::Transient { code, message } => {
                     failures += 1;
                     if failures > self.settings.retries {
+                        let message = format!("{message}; gave up after {failures} tries");
                         return Err(CallFailure::Exhausted { code, message });
                     }
                     let wait = self.backoff(failures);
@@ -399,9 +395,7 @@ impl Misskey {
                     .await
                     .map_err(|f| match f {
                         CallFailure::Fatal(e) => e,
-                        CallFailure::Exhausted { message, .. } => {
-                            SourceError::Origin(format!("cannot detect the id scheme: {message}"))
-                        }
+                        CallFailure::Exhausted { message, .. } => unreachable_origin(&message),
                     })?;
                 let ids: Vec<String> = page.iter().filter_map(|raw| note_id(raw)).collect();
                 let scheme = IdScheme::detect(ids.iter().map(String::as_str)).ok_or_else(|| {
@@ -458,6 +452,7 @@ impl Misskey {
             Err(SourceError::Origin(message)) => {
                 tracing::warn!(%message, "giving up on this range for now");
                 stats.error_code = Some("id_scheme".into());
+                stats.error_message = Some(message);
                 return Ok(stats);
             }
             Err(e) => return Err(e),
@@ -472,6 +467,7 @@ impl Misskey {
                 Err(CallFailure::Exhausted { code, message }) => {
                     tracing::warn!(%code, %message, "giving up on this range for now");
                     stats.error_code = Some(code);
+                    stats.error_message = Some(format!("the origin failed: {message}"));
                     return Ok(stats);
                 }
             };
@@ -510,6 +506,10 @@ impl Misskey {
             };
         }
         stats.error_code = Some("page_budget".into());
+        stats.error_message = Some(format!(
+            "the slot needs more than {} pages (the page budget)",
+            self.settings.max_pages
+        ));
         Ok(stats)
     }
 }
@@ -527,6 +527,30 @@ fn note_head(raw: &RawValue) -> Option<(String, i64)> {
 
 fn note_id(raw: &RawValue) -> Option<String> {
     note_head(raw).map(|(id, _)| id)
+}
+
+/// Names the real cause of a failed exchange: connection refused, DNS, TLS, timeout.
+fn transport_cause(e: &reqwest::Error, timeout: Duration) -> (&'static str, String) {
+    let chain = error_chain(e).to_lowercase();
+    if e.is_timeout() {
+        return (
+            "timeout",
+            format!("no answer within {} s (--timeout)", timeout.as_secs_f64()),
+        );
+    }
+    let cause = if chain.contains("connection refused") {
+        ("connect", "connection refused")
+    } else if chain.contains("dns error") || chain.contains("failed to lookup address") {
+        ("dns", "the host name does not resolve (DNS)")
+    } else if chain.contains("certificate") || chain.contains("tls") || chain.contains("handshake")
+    {
+        ("tls", "the TLS handshake failed")
+    } else if e.is_connect() {
+        ("connect", "cannot connect")
+    } else {
+        ("network", "the connection failed")
+    };
+    (cause.0, cause.1.to_string())
 }
 
 fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
@@ -557,4 +581,25 @@ impl NoteSource for Misskey {
     fn estimated_calls(&self, notes: u64) -> u64 {
         notes / PAGE_LIMIT as u64 + 1
     }
+
+    fn call_interval(&self) -> Duration {
+        self.settings.sleep
+    }
+
+    /// Detecting the id scheme is the probe when it is not configured; otherwise
+    /// one page of the newest note.
+    async fn probe(&self, stats: &mut Fetch) -> Result<(), SourceError> {
+        if self.settings.id_scheme.is_none() {
+            return self.scheme(stats).await.map(|_| ());
+        }
+        match self.call(&self.body(None, None, 1), stats).await {
+            Ok(_) => Ok(()),
+            Err(CallFailure::Fatal(e)) => Err(e),
+            Err(CallFailure::Exhausted { message, .. }) => Err(unreachable_origin(&message)),
+        }
+    }
+}
+
+fn unreachable_origin(message: &str) -> SourceError {
+    SourceError::Origin(format!("the origin did not answer: {message}"))
 }

@@ -45,6 +45,8 @@ pub struct Fetch {
     pub retries: u64,
     /// Why the fetch is not complete (an origin error code, "page_budget", ...).
     pub error_code: Option<String>,
+    /// The same for people: the real cause (connection refused to …, HTTP 503 …).
+    pub error_message: Option<String>,
 }
 
 impl Fetch {
@@ -70,4 +72,16 @@ pub trait NoteSource: Send + Sync {
 
     /// Origin calls a slot of `notes` notes costs, for dry-run estimates.
     fn estimated_calls(&self, notes: u64) -> u64;
+
+    /// The pause between two calls (`--sleep`), for dry-run estimates.
+    fn call_interval(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
+
+    /// One call before the first slot, proving the origin answers and accepts the
+    /// settings: `Config` when it refuses them, `Origin` (naming the real cause)
+    /// when it cannot be reached.
+    async fn probe(&self, _stats: &mut Fetch) -> Result<(), SourceError> {
+        Ok(())
+    }
 }

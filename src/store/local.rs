@@ -14,7 +14,7 @@ use async_trait::async_trait;
 
 use super::{
     ListedObject, Listing, ObjectHead, ObjectRead, ObjectStore, PutOutcome, PutRequest, Result,
-    StoreError, StoreStats,
+    StoreError, StoreStats, WriteCondition,
 };
 
 const SIDECAR_SUFFIX: &str = ".meta.json";
@@ -153,13 +153,25 @@ fn write_sidecar(dest: &Path, metadata: &[(String, String)]) -> std::io::Result<
 }
 
 fn put_blocking(source: &Path, dest: &Path, request: &PutRequest) -> std::io::Result<PutOutcome> {
-    if !request.overwrite && dest.exists() {
-        return Ok(PutOutcome::AlreadyExists);
-    }
+    let replace = match &request.condition {
+        WriteCondition::IfAbsent if dest.exists() => return Ok(PutOutcome::AlreadyExists),
+        WriteCondition::IfAbsent => false,
+        // Checked, then replaced: not atomic against another writer of the same
+        // directory, which a local location does not have to guard against.
+        WriteCondition::IfMatch(expected) => match std::fs::metadata(dest) {
+            Ok(meta) if describe(&meta).1.as_deref() == Some(expected.as_str()) => true,
+            Ok(_) => return Ok(PutOutcome::AlreadyExists),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(PutOutcome::AlreadyExists);
+            }
+            Err(e) => return Err(e),
+        },
+        WriteCondition::Always => true,
+    };
     let temp = stage(source, dest)?;
     // Metadata first: a sidecar without its object is ignored by listings.
     write_sidecar(dest, &request.metadata)?;
-    let placed = if request.overwrite {
+    let placed = if replace {
         std::fs::rename(&temp, dest).map(|_| true)
     } else {
         // A hard link never replaces an existing file: the local If-None-Match.
@@ -266,7 +278,7 @@ mod tests {
         let request = PutRequest {
             content_type: "application/x-ndjson".into(),
             metadata: vec![("complete".into(), "true".into())],
-            overwrite: false,
+            condition: WriteCondition::IfAbsent,
         };
         let key = "2025/08/01/00/2025-08-01_00-40.jsonl";
         assert!(matches!(
@@ -292,8 +304,27 @@ mod tests {
             read.metadata.get("complete").map(String::as_str),
             Some("true")
         );
+        // If-Match replaces only the object it names.
+        let head = store.head(key).await.unwrap().unwrap();
+        let stale = PutRequest {
+            condition: WriteCondition::IfMatch("\"0-0\"".into()),
+            ..request.clone()
+        };
+        assert_eq!(
+            store.put_file(key, &source, &stale).await.unwrap(),
+            PutOutcome::AlreadyExists
+        );
+        let current = PutRequest {
+            condition: WriteCondition::IfMatch(head.etag.unwrap()),
+            ..request.clone()
+        };
+        assert!(matches!(
+            store.put_file(key, &source, &current).await.unwrap(),
+            PutOutcome::Created { .. }
+        ));
+        assert_eq!(store.head(key).await.unwrap().unwrap().size, 8);
         let overwrite = PutRequest {
-            overwrite: true,
+            condition: WriteCondition::Always,
             ..request
         };
         store.put_file(key, &source, &overwrite).await.unwrap();

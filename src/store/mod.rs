@@ -75,18 +75,33 @@ pub struct ObjectRead {
     pub body: Box<dyn AsyncRead + Send + Unpin>,
 }
 
+/// When a write may take place.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum WriteCondition {
+    /// Only if no object exists at the key (`If-None-Match: *`): never clobber.
+    #[default]
+    IfAbsent,
+    /// Only if the object at the key still has this ETag (`If-Match`).
+    IfMatch(String),
+    /// Unconditionally (`--overwrite`).
+    Always,
+}
+
 /// What a write should carry.
 #[derive(Debug, Clone, Default)]
 pub struct PutRequest {
     pub content_type: String,
     pub metadata: Vec<(String, String)>,
-    /// Replace an existing object; otherwise an existing object is never touched.
-    pub overwrite: bool,
+    pub condition: WriteCondition,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PutOutcome {
-    Created { etag: Option<String> },
+    Created {
+        etag: Option<String>,
+    },
+    /// The condition failed: an object exists (`IfAbsent`), or the object is no
+    /// longer the one expected (`IfMatch`; also when it is gone).
     AlreadyExists,
 }
 

@@ -18,7 +18,7 @@ use aws_smithy_types::date_time::Format;
 
 use super::{
     ListedObject, Listing, ObjectHead, ObjectRead, ObjectStore, PutOutcome, PutRequest, Result,
-    StoreError, StoreStats,
+    StoreError, StoreStats, WriteCondition,
 };
 use crate::config::S3Settings;
 
@@ -265,16 +265,24 @@ impl ObjectStore for S3Store {
             .content_type(&request.content_type)
             .set_metadata(Some(metadata))
             .body(body);
-        if !request.overwrite {
-            put = put.if_none_match("*");
-        }
+        put = match &request.condition {
+            WriteCondition::IfAbsent => put.if_none_match("*"),
+            WriteCondition::IfMatch(etag) => put.if_match(etag),
+            WriteCondition::Always => put,
+        };
         let response = put.send().await;
         StoreStats::bump(&self.stats.puts, 1);
         match response {
             Ok(out) => Ok(PutOutcome::Created {
                 etag: out.e_tag().map(str::to_string),
             }),
-            Err(e) if status_of(&e) == Some(412) || e.code() == Some("PreconditionFailed") => {
+            // If-Match on a vanished key: 412 from SeaweedFS, 404 from AWS and moto.
+            Err(e)
+                if status_of(&e) == Some(412)
+                    || e.code() == Some("PreconditionFailed")
+                    || (matches!(request.condition, WriteCondition::IfMatch(_))
+                        && (status_of(&e) == Some(404) || e.code() == Some("NoSuchKey"))) =>
+            {
                 Ok(PutOutcome::AlreadyExists)
             }
             Err(e) => Err(self.error(e)),

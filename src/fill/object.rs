@@ -1,0 +1,144 @@
+//! The complement object of a slot: written from the slot file with slotfill's
+//! metadata, or found and counted when it already exists.
+
+use crate::catalog::{AttemptOutcome, ObjectRecord};
+use crate::scan::{ScanError, ScanTarget, inspect};
+use crate::slot::SlotStart;
+use crate::source::SlotFile;
+use crate::state::State;
+use crate::store::{ListedObject, PutOutcome, PutRequest, StoreError, WriteCondition};
+
+use super::{Context, WRITE_PROBE_KEY};
+
+/// Writes a zero-byte probe object (never replacing one): proves the location
+/// exists and accepts writes. S3 checks permissions before the condition, so a
+/// refused condition proves it too.
+pub async fn probe_write(complement: &ScanTarget) -> Result<(), StoreError> {
+    let empty = tempfile::NamedTempFile::new().map_err(|e| StoreError::Io {
+        location: complement.store.location().to_string(),
+        key: WRITE_PROBE_KEY.to_string(),
+        message: format!("cannot create a temporary file: {e}"),
+    })?;
+    let request = PutRequest {
+        content_type: "text/plain".to_string(),
+        metadata: vec![(
+            "purpose".to_string(),
+            "slotfill checks that it may write here before a fill".to_string(),
+        )],
+        condition: WriteCondition::IfAbsent,
+    };
+    complement
+        .store
+        .put_file(WRITE_PROBE_KEY, empty.path(), &request)
+        .await
+        .map(|_| ())
+}
+
+/// The complement object of a slot, counted, if it exists.
+pub async fn existing_object(ctx: &Context<'_>, key: &str, slot: SlotStart) -> Option<ObjectRecord> {
+    let head = match ctx.complement.store.head(key).await {
+        Ok(head) => head?,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot check the complement object");
+            return None;
+        }
+    };
+    let listed = ListedObject {
+        key: key.to_string(),
+        size: head.size,
+        etag: head.etag,
+        last_modified: head.last_modified,
+    };
+    match inspect(ctx.complement, &ctx.ds.rules, listed, slot).await {
+        Ok((record, _)) => Some(record),
+        Err(ScanError::Read { message, .. }) => {
+            tracing::warn!(%message, "cannot read the complement object");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the complement object");
+            None
+        }
+    }
+}
+
+/// Writes the slot file to the complement location under `condition`.
+pub async fn write_object(
+    ctx: &Context<'_>,
+    key: &str,
+    slot: SlotStart,
+    file: &SlotFile,
+    condition: WriteCondition,
+) -> Result<(AttemptOutcome, Option<ObjectRecord>), StoreError> {
+    let spec = &ctx.ds.spec;
+    let coverage = file
+        .earliest_ms
+        .map(|ms| (ms - slot * 1000) as f64 / 1000.0);
+    let metadata = vec![
+        ("slot".to_string(), spec.local_iso(slot)),
+        ("note-count".to_string(), file.notes.to_string()),
+        (
+            "earliest".to_string(),
+            file.earliest.clone().unwrap_or_default(),
+        ),
+        (
+            "latest".to_string(),
+            file.latest.clone().unwrap_or_default(),
+        ),
+        ("complete".to_string(), "true".to_string()),
+        ("source".to_string(), ctx.source.describe()),
+        (
+            "coverage-seconds".to_string(),
+            format!("{:.3}", coverage.unwrap_or(0.0)),
+        ),
+        (
+            "slotfill-version".to_string(),
+            env!("CARGO_PKG_VERSION").to_string(),
+        ),
+    ];
+    let request = PutRequest {
+        content_type: "application/x-ndjson".to_string(),
+        metadata,
+        condition,
+    };
+    match ctx
+        .complement
+        .store
+        .put_file(key, file.file.path(), &request)
+        .await?
+    {
+        PutOutcome::Created { etag } => {
+            let (outcome, status) = if file.notes == 0 {
+                (AttemptOutcome::Empty, State::Empty)
+            } else {
+                (AttemptOutcome::Filled, State::Ok)
+            };
+            let record = ObjectRecord {
+                key: key.to_string(),
+                slot_start: slot,
+                size: file.bytes as i64,
+                etag,
+                last_modified: Some(crate::clock::now_text()),
+                lines: Some(file.notes as i64),
+                utf8_valid: Some(true),
+                unterminated: Some(false),
+                complete: Some(true),
+                note_count: Some(file.notes as i64),
+                earliest: file.earliest.clone(),
+                latest: file.latest.clone(),
+                status: Some(status),
+                counted: true,
+            };
+            Ok((outcome, Some(record)))
+        }
+        PutOutcome::AlreadyExists => {
+            tracing::info!(
+                "the complement object already exists (or changed since it was catalogued); keeping it (use --overwrite to replace)"
+            );
+            Ok((
+                AttemptOutcome::Exists,
+                existing_object(ctx, key, slot).await,
+            ))
+        }
+    }
+}
