@@ -366,11 +366,7 @@ impl Config {
             parse_duration(value.as_deref().unwrap_or(default))
                 .map_err(|e| invalid(format!("{key}: {e}")))
         };
-        let settle_delay = duration(
-            "settle_delay",
-            &raw.settle_delay,
-            defaults::SETTLE_DELAY,
-        )?;
+        let settle_delay = duration("settle_delay", &raw.settle_delay, defaults::SETTLE_DELAY)?;
         let empty_recheck_after = duration(
             "empty_recheck_after",
             &raw.empty_recheck_after,
@@ -539,10 +535,19 @@ filter = "none"
             ..Default::default()
         };
         assert!(config.dataset("jp", &sibling).is_ok());
-        let bad_delay = EXAMPLE.replace("slot_minutes = 10", "slot_minutes = 10\nsettle_delay = \"5 minutes\"");
+        let bad_delay = EXAMPLE.replace(
+            "slot_minutes = 10",
+            "slot_minutes = 10\nsettle_delay = \"5 minutes\"",
+        );
         let config = Config::from_toml(path, &bad_delay).unwrap();
-        let err = config.dataset("jp", &Overrides::default()).unwrap_err().to_string();
-        assert!(err.contains("settle_delay") && err.contains("90s, 5m"), "{err}");
+        let err = config
+            .dataset("jp", &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("settle_delay") && err.contains("90s, 5m"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -559,10 +564,14 @@ filter = "none"
         let ds = config.dataset("jp", &Overrides::default()).unwrap();
         assert_eq!(ds.settle_delay, chrono::Duration::minutes(5));
         // At 00:44:59 the slot [00:20, 00:30) has settled (00:35) but [00:30, 00:40) has not (00:45).
-        let now = chrono::DateTime::parse_from_rfc3339("2025-08-01T00:44:59Z").unwrap().to_utc();
+        let now = chrono::DateTime::parse_from_rfc3339("2025-08-01T00:44:59Z")
+            .unwrap()
+            .to_utc();
         let t = |s: &str| chrono::DateTime::parse_from_rfc3339(s).unwrap().timestamp();
         assert_eq!(ds.last_settled_slot(now), t("2025-08-01T00:20:00Z"));
-        let now = chrono::DateTime::parse_from_rfc3339("2025-08-01T00:55:00Z").unwrap().to_utc();
+        let now = chrono::DateTime::parse_from_rfc3339("2025-08-01T00:55:00Z")
+            .unwrap()
+            .to_utc();
         assert_eq!(ds.last_settled_slot(now), t("2025-08-01T00:40:00Z"));
     }
 }

@@ -13,3 +13,4 @@ mod nightly;
 mod objects;
 mod scan;
 mod secrets;
+mod signals;

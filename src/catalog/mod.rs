@@ -456,16 +456,28 @@ complement = "s3://b/misskey_complement"
         let catalog = Catalog::open(&path).unwrap();
         let c = catalog.connection();
         let count = |sql: &str| c.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap();
-        assert_eq!(count("SELECT COUNT(*) FROM objects WHERE id = 7 AND lines = 500"), 1);
+        assert_eq!(
+            count("SELECT COUNT(*) FROM objects WHERE id = 7 AND lines = 500"),
+            1
+        );
         assert_eq!(count("SELECT COUNT(*) FROM slots"), 2);
-        assert_eq!(count("SELECT object_id FROM slots WHERE slot_start = 600"), 7);
-        assert_eq!(count("SELECT COUNT(*) FROM fill_attempts WHERE object_id = 7"), 1);
+        assert_eq!(
+            count("SELECT object_id FROM slots WHERE slot_start = 600"),
+            7
+        );
+        assert_eq!(
+            count("SELECT COUNT(*) FROM fill_attempts WHERE object_id = 7"),
+            1
+        );
         assert_eq!(count("SELECT COUNT(*) FROM pragma_foreign_key_check"), 0);
         assert_eq!(count("PRAGMA foreign_keys"), 1, "on again after migrating");
         // The new states are accepted; views are back.
         assert_eq!(count("SELECT slots FROM gaps WHERE first_slot = 1200"), 1);
-        c.execute("UPDATE slots SET state = 'empty' WHERE slot_start = 1200", [])
-            .unwrap();
+        c.execute(
+            "UPDATE slots SET state = 'empty' WHERE slot_start = 1200",
+            [],
+        )
+        .unwrap();
         assert_eq!(count("SELECT COUNT(*) FROM gaps"), 0);
         assert_eq!(count("SELECT SUM(empty) FROM coverage_by_day"), 1);
     }

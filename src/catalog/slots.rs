@@ -169,7 +169,8 @@ impl Catalog {
         // The states are this binary's own constants, never user input.
         let state_filter = states
             .map(|states| {
-                let list: Vec<String> = states.iter().map(|s| format!("'{}'", s.as_str())).collect();
+                let list: Vec<String> =
+                    states.iter().map(|s| format!("'{}'", s.as_str())).collect();
                 format!("AND s.state IN ({})", list.join(", "))
             })
             .unwrap_or_default();

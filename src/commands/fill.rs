@@ -297,7 +297,11 @@ pub fn describe(
     }
     if r.empty > 0 {
         let named: Vec<String> = r.empty_slots.iter().map(|s| spec.local_iso(*s)).collect();
-        let more = if r.empty as usize > named.len() { ", …" } else { "" };
+        let more = if r.empty as usize > named.len() {
+            ", …"
+        } else {
+            ""
+        };
         out.push_str(&format!(
             "{} confirmed empty at the origin (recorded as zero-line objects, re-checked after {}): {}{more}\n",
             count(r.empty, "slot"),

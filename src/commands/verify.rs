@@ -167,8 +167,16 @@ pub fn describe(session: &Session, window: Window, v: &Verdict) -> String {
         ));
     }
     if v.empty > 0 && !v.empty_is_gap {
-        let named: Vec<&str> = v.first_empty.iter().map(|r| r.start_local.as_str()).collect();
-        let more = if v.empty as usize > named.len() { ", …" } else { "" };
+        let named: Vec<&str> = v
+            .first_empty
+            .iter()
+            .map(|r| r.start_local.as_str())
+            .collect();
+        let more = if v.empty as usize > named.len() {
+            ", …"
+        } else {
+            ""
+        };
         out.push_str(&format!(
             "{} confirmed empty at the origin (resolved; --empty-is-gap counts them as gaps): {}{more}\n",
             count(v.empty, "slot"),

@@ -22,10 +22,7 @@ pub async fn release(db: &SharedCatalog, lease: Lease) {
 }
 
 /// Renews the lease until aborted; ends early with a message if it was lost.
-pub fn spawn_heartbeat(
-    db: SharedCatalog,
-    lease: Lease,
-) -> tokio::task::JoinHandle<Option<String>> {
+pub fn spawn_heartbeat(db: SharedCatalog, lease: Lease) -> tokio::task::JoinHandle<Option<String>> {
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(LEASE_RENEW).await;

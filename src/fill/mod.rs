@@ -190,7 +190,9 @@ impl FillReport {
         self.origin_calls += slot.fetch.calls;
         self.retries += slot.fetch.retries;
         self.coverage_seconds_total += slot.coverage.unwrap_or(0.0);
-        let thin = thin_after.zip(slot.coverage).is_some_and(|(limit, c)| c > limit);
+        let thin = thin_after
+            .zip(slot.coverage)
+            .is_some_and(|(limit, c)| c > limit);
         self.thin += u64::from(thin);
     }
 }
@@ -319,9 +321,6 @@ async fn fill_candidates(ctx: &Context<'_>, report: &mut FillReport) -> Option<F
     fatal
 }
 
-/// Key of the object that proves the complement location accepts writes.
-pub const WRITE_PROBE_KEY: &str = ".slotfill-write-probe";
-
 /// Proves, before the first slot, that the complement location accepts a
 /// write and that the origin answers and accepts the settings: a run that
 /// cannot succeed stops here with the real cause, having spent no origin call
@@ -331,7 +330,7 @@ async fn probe(
     source: &dyn NoteSource,
     report: &mut FillReport,
 ) -> Result<(), FillError> {
-    object::probe_write(complement).await?;
+    complement.store.check_writable().await?;
     let mut stats = Fetch::default();
     let probed = source.probe(&mut stats).await;
     report.origin_calls += stats.calls;
@@ -358,7 +357,11 @@ async fn suspicious_empty(
                 .collect::<Result<Vec<_>, _>>()
         })
         .await?;
-    let with_data: Vec<f64> = neighbours.into_iter().flatten().filter(|n| *n > 0.0).collect();
+    let with_data: Vec<f64> = neighbours
+        .into_iter()
+        .flatten()
+        .filter(|n| *n > 0.0)
+        .collect();
     Ok((with_data.len() * 2 > report.empty_slots.len())
         .then(|| with_data.iter().sum::<f64>() / with_data.len() as f64))
 }

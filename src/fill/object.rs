@@ -2,40 +2,20 @@
 //! metadata, or found and counted when it already exists.
 
 use crate::catalog::{AttemptOutcome, ObjectRecord};
-use crate::scan::{ScanError, ScanTarget, inspect};
+use crate::scan::{ScanError, inspect};
 use crate::slot::SlotStart;
 use crate::source::SlotFile;
 use crate::state::State;
 use crate::store::{ListedObject, PutOutcome, PutRequest, StoreError, WriteCondition};
 
-use super::{Context, WRITE_PROBE_KEY};
-
-/// Writes a zero-byte probe object (never replacing one): proves the location
-/// exists and accepts writes. S3 checks permissions before the condition, so a
-/// refused condition proves it too.
-pub async fn probe_write(complement: &ScanTarget) -> Result<(), StoreError> {
-    let empty = tempfile::NamedTempFile::new().map_err(|e| StoreError::Io {
-        location: complement.store.location().to_string(),
-        key: WRITE_PROBE_KEY.to_string(),
-        message: format!("cannot create a temporary file: {e}"),
-    })?;
-    let request = PutRequest {
-        content_type: "text/plain".to_string(),
-        metadata: vec![(
-            "purpose".to_string(),
-            "slotfill checks that it may write here before a fill".to_string(),
-        )],
-        condition: WriteCondition::IfAbsent,
-    };
-    complement
-        .store
-        .put_file(WRITE_PROBE_KEY, empty.path(), &request)
-        .await
-        .map(|_| ())
-}
+use super::Context;
 
 /// The complement object of a slot, counted, if it exists.
-pub async fn existing_object(ctx: &Context<'_>, key: &str, slot: SlotStart) -> Option<ObjectRecord> {
+pub async fn existing_object(
+    ctx: &Context<'_>,
+    key: &str,
+    slot: SlotStart,
+) -> Option<ObjectRecord> {
     let head = match ctx.complement.store.head(key).await {
         Ok(head) => head?,
         Err(e) => {

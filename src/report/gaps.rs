@@ -193,8 +193,11 @@ pub fn write_gaps(
                 writeln!(out, "{n} slots confirmed empty at the origin (not gaps)").map_err(io)?;
             }
             if let Some(n) = pending.filter(|n| *n > 0) {
-                writeln!(out, "{n} slots pending: not ended plus the settle delay (not gaps)")
-                    .map_err(io)?;
+                writeln!(
+                    out,
+                    "{n} slots pending: not ended plus the settle delay (not gaps)"
+                )
+                .map_err(io)?;
             }
         }
     }

@@ -137,7 +137,10 @@ mod tests {
             judge(c, 900, Some(&lines(2)), &meta(true, 3), &r),
             State::Incomplete
         );
-        assert_eq!(judge(c, 0, Some(&lines(0)), &meta(true, 0), &r), State::Empty);
+        assert_eq!(
+            judge(c, 0, Some(&lines(0)), &meta(true, 0), &r),
+            State::Empty
+        );
         assert_eq!(
             judge(c, 0, Some(&lines(0)), &meta(false, 0), &r),
             State::Incomplete

@@ -507,8 +507,8 @@ impl Misskey {
         }
         stats.error_code = Some("page_budget".into());
         stats.error_message = Some(format!(
-            "the slot needs more than {} pages (the page budget)",
-            self.settings.max_pages
+            "the slot needs more than {} (the page budget, --max-pages)",
+            crate::report::count(u64::from(self.settings.max_pages), "page")
         ));
         Ok(stats)
     }

@@ -260,6 +260,18 @@ impl ObjectStore for LocalStore {
             .map_err(|e| self.io_error(key, e))
     }
 
+    /// Creates the directory if needed, then a temporary file in it (removed at once).
+    async fn check_writable(&self) -> Result<()> {
+        let root = self.root.clone();
+        tokio::task::spawn_blocking(move || {
+            std::fs::create_dir_all(&root)?;
+            tempfile::NamedTempFile::new_in(&root).map(drop)
+        })
+        .await
+        .expect("check task panicked")
+        .map_err(|e| self.io_error("", format!("cannot write here: {e}")))
+    }
+
     fn stats(&self) -> &StoreStats {
         &self.stats
     }

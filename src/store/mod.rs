@@ -124,6 +124,8 @@ pub trait ObjectStore: Send + Sync {
     async fn head(&self, key: &str) -> Result<Option<ObjectHead>>;
     /// Writes the file at `path` to `key`.
     async fn put_file(&self, key: &str, path: &Path, request: &PutRequest) -> Result<PutOutcome>;
+    /// Proves, leaving nothing behind, that the location exists and accepts writes.
+    async fn check_writable(&self) -> Result<()>;
     /// Requests made so far (lists count per page).
     fn stats(&self) -> &StoreStats;
 }

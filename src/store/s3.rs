@@ -276,6 +276,7 @@ impl ObjectStore for S3Store {
             Ok(out) => Ok(PutOutcome::Created {
                 etag: out.e_tag().map(str::to_string),
             }),
+            Err(e) if e.code() == Some("NoSuchBucket") => Err(self.error(e)),
             // If-Match on a vanished key: 412 from SeaweedFS, 404 from AWS and moto.
             Err(e)
                 if status_of(&e) == Some(412)
@@ -289,7 +290,42 @@ impl ObjectStore for S3Store {
         }
     }
 
+    /// HEAD of the bucket, then a PUT conditional on an ETag no object has: S3
+    /// checks the permission before the condition, so the refused condition
+    /// proves the write would be allowed, and nothing is written.
+    async fn check_writable(&self) -> Result<()> {
+        let head = self.client.head_bucket().bucket(&self.bucket).send().await;
+        StoreStats::bump(&self.stats.heads, 1);
+        if let Err(e) = head {
+            // A HEAD has no body, hence no error code: the status says it.
+            return Err(match status_of(&e) {
+                Some(404) => StoreError::NoSuchBucket(self.bucket.clone()),
+                Some(403) => StoreError::Denied {
+                    location: self.location.clone(),
+                    code: "AccessDenied".to_string(),
+                },
+                _ => self.error(e),
+            });
+        }
+        let empty = tempfile::NamedTempFile::new().map_err(|e| StoreError::Io {
+            location: self.location.clone(),
+            key: WRITE_PROBE_KEY.to_string(),
+            message: format!("cannot create a temporary file: {e}"),
+        })?;
+        let probe = PutRequest {
+            content_type: "text/plain".to_string(),
+            metadata: Vec::new(),
+            condition: WriteCondition::IfMatch("\"slotfill-write-probe\"".to_string()),
+        };
+        self.put_file(WRITE_PROBE_KEY, empty.path(), &probe)
+            .await
+            .map(|_| ())
+    }
+
     fn stats(&self) -> &StoreStats {
         &self.stats
     }
 }
+
+/// The key of the conditional write that proves a location accepts writes (never created).
+const WRITE_PROBE_KEY: &str = ".slotfill-write-probe";
