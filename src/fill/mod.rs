@@ -86,7 +86,7 @@ impl FillOptions {
             retry_empty: false,
             dry_run: false,
             sub_slot_seconds: None,
-            filter: NoteFilter::All,
+            filter: NoteFilter::default(),
             max_consecutive_failures: 5,
             empty_retry_after: chrono::Duration::days(7),
             progress: false,
@@ -105,6 +105,8 @@ pub struct FillReport {
     pub empty: u64,
     pub failed: u64,
     pub notes: u64,
+    /// Notes the visibility policy kept out of the slots' objects.
+    pub left_out: u64,
     pub origin_calls: u64,
     pub retries: u64,
     /// Earliest note minus slot start, summed over filled slots (for the average).
@@ -143,6 +145,7 @@ struct SlotResult {
     outcome: AttemptOutcome,
     fetch: Fetch,
     notes: u64,
+    left_out: Option<u64>,
     coverage: Option<f64>,
 }
 
@@ -265,6 +268,7 @@ impl FillReport {
             AttemptOutcome::Failed => self.failed += 1,
         }
         self.notes += slot.notes;
+        self.left_out += slot.left_out.unwrap_or(0);
         self.origin_calls += slot.fetch.calls;
         self.retries += slot.fetch.retries;
         self.coverage_seconds_total += slot.coverage.unwrap_or(0.0);
@@ -328,6 +332,8 @@ struct Ending {
     fetch: Fetch,
     object: Option<ObjectRecord>,
     retry_after: Option<String>,
+    /// Notes the visibility policy kept out; None when nothing was fetched.
+    left_out: Option<u64>,
 }
 
 impl Ending {
@@ -337,6 +343,7 @@ impl Ending {
             fetch,
             object: None,
             retry_after: None,
+            left_out: None,
         }
     }
 
@@ -366,7 +373,7 @@ async fn attempt(ctx: &Context<'_>, candidate: &FillCandidate) -> (Ending, Optio
         }
     }
     let (start_ms, end_ms) = (slot * 1000, (slot + ctx.ds.spec.width_secs()) * 1000);
-    let mut sink = match NoteSink::new(start_ms, end_ms, ctx.options.filter) {
+    let mut sink = match NoteSink::new(start_ms, end_ms, ctx.options.filter.clone()) {
         Ok(sink) => sink,
         Err(e) => {
             tracing::error!(error = %e, "cannot create a spool file");
@@ -377,6 +384,19 @@ async fn attempt(ctx: &Context<'_>, candidate: &FillCandidate) -> (Ending, Optio
         Ok(fetch) => fetch,
         Err(e) => return (Ending::failed(Fetch::default(), "config"), Some(e.into())),
     };
+    let left_out = Some(sink.left_out());
+    let (ending, stop_run) = judge(ctx, &key, slot, sink, fetch).await;
+    (Ending { left_out, ..ending }, stop_run)
+}
+
+/// What a finished fetch comes to: nothing, or an object written.
+async fn judge(
+    ctx: &Context<'_>,
+    key: &str,
+    slot: i64,
+    sink: NoteSink,
+    fetch: Fetch,
+) -> (Ending, Option<FillError>) {
     if !fetch.complete {
         let outcome = if fetch.error_code.as_deref() == Some("page_budget") {
             AttemptOutcome::Partial
@@ -400,7 +420,7 @@ async fn attempt(ctx: &Context<'_>, candidate: &FillCandidate) -> (Ending, Optio
             return (Ending::failed(fetch, "spool"), None);
         }
     };
-    match write_object(ctx, &key, slot, &file).await {
+    match write_object(ctx, key, slot, &file).await {
         Ok((outcome, object)) => {
             let ending = Ending {
                 object,
@@ -569,6 +589,7 @@ async fn finish(
         fetch,
         object,
         retry_after,
+        left_out,
     } = ending;
     let notes = object
         .as_ref()
@@ -600,11 +621,13 @@ async fn finish(
         error_code: fetch.error_code.clone(),
         object: object.map(|o| (ctx.complement.row.id, o)),
         retry_after,
+        left_out,
     };
     ctx.db.call(move |c| c.finish_attempt(&done)).await?;
     tracing::info!(
         outcome = outcome.as_str(),
         notes,
+        left_out,
         calls = fetch.calls,
         "slot done"
     );
@@ -612,6 +635,7 @@ async fn finish(
         outcome,
         fetch,
         notes,
+        left_out,
         coverage,
     })
 }
