@@ -146,7 +146,11 @@ pub(super) fn range<'a>(
 }
 
 /// makePaginationQuery (§2.1): byte-string ids, exclusive bounds, sinceId-only ascending.
-pub(super) fn page_sql<'a>(notes: &'a Notes, since: Option<&str>, until: Option<&str>) -> NoteIter<'a> {
+pub(super) fn page_sql<'a>(
+    notes: &'a Notes,
+    since: Option<&str>,
+    until: Option<&str>,
+) -> NoteIter<'a> {
     let lo = since.map_or(Unbounded, Excluded);
     let hi = until.map_or(Unbounded, Excluded);
     let asc = since.is_some() && until.is_none();
@@ -159,7 +163,12 @@ pub(super) fn page_sql<'a>(notes: &'a Notes, since: Option<&str>, until: Option<
 }
 
 /// Meilisearch (§2.7): strict `createdAt` millisecond filters, always newest first.
-pub(super) fn page_meili(notes: &Notes, s: IdScheme, since: Option<i64>, until: Option<i64>) -> NoteIter<'_> {
+pub(super) fn page_meili(
+    notes: &Notes,
+    s: IdScheme,
+    since: Option<i64>,
+    until: Option<i64>,
+) -> NoteIter<'_> {
     let lo = since.map(|m| time_part(s, m.saturating_add(1)));
     let hi = until.map(|m| time_part(s, m.saturating_sub(1)) + "~");
     let lo = lo.as_deref().map_or(Unbounded, Included);
@@ -200,7 +209,6 @@ pub(super) fn holds(ep: Ep, engine: SearchEngine, st: &State, n: &Note, f: &Filt
         }
     }
 }
-
 
 // ─────────────────────────────── request handling ───────────────────────────────
 

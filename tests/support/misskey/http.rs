@@ -7,9 +7,9 @@ use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::Fault;
 use super::api::Shared;
 use super::ids::now_ms;
-use super::Fault;
 
 // ─────────────────────────────── responses ───────────────────────────────
 
@@ -25,7 +25,12 @@ pub(super) struct Resp {
 pub(super) const JSON: &str = "application/json; charset=utf-8";
 
 impl Resp {
-    pub(super) fn new(status: u16, ctype: Option<&'static str>, body: Vec<u8>, misskey: bool) -> Resp {
+    pub(super) fn new(
+        status: u16,
+        ctype: Option<&'static str>,
+        body: Vec<u8>,
+        misskey: bool,
+    ) -> Resp {
         let headers = vec![];
         Resp {
             status,
@@ -48,7 +53,8 @@ impl Resp {
 }
 
 /// Misskey ApiErrors used here, as `CODE|id|message` (§5).
-pub(super) const INVALID_PARAM: &str = "INVALID_PARAM|3d81ceae-475f-4600-b2a8-2bc116157532|Invalid param.";
+pub(super) const INVALID_PARAM: &str =
+    "INVALID_PARAM|3d81ceae-475f-4600-b2a8-2bc116157532|Invalid param.";
 pub(super) const AUTH_FAILED: &str = "AUTHENTICATION_FAILED|b0a7f5f8-dc2f-4171-b91f-de88ad238e14|\
     Authentication failed. Please ensure your token is correct.";
 pub(super) const UNAVAILABLE: &str =
@@ -192,7 +198,12 @@ impl Request {
 pub(super) type Read<T> = Result<T, Option<Resp>>;
 
 /// Reads until `buf` holds `n` bytes (empty `delim`) or `delim`; returns the bytes before it.
-pub(super) async fn take(sock: &mut TcpStream, buf: &mut Vec<u8>, n: usize, delim: &[u8]) -> Read<Vec<u8>> {
+pub(super) async fn take(
+    sock: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    n: usize,
+    delim: &[u8],
+) -> Read<Vec<u8>> {
     let mut tmp = [0u8; 16 * 1024];
     loop {
         let end = match delim {
@@ -267,7 +278,12 @@ pub(super) async fn read_request(sock: &mut TcpStream, buf: &mut Vec<u8>) -> Rea
     Ok(req)
 }
 
-pub(super) async fn write_response(sock: &mut TcpStream, r: &Resp, keep: bool, head: bool) -> io::Result<()> {
+pub(super) async fn write_response(
+    sock: &mut TcpStream,
+    r: &Resp,
+    keep: bool,
+    head: bool,
+) -> io::Result<()> {
     let mut h = format!("HTTP/1.1 {} {}\r\n", r.status, reason(r.status));
     let date = chrono::DateTime::from_timestamp_millis(now_ms()).expect("now");
     h += &format!("Date: {}\r\n", date.format("%a, %d %b %Y %H:%M:%S GMT"));

@@ -180,7 +180,6 @@ pub fn mixed_notes(start_ms: i64, end_ms: i64, count: usize, seed: u64) -> Vec<N
     (0..count).map(&mut one).collect()
 }
 
-
 // ─────────────────────────────── the emulator handle ───────────────────────────────
 
 /// A running emulator; stops (closing every connection) on Drop.

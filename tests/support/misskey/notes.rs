@@ -3,8 +3,8 @@
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 
-use super::ids::*;
 use super::NoteSpec;
+use super::ids::*;
 
 // ─────────────────────────────── note store and packing (§6) ───────────────────────────────
 
