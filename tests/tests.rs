@@ -12,4 +12,5 @@ mod fill;
 mod nightly;
 mod objects;
 mod scan;
+mod scope;
 mod secrets;

@@ -177,8 +177,20 @@ pub(super) fn page_meili(
     Box::new(it.filter(move |n| since.is_none_or(|m| n.ms > m) && until.is_none_or(|m| n.ms < m)))
 }
 
-/// Which notes an endpoint holds (§2.3–§2.7).
-pub(super) fn holds(ep: Ep, engine: SearchEngine, st: &State, n: &Note, f: &Filters) -> bool {
+/// Search is refused (400 UNAVAILABLE) for everyone, or for this caller's role (§2.7).
+pub(super) fn refuses_search(engine: SearchEngine, viewer: Option<&Account>) -> bool {
+    engine == SearchEngine::Disabled || viewer.is_some_and(|a| !a.can_search_notes)
+}
+
+/// Which notes an endpoint holds for `viewer` (None: anonymous) (§2.3–§2.7).
+pub(super) fn holds(
+    ep: Ep,
+    engine: SearchEngine,
+    st: &State,
+    n: &Note,
+    f: &Filters,
+    viewer: Option<&Account>,
+) -> bool {
     let (public, s) = (n.spec.visibility == "public", &n.spec);
     match ep {
         _ if f.nothing => false,
@@ -202,8 +214,19 @@ pub(super) fn holds(ep: Ep, engine: SearchEngine, st: &State, n: &Note, f: &Filt
                 Some(".") => host.is_none(),
                 h => h.is_none_or(|h| host == Some(h)),
             };
-            let visible = public || s.visibility == "home";
-            let indexed = engine != SearchEngine::Meilisearch || s.local;
+            // Anonymous callers see public and home notes; a signed-in caller also sees its own
+            // followers and specified notes and the followers notes of those it follows.
+            let author = USERS[n.user].0;
+            let own = viewer.is_some_and(|v| v.username == author);
+            let visible = match s.visibility {
+                "public" | "home" => true,
+                "followers" => own || viewer.is_some_and(|v| v.follows.contains(&author)),
+                "specified" => own,
+                _ => false,
+            };
+            // Meilisearch indexes only local public and home notes.
+            let indexed = engine != SearchEngine::Meilisearch
+                || (s.local && (public || s.visibility == "home"));
             let matches = text.to_lowercase().contains(&f.query);
             visible && indexed && scope && host_ok && matches
         }
@@ -324,27 +347,34 @@ impl Shared {
                 Some(_) => return Resp::new(400, None, vec![], true),
             },
         };
-        if let (Some(want), Some(got)) = (&self.cfg.required_token, &token)
-            && want != got
-        {
+        let viewer = token.as_deref().map(|t| self.cfg.account(t));
+        if let Some(None) = viewer {
+            // §1: an unknown token is never treated as anonymous.
             let mut r = api_error(401, AUTH_FAILED, None);
             let value = "Bearer realm=\"Misskey\", error=\"invalid_token\", \
                 error_description=\"Failed to authenticate\"";
             r.headers.push(("WWW-Authenticate", value.into()));
             return r;
         }
-        match validate(ep, body.as_ref()).and_then(|obj| self.query(ep, obj)) {
+        let viewer = viewer.flatten();
+        let query = |obj| self.query(ep, obj, viewer.as_ref());
+        match validate(ep, body.as_ref()).and_then(query) {
             Ok(notes) => Resp::json(200, &Value::Array(notes)),
             Err(r) => r,
         }
     }
 
-    pub(super) fn query(&self, ep: Ep, obj: &Map<String, Value>) -> Result<Vec<Value>, Resp> {
+    pub(super) fn query(
+        &self,
+        ep: Ep,
+        obj: &Map<String, Value>,
+        viewer: Option<&Account>,
+    ) -> Result<Vec<Value>, Resp> {
         let flag = |k: &str| obj.get(k).and_then(Value::as_bool).unwrap_or(false);
         let engine = self.cfg.search;
         if ep == Ep::Ltl && flag("withReplies") && flag("withFiles") {
             return Err(api_error(400, BOTH_REPLIES_FILES, None));
-        } else if ep == Ep::Search && engine == SearchEngine::Disabled {
+        } else if ep == Ep::Search && refuses_search(engine, viewer) {
             return Err(api_error(400, UNAVAILABLE, None));
         }
         let limit = obj.get("limit").and_then(as_int).unwrap_or(10) as usize;
@@ -375,7 +405,9 @@ impl Shared {
             page_sql(&st.notes, since.as_deref(), until.as_deref())
         };
         let f = Filters::from(obj);
-        let page = page.filter(|n| holds(ep, engine, st, n, &f)).take(limit);
+        let page = page
+            .filter(|n| holds(ep, engine, st, n, &f, viewer))
+            .take(limit);
         Ok(page.map(|n| st.pack(n)).collect())
     }
 }

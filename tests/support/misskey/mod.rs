@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
 
-use api::{Ep, Filters, Shared, holds, lock};
+use api::{Ep, Filters, Shared, holds, lock, refuses_search};
 use http::serve_connection;
 use notes::{Note, State};
 
@@ -68,9 +68,12 @@ pub enum Fault {
 pub struct EmulatorConfig {
     pub scheme: IdScheme,
     pub search: SearchEngine,
-    /// If Some, a presented token (Bearer header or body `i`) that differs gives 401;
-    /// no token at all is anonymous and allowed.
+    /// If Some, the token of an account of `admin`, who authors no notes and follows nobody
+    /// (so it sees what an anonymous caller sees).
     pub required_token: Option<String>,
+    /// Further accounts. A token (Bearer header or body `i`) that is neither `required_token`
+    /// nor one of these gives 401 (§1); no token at all is anonymous and allowed.
+    pub accounts: Vec<Account>,
 }
 
 impl Default for EmulatorConfig {
@@ -80,7 +83,52 @@ impl Default for EmulatorConfig {
             scheme,
             search,
             required_token: None,
+            accounts: Vec::new(),
         }
+    }
+}
+
+impl EmulatorConfig {
+    /// The account a token signs in as; None for an unknown token.
+    fn account(&self, token: &str) -> Option<Account> {
+        let found = self.accounts.iter().find(|a| a.token == token).cloned();
+        let admin = || Account::new(token, "admin");
+        found.or_else(|| (self.required_token.as_deref() == Some(token)).then(admin))
+    }
+}
+
+/// A user's API token, and what its owner sees beyond the public (§2.7).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Account {
+    pub token: String,
+    /// The owner: one of the emulator's usernames (`alice`, `bob`, … `dave`, …, `admin`).
+    pub username: &'static str,
+    /// Users the owner follows: their `followers` notes are in the owner's search results.
+    pub follows: Vec<&'static str>,
+    /// The role policy: false gives 400 UNAVAILABLE on `notes/search` for this token only.
+    pub can_search_notes: bool,
+}
+
+impl Account {
+    pub fn new(token: &str, username: &'static str) -> Self {
+        let (token, follows) = (token.to_string(), Vec::new());
+        Account {
+            token,
+            username,
+            follows,
+            can_search_notes: true,
+        }
+    }
+
+    pub fn following(mut self, usernames: &[&'static str]) -> Self {
+        self.follows.extend_from_slice(usernames);
+        self
+    }
+
+    /// A role with `canSearchNotes: false`.
+    pub fn without_search(mut self) -> Self {
+        self.can_search_notes = false;
+        self
     }
 }
 
@@ -97,6 +145,9 @@ pub struct NoteSpec {
     /// `public`, `home`, `followers` or `specified`.
     pub visibility: &'static str,
     pub text: Option<String>,
+    /// The author's username; None picks a local or remote user by `local`. Setting it makes
+    /// `local` follow the author's host.
+    pub author: Option<&'static str>,
 }
 
 impl NoteSpec {
@@ -110,7 +161,20 @@ impl NoteSpec {
             renote_only: false,
             visibility: "public",
             text: Some(text.to_string()),
+            author: None,
         }
+    }
+
+    /// The same note written by `username`.
+    pub fn by(mut self, username: &'static str) -> Self {
+        self.author = Some(username);
+        self
+    }
+
+    /// The same note with another visibility.
+    pub fn visible(mut self, visibility: &'static str) -> Self {
+        self.visibility = visibility;
+        self
     }
 
     pub fn public_remote(created_at_ms: i64, text: &str) -> Self {
@@ -275,9 +339,22 @@ impl MisskeyEmulator {
         end_ms: i64,
         params: &Value,
     ) -> Vec<Value> {
+        self.expected_as(None, endpoint, start_ms, end_ms, params)
+    }
+
+    /// Like [`Self::expected_with`], for a caller signed in with `token` (None: anonymous).
+    pub fn expected_as(
+        &self,
+        token: Option<&str>,
+        endpoint: &str,
+        start_ms: i64,
+        end_ms: i64,
+        params: &Value,
+    ) -> Vec<Value> {
         let ep = Ep::from_name(endpoint).unwrap_or_else(|| panic!("unknown endpoint {endpoint}"));
         let engine = self.shared.cfg.search;
-        if ep == Ep::Search && engine == SearchEngine::Disabled {
+        let viewer = token.map(|t| self.shared.cfg.account(t).expect("a known token"));
+        if ep == Ep::Search && refuses_search(engine, viewer.as_ref()) {
             return vec![];
         }
         let empty = Map::new();
@@ -285,7 +362,8 @@ impl MisskeyEmulator {
         let st = lock(&self.shared.state);
         let in_range = |n: &&Note| (start_ms..end_ms).contains(&n.ms);
         let notes = st.notes.values().filter(in_range);
-        let mut notes: Vec<&Note> = notes.filter(|n| holds(ep, engine, &st, n, &f)).collect();
+        let holds = |n: &&Note| holds(ep, engine, &st, n, &f, viewer.as_ref());
+        let mut notes: Vec<&Note> = notes.filter(holds).collect();
         notes.sort_by(|a, b| (a.ms, &a.id).cmp(&(b.ms, &b.id)));
         notes.into_iter().map(|n| st.pack(n)).collect()
     }

@@ -29,8 +29,9 @@ impl Note {
     }
 }
 
-/// (username, name, host); the first LOCAL_USERS are local.
-pub(super) const USERS: [(&str, Option<&str>, Option<&str>); 10] = [
+/// (username, name, host); the first LOCAL_USERS are local. Notes are written by the first ten;
+/// `admin` (local) writes only the notes a test gives it.
+pub(super) const USERS: [(&str, Option<&str>, Option<&str>); 11] = [
     ("alice", Some("アリス"), None),
     ("bob", Some("Bob 🐱"), None),
     ("tanaka", Some("田中太郎"), None),
@@ -41,6 +42,7 @@ pub(super) const USERS: [(&str, Option<&str>, Option<&str>); 10] = [
     ("erika", Some("えりか"), Some("misskey.example.net")),
     ("fumi", None, Some("calckey.example.org")),
     ("gus", Some("Gus ✈"), Some("mastodon.example")),
+    ("admin", Some("管理人"), None),
 ];
 pub(super) const LOCAL_USERS: usize = 6;
 pub(super) const DAY: i64 = 86_400_000;
@@ -60,7 +62,9 @@ impl State {
     pub(super) fn new(scheme: IdScheme) -> Self {
         let mut ids = IdGen::new(scheme);
         let base = 1_682_899_200_000; // 2023-05-01
-        let users = (0..10).map(|i| ids.next_id(base + i * DAY)).collect();
+        let users = (0..USERS.len() as i64)
+            .map(|i| ids.next_id(base + i * DAY))
+            .collect();
         let channels = (0..2).map(|i| ids.next_id(base + 9_000_000 + i)).collect();
         let notes = BTreeMap::new();
         State {
@@ -72,7 +76,7 @@ impl State {
         }
     }
 
-    pub(super) fn add(&mut self, spec: NoteSpec) -> String {
+    pub(super) fn add(&mut self, mut spec: NoteSpec) -> String {
         let seq = self.notes.len() as u64;
         let fresh = |id: &String| !self.notes.contains_key(id);
         let mut id = self.ids.next_id(spec.created_at_ms);
@@ -84,7 +88,14 @@ impl State {
         }
         assert!(fresh(&id), "too many notes in one millisecond");
         let s = seq as usize;
-        let user = if spec.local { s % 6 } else { 6 + s % 4 };
+        let author = spec.author.map(|name| {
+            let found = USERS.iter().position(|u| u.0 == name);
+            found.unwrap_or_else(|| panic!("no user {name:?}"))
+        });
+        if let Some(user) = author {
+            spec.local = USERS[user].2.is_none();
+        }
+        let user = author.unwrap_or(if spec.local { s % 6 } else { 6 + s % 4 });
         let other = (user + 1 + s % 9) % 10;
         let target_ms = spec.created_at_ms - 3_600_000 - (seq % 86_400) as i64 * 1000;
         let pure = spec.renote_only || spec.text.is_none();
@@ -177,6 +188,10 @@ impl State {
         m["visibility"] = n.spec.visibility.into();
         m["localOnly"] = n.spec.local_only.into();
         m["clippedCount"] = 0.into();
+        if n.spec.visibility == "specified" {
+            // §6: present on specified notes only; emulated ones are addressed to nobody else.
+            m["visibleUserIds"] = Value::Array(vec![]);
+        }
         if let Some(t) = &n.reply_to {
             (m["replyId"], m["reply"]) = (t.0.clone().into(), self.pack_target(t, false));
         }
