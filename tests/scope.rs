@@ -172,6 +172,12 @@ fn signed_in_search_writes_only_what_the_visibility_policy_allows() {
         "{}",
         out.stdout
     );
+    let report =
+        f.ws.slotfill(&["report", "fill-attempts", "-d", "jp", "--format", "json"])
+            .ok();
+    let rows: Vec<Value> = serde_json::from_str(&report.stdout).unwrap();
+    let reported: i64 = rows.iter().map(|r| r["left_out"].as_i64().unwrap()).sum();
+    assert_eq!(reported, left_out_total, "{}", report.stdout);
     // A slot with only left-out notes is a complete fetch with no notes: nothing written.
     let last = format!(
         "SELECT outcome = 'empty' FROM fill_attempts WHERE slot_start = {}",

@@ -2,7 +2,10 @@
 //! `shared/misskey-api.md`): `notes`, `notes/local-timeline`, `notes/global-timeline` and
 //! `notes/search`; POST + JSON only; Ajv-style validation without coercion; the pagination table
 //! of §2.1 (byte-string ids, exclusive bounds, sinceId-only ascending); Meilisearch quirks (§2.7);
-//! the id layouts of §3.1; Misskey's error shapes (§5) and injectable faults.
+//! the id layouts of §3.1; Misskey's error shapes (§5) and injectable faults. Callers are
+//! anonymous or signed in with an [`Account`]'s token: a signed-in search also returns the
+//! owner's own followers/specified notes and followers notes of the users it follows (§2.7),
+//! and a role without `canSearchNotes` gets 400 UNAVAILABLE while others search.
 //!
 //! The server is a small hand-written HTTP/1.1 server (keep-alive, Content-Length or chunked
 //! bodies, `Expect: 100-continue`) bound to 127.0.0.1:0 on its own thread and tokio runtime, so
