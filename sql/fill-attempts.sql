@@ -1,4 +1,5 @@
--- Fill attempts per slot: how many, the last outcome, notes written, origin calls spent.
+-- Fill attempts per slot: how many, the last outcome, notes written, notes the visibility
+-- policy left out (of the last attempt that fetched), origin calls spent.
 SELECT d.name AS dataset,
        s.start_local AS slot,
        s.state,
@@ -7,6 +8,9 @@ SELECT d.name AS dataset,
         WHERE a2.dataset_id = a.dataset_id AND a2.slot_start = a.slot_start
         ORDER BY a2.id DESC LIMIT 1) AS last_outcome,
        MAX(a.notes) AS notes,
+       (SELECT a3.left_out FROM fill_attempts a3
+        WHERE a3.dataset_id = a.dataset_id AND a3.slot_start = a.slot_start AND a3.left_out IS NOT NULL
+        ORDER BY a3.id DESC LIMIT 1) AS left_out,
        SUM(a.origin_calls) AS origin_calls,
        SUM(a.retries) AS retries,
        MAX(a.coverage_seconds) AS coverage_seconds,

@@ -188,7 +188,7 @@ pub struct FillArgs {
     /// API token (else the variable named by the source's token_env, MISSKEY_TOKEN by default).
     #[arg(long, hide_env_values = true)]
     pub token: Option<String>,
-    /// notes/search host filter ("." = local only).
+    /// Only notes of this host ("." = local): sent to notes/search and notes, applied to the notes in every mode.
     #[arg(long)]
     pub host: Option<String>,
     /// Origin base URL (overrides the config).

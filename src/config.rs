@@ -11,6 +11,7 @@ use serde::Deserialize;
 use thiserror::Error;
 
 use crate::slot::{SlotError, SlotSpec};
+use crate::source::Visibility;
 
 pub const DEFAULT_KEY_TEMPLATE: &str = "%Y/%m/%d/%H/%Y-%m-%d_%H-%M.jsonl";
 
@@ -84,11 +85,25 @@ pub struct SourceConfig {
     pub mode: Option<String>,
     pub token_env: Option<String>,
     pub id_scheme: Option<String>,
+    /// Only notes of this host ("." = local): sent where the endpoint has a
+    /// parameter for it, and applied to the notes in every mode.
     pub host: Option<String>,
-    /// "none" | "japanese"
-    pub filter: Option<String>,
+    pub filter: Option<TextFilter>,
+    /// The visibilities a note may have to be written (default: public, home).
+    /// Unknown names are refused when the file is read.
+    pub visibility: Option<Vec<Visibility>>,
     /// For `kind = "archive"`: where the JSON Lines files are.
     pub location: Option<String>,
+}
+
+/// `[datasets.X.source] filter`: which notes to keep by their text.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum TextFilter {
+    #[default]
+    None,
+    /// Notes whose text has kana or kanji.
+    Japanese,
 }
 
 fn default_slot_minutes() -> u32 {
@@ -355,6 +370,7 @@ impl Config {
                 return Err(invalid(format!("location {a} is listed twice")));
             }
         }
+        check_source(&raw.source).map_err(&invalid)?;
         let rules = raw.rules;
         if rules.max_lines == 0 || rules.min_lines >= rules.max_lines {
             return Err(invalid(format!(
@@ -422,6 +438,17 @@ pub fn format_duration(d: chrono::Duration) -> String {
         .find(|(unit, _)| secs != 0 && secs % unit == 0)
         .map(|(unit, name)| format!("{}{name}", secs / unit))
         .unwrap_or_else(|| format!("{secs}s"))
+}
+
+/// The source settings that need no command line to be judged.
+fn check_source(source: &SourceConfig) -> Result<(), String> {
+    if source.visibility.as_ref().is_some_and(Vec::is_empty) {
+        return Err(format!(
+            "source visibility lists nothing, so no note could be written; list some of {}",
+            Visibility::accepted()
+        ));
+    }
+    Ok(())
 }
 
 fn resolve(base: &Path, p: &str) -> PathBuf {
@@ -573,5 +600,38 @@ filter = "none"
             .unwrap()
             .to_utc();
         assert_eq!(ds.last_settled_slot(now), t("2025-08-01T00:40:00Z"));
+    }
+
+    #[test]
+    fn visibility_and_filter_names_are_checked_when_read() {
+        let path = Path::new("c.toml");
+        let config = Config::from_toml(path, EXAMPLE).unwrap();
+        let ds = config.dataset("jp", &Overrides::default()).unwrap();
+        assert_eq!(ds.source.visibility, None, "the default is the policy's");
+        assert_eq!(ds.source.filter, Some(TextFilter::None));
+        let listed = format!("{EXAMPLE}visibility = [\"public\", \"followers\"]\n");
+        let ds = Config::from_toml(path, &listed)
+            .unwrap()
+            .dataset("jp", &Overrides::default())
+            .unwrap();
+        assert_eq!(
+            ds.source.visibility,
+            Some(vec![Visibility::Public, Visibility::Followers])
+        );
+        let unknown = format!("{EXAMPLE}visibility = [\"public\", \"unlisted\"]\n");
+        let err = Config::from_toml(path, &unknown).unwrap_err().to_string();
+        for name in ["unlisted", "public", "home", "followers", "specified"] {
+            assert!(err.contains(name), "{err}");
+        }
+        let typo = EXAMPLE.replace("filter = \"none\"", "filter = \"japanes\"");
+        let err = Config::from_toml(path, &typo).unwrap_err().to_string();
+        assert!(err.contains("japanes") && err.contains("japanese"), "{err}");
+        let empty = format!("{EXAMPLE}visibility = []\n");
+        let err = Config::from_toml(path, &empty)
+            .unwrap()
+            .dataset("jp", &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("lists nothing"), "{err}");
     }
 }

@@ -296,7 +296,7 @@ fn every_id_scheme_and_search_engine_gets_the_boundaries_right() {
             let emulator = MisskeyEmulator::start(EmulatorConfig {
                 scheme,
                 search: engine,
-                required_token: None,
+                ..Default::default()
             });
             let dir = tempfile::tempdir().unwrap();
             let slot = AUG1_JST;

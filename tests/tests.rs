@@ -12,5 +12,6 @@ mod fill;
 mod nightly;
 mod objects;
 mod scan;
+mod scope;
 mod secrets;
 mod signals;

@@ -80,6 +80,8 @@ pub struct FinishedAttempt {
     pub object: Option<(i64, ObjectRecord)>,
     /// For empty slots: not before this time again (unless forced).
     pub retry_after: Option<String>,
+    /// Notes the visibility policy kept out of the slot (None: nothing fetched).
+    pub left_out: Option<u64>,
 }
 
 impl FromStr for AttemptOutcome {
@@ -177,7 +179,7 @@ impl Catalog {
         };
         tx.execute(
             "UPDATE fill_attempts SET finished_at = ?2, outcome = ?3, notes = ?4, origin_calls = ?5, retries = ?6,
-                 coverage_seconds = ?7, error_code = ?8, object_id = ?9
+                 coverage_seconds = ?7, error_code = ?8, object_id = ?9, left_out = ?10
              WHERE id = ?1",
             params![
                 done.attempt_id,
@@ -188,7 +190,8 @@ impl Catalog {
                 done.retries as i64,
                 done.coverage_seconds,
                 done.error_code,
-                object_id
+                object_id,
+                done.left_out.map(|n| n as i64)
             ],
         )?;
         // Older attempts of this slot that never finished were interrupted runs.

@@ -1,34 +1,16 @@
 //! `slotfill fill`: complement the catalog's missing slots from the origin.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use crate::catalog::RunSummary;
-use crate::config::{Dataset, SourceKind};
+use crate::config::Dataset;
 use crate::error::{Error, Result};
 use crate::fill::{FillOptions, FillReport};
-use crate::source::ids::IdScheme;
-use crate::source::misskey::{Misskey, MisskeySettings, Mode};
-use crate::source::{NoteFilter, NoteSource, SourceError};
-use crate::store;
+use crate::source::NoteSource;
 
+use super::source::{self, SourceFlags, SourcePlan};
 use super::{Global, Outcome, Selection, Session, require_window, resolve, until_interrupted};
 use crate::report::count;
-
-/// Origin settings given on the command line (they override the config).
-#[derive(Debug, Clone, Default)]
-pub struct SourceFlags {
-    pub mode: Option<String>,
-    pub token: Option<String>,
-    pub host: Option<String>,
-    pub base_url: Option<String>,
-    pub sleep: Option<f64>,
-    pub retry: Option<u32>,
-    pub retry_wait: Option<f64>,
-    pub timeout: Option<f64>,
-    pub keep_non_japanese: bool,
-    pub max_pages: Option<u32>,
-}
 
 /// Fill options given on the command line.
 #[derive(Debug, Clone, Default)]
@@ -56,10 +38,12 @@ pub async fn fill(global: &Global, cmd: &FillCommand) -> Result<Outcome> {
     let resolved = resolve(global, &cmd.selection)?;
     let window = require_window(&resolved)?;
     require_complement(&resolved.ds)?;
+    // Before the catalog is opened: a scope that cannot be honoured records nothing.
+    let plan = source::plan(&resolved.ds, &cmd.flags.source)?;
     let session = Session::open(resolved).await?;
-    let source = build_source(&session, &cmd.flags.source).await?;
+    let source = source::build(&plan, &session).await?;
     let run = session.start_run(global, "fill").await?;
-    let options = fill_options(window, &cmd.flags, &session.resolved.ds);
+    let options = fill_options(window, &cmd.flags, &plan);
     let result = until_interrupted(run_fill(&session, source, Some(run), &options)).await;
     let summary = match &result {
         Ok(report) => RunSummary {
@@ -107,9 +91,11 @@ pub fn require_complement(ds: &Dataset) -> Result<()> {
     }
 }
 
-pub fn fill_options(window: crate::slot::Window, flags: &FillFlags, ds: &Dataset) -> FillOptions {
-    let japanese =
-        ds.source.filter.as_deref() == Some("japanese") && !flags.source.keep_non_japanese;
+pub fn fill_options(
+    window: crate::slot::Window,
+    flags: &FillFlags,
+    plan: &SourcePlan,
+) -> FillOptions {
     let mut options = FillOptions::new(window);
     options.max_slots = flags.max_slots;
     options.newest_first = flags.newest_first;
@@ -118,11 +104,7 @@ pub fn fill_options(window: crate::slot::Window, flags: &FillFlags, ds: &Dataset
     options.retry_empty = flags.retry_empty;
     options.dry_run = flags.dry_run;
     options.sub_slot_seconds = flags.sub_slot_seconds;
-    options.filter = if japanese {
-        NoteFilter::Japanese
-    } else {
-        NoteFilter::All
-    };
+    options.filter = plan.filter.clone();
     options.progress = flags.progress;
     options.thin_coverage_seconds = flags.early_coverage_seconds;
     if let Some(k) = flags.max_consecutive_failures {
@@ -154,67 +136,6 @@ pub async fn run_fill(
         e @ (crate::fill::FillError::NoComplement(_)
         | crate::fill::FillError::NeverScanned { .. }) => Error::Usage(e.to_string()),
     })
-}
-
-/// Builds the dataset's origin source from its config and the flags.
-pub async fn build_source(session: &Session, flags: &SourceFlags) -> Result<Arc<dyn NoteSource>> {
-    let ds = &session.resolved.ds;
-    let config = &ds.source;
-    let bad = |m: String| Error::Source(SourceError::Config(format!("dataset {}: {m}", ds.name)));
-    match config.kind {
-        SourceKind::Archive => {
-            let location = config
-                .location
-                .as_deref()
-                .ok_or_else(|| bad("source kind \"archive\" needs location".to_string()))?;
-            let location = crate::config::normalize_location(location).map_err(bad)?;
-            let archive = store::open(&location, &session.resolved.config.s3).await?;
-            Ok(Arc::new(crate::source::archive::Archive::new(archive)))
-        }
-        SourceKind::Misskey => {
-            let base_url = flags
-                .base_url
-                .clone()
-                .or_else(|| config.base_url.clone())
-                .ok_or_else(|| bad("no source base_url configured".to_string()))?;
-            let mode: Mode = flags
-                .mode
-                .as_deref()
-                .or(config.mode.as_deref())
-                .unwrap_or("search")
-                .parse()
-                .map_err(bad)?;
-            let id_scheme = match config.id_scheme.as_deref() {
-                None | Some("auto") => None,
-                Some(name) => Some(name.parse::<IdScheme>().map_err(bad)?),
-            };
-            let token_env = config.token_env.as_deref().unwrap_or("MISSKEY_TOKEN");
-            let token = flags
-                .token
-                .clone()
-                .or_else(|| std::env::var(token_env).ok())
-                .filter(|t| !t.is_empty());
-            if let Some(token) = &token {
-                crate::redact::register_secret(token);
-            }
-            let seconds = |v: Option<f64>, default: f64| {
-                Duration::from_secs_f64(v.unwrap_or(default).max(0.0))
-            };
-            let settings = MisskeySettings {
-                base_url,
-                mode,
-                token,
-                id_scheme,
-                host: flags.host.clone().or_else(|| config.host.clone()),
-                sleep: seconds(flags.sleep, 0.0),
-                retries: flags.retry.unwrap_or(5),
-                retry_wait: seconds(flags.retry_wait, 2.0),
-                timeout: seconds(flags.timeout, 60.0),
-                max_pages: flags.max_pages.unwrap_or(2000),
-            };
-            Ok(Arc::new(Misskey::new(settings)?))
-        }
-    }
 }
 
 /// What the fill did, for people.
@@ -283,6 +204,12 @@ pub fn describe(
         r.origin_calls as f64 / attempted as f64,
         r.retries
     ));
+    if r.left_out > 0 {
+        out.push_str(&format!(
+            "{} notes left out by the visibility policy\n",
+            r.left_out
+        ));
+    }
     if r.filled > 0 {
         out.push_str(&format!(
             "coverage: earliest note on average {:.1} s after the slot start\n",

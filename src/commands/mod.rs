@@ -8,6 +8,7 @@ mod gaps;
 mod report;
 mod run;
 mod scan;
+mod source;
 mod verify;
 
 use std::path::PathBuf;
@@ -20,11 +21,12 @@ use crate::scan::ScanTarget;
 use crate::slot::Window;
 use crate::store;
 
-pub use fill::{FillCommand, FillFlags, SourceFlags, fill};
+pub use fill::{FillCommand, FillFlags, fill};
 pub use gaps::{GapsOptions, gaps, status};
 pub use report::{ReportCommand, report, sql};
 pub use run::{RunCommand, run};
 pub use scan::{ScanCommand, scan};
+pub use source::SourceFlags;
 pub use verify::{VerifyCommand, verify};
 
 /// Runs a future until it ends or the process is asked to stop (SIGINT, SIGTERM).

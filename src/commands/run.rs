@@ -4,8 +4,9 @@ use crate::catalog::RunSummary;
 use crate::error::{Error, Result};
 use crate::scan::ScanOptions;
 
-use super::fill::{FillFlags, build_source, fill_options, require_complement, run_fill};
+use super::fill::{FillFlags, fill_options, require_complement, run_fill};
 use super::scan::run_scan;
+use super::source;
 use super::verify::verify_window;
 use super::{Global, Outcome, Selection, Session, require_window, resolve, until_interrupted};
 
@@ -21,10 +22,12 @@ pub async fn run(global: &Global, cmd: &RunCommand) -> Result<Outcome> {
     let resolved = resolve(global, &cmd.selection)?;
     let window = require_window(&resolved)?;
     require_complement(&resolved.ds)?;
+    // Before the catalog is opened: a scope that cannot be honoured records nothing.
+    let plan = source::plan(&resolved.ds, &cmd.fill.source)?;
     let session = Session::open(resolved).await?;
-    let source = build_source(&session, &cmd.fill.source).await?;
+    let source = source::build(&plan, &session).await?;
     let run = session.start_run(global, "run").await?;
-    let options = fill_options(window, &cmd.fill, &session.resolved.ds);
+    let options = fill_options(window, &cmd.fill, &plan);
     let mut summary = RunSummary::default();
     let result = until_interrupted(async {
         let scan_options = ScanOptions {

@@ -19,6 +19,8 @@ pub struct SlotResult {
     pub outcome: AttemptOutcome,
     pub fetch: Fetch,
     pub notes: u64,
+    /// Notes the visibility policy kept out; None when nothing was fetched.
+    pub left_out: Option<u64>,
     pub coverage: Option<f64>,
     /// The slot ended confirmed empty at the origin.
     pub confirmed_empty: bool,
@@ -60,6 +62,8 @@ struct Ending {
     object: Option<ObjectRecord>,
     /// The slot stays (or became) confirmed empty.
     confirmed_empty: bool,
+    /// Notes the visibility policy kept out; None when nothing was fetched.
+    left_out: Option<u64>,
 }
 
 impl Ending {
@@ -69,6 +73,7 @@ impl Ending {
             fetch,
             object: None,
             confirmed_empty: false,
+            left_out: None,
         }
     }
 
@@ -107,7 +112,7 @@ async fn attempt(ctx: &Context<'_>, candidate: &FillCandidate) -> (Ending, Optio
         }
     }
     let (start_ms, end_ms) = (slot * 1000, (slot + ctx.ds.spec.width_secs()) * 1000);
-    let mut sink = match NoteSink::new(start_ms, end_ms, ctx.options.filter) {
+    let mut sink = match NoteSink::new(start_ms, end_ms, ctx.options.filter.clone()) {
         Ok(sink) => sink,
         Err(e) => {
             let message = format!("cannot create a spool file: {e}");
@@ -122,6 +127,21 @@ async fn attempt(ctx: &Context<'_>, candidate: &FillCandidate) -> (Ending, Optio
             return (ending, Some(e.into()));
         }
     };
+    let left_out = Some(sink.left_out());
+    let (ending, stop_run) = settle(ctx, candidate, &key, sink, fetch).await;
+    (Ending { left_out, ..ending }, stop_run)
+}
+
+/// What a finished fetch comes to: nothing, the slot confirmed empty again, or
+/// an object written.
+async fn settle(
+    ctx: &Context<'_>,
+    candidate: &FillCandidate,
+    key: &str,
+    sink: NoteSink,
+    fetch: Fetch,
+) -> (Ending, Option<FillError>) {
+    let slot = candidate.slot_start;
     if !fetch.complete {
         let outcome = if fetch.error_code.as_deref() == Some("page_budget") {
             AttemptOutcome::Partial
@@ -153,7 +173,7 @@ async fn attempt(ctx: &Context<'_>, candidate: &FillCandidate) -> (Ending, Optio
             return (Ending::failed(fetch, "spool", message), None);
         }
     };
-    match write_object(ctx, &key, slot, &file, condition).await {
+    match write_object(ctx, key, slot, &file, condition).await {
         Ok((outcome, object)) => (Ending::with_object(outcome, fetch, object), None),
         // Wrong credentials or a missing bucket fail every slot alike: stop at once
         // instead of fetching more slots from the origin for nothing.
@@ -212,6 +232,7 @@ async fn finish(
         fetch,
         object,
         confirmed_empty,
+        left_out,
     } = ending;
     let notes = object
         .as_ref()
@@ -245,11 +266,13 @@ async fn finish(
         error_code: fetch.error_code.clone(),
         object: object.map(|o| (ctx.complement.row.id, o)),
         retry_after,
+        left_out,
     };
     ctx.db.call(move |c| c.finish_attempt(&done)).await?;
     tracing::info!(
         outcome = outcome.as_str(),
         notes,
+        left_out,
         calls = fetch.calls,
         "slot done"
     );
@@ -265,6 +288,7 @@ async fn finish(
         outcome,
         fetch,
         notes,
+        left_out,
         coverage,
         confirmed_empty,
         failure,

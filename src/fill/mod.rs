@@ -104,7 +104,7 @@ impl FillOptions {
             retry_empty: false,
             dry_run: false,
             sub_slot_seconds: None,
-            filter: NoteFilter::All,
+            filter: NoteFilter::default(),
             max_consecutive_failures: 5,
             progress: false,
             thin_coverage_seconds: None,
@@ -124,6 +124,8 @@ pub struct FillReport {
     pub empty: u64,
     pub failed: u64,
     pub notes: u64,
+    /// Notes the visibility policy kept out of the slots' objects.
+    pub left_out: u64,
     pub origin_calls: u64,
     pub retries: u64,
     /// Earliest note minus slot start, summed over filled slots (for the average).
@@ -187,6 +189,7 @@ impl FillReport {
             self.last_failure = Some(message.clone());
         }
         self.notes += slot.notes;
+        self.left_out += slot.left_out.unwrap_or(0);
         self.origin_calls += slot.fetch.calls;
         self.retries += slot.fetch.retries;
         self.coverage_seconds_total += slot.coverage.unwrap_or(0.0);

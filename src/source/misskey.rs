@@ -52,7 +52,7 @@ impl Mode {
         }
     }
 
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Mode::Search => "search",
             Mode::LocalTimeline => "local-timeline",
@@ -305,9 +305,23 @@ impl Misskey {
                 status.as_u16(),
                 e.code
             ),
+            // The origin answers the same whether search is off for everyone or
+            // only for this caller's role (misskey-api.md §2.7): name both.
             "UNAVAILABLE" if self.settings.mode == Mode::Search => format!(
-                "notes/search is disabled on this instance ({} UNAVAILABLE); use mode = \"local-timeline\" or \"global-timeline\" (--mode)",
-                status.as_u16()
+                "notes/search was refused ({} UNAVAILABLE): search is disabled on this instance, \
+                 or {} role is not allowed to search (canSearchNotes); use mode = \"local-timeline\", \
+                 \"global-timeline\" or \"notes\" (--mode){}",
+                status.as_u16(),
+                if self.settings.token.is_some() {
+                    "this token's"
+                } else {
+                    "an anonymous caller's"
+                },
+                if self.settings.token.is_some() {
+                    ""
+                } else {
+                    ", or a token whose role may search"
+                }
             ),
             "LTL_DISABLED" | "GTL_DISABLED" => format!(
                 "{} is disabled on this instance ({} {}); try another --mode",

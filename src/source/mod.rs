@@ -8,17 +8,22 @@
 //!   built from time ([`ids`]), behind one global [`pacer::Pacer`].
 //! - [`archive`]: JSON Lines files at another location (a dump or another
 //!   archive), assigned to slots by `createdAt`.
+//!
+//! What a source returns is not yet what may be written: the sink applies the
+//! dataset's client-side scope and its [`visibility`] policy to every note.
 
 pub mod archive;
 pub mod ids;
 pub mod misskey;
 pub mod pacer;
 pub mod sink;
+pub mod visibility;
 
 use async_trait::async_trait;
 use thiserror::Error;
 
 pub use sink::{NoteFilter, NoteSink, SlotFile};
+pub use visibility::{Visibility, VisibilityPolicy};
 
 #[derive(Debug, Error)]
 pub enum SourceError {

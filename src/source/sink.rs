@@ -3,9 +3,14 @@
 //! Notes arrive page by page, newest first, possibly with duplicates and
 //! possibly outside the slot (engines that compare by milliseconds, archives).
 //! The sink keeps exactly the notes with `start <= createdAt < end`, once per
-//! id, spools their JSON unchanged to a temporary file and remembers only
-//! (time, id, offset, length) per note. `finish` writes them sorted by
-//! createdAt into the final JSON Lines file.
+//! id, that pass the dataset's client-side filters ([`NoteFilter`]: host,
+//! Japanese text, visibility policy), spools their JSON unchanged to a
+//! temporary file and remembers only (time, id, offset, length) per note.
+//! `finish` writes them sorted by createdAt into the final JSON Lines file.
+//!
+//! The filters are applied here, whatever the source, so a scope setting an
+//! endpoint cannot express (`host` on a timeline, the visibility policy
+//! everywhere) is still honoured, and an archive source obeys them too.
 
 use std::collections::HashSet;
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
@@ -14,6 +19,8 @@ use chrono::DateTime;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use tempfile::NamedTempFile;
+
+use super::visibility::VisibilityPolicy;
 
 /// The fields slotfill reads from a note; everything else passes through untouched.
 #[derive(Debug, Deserialize)]
@@ -24,23 +31,58 @@ struct NoteHead<'a> {
     created_at: std::borrow::Cow<'a, str>,
     #[serde(default, borrow)]
     text: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default, borrow)]
+    visibility: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default, borrow)]
+    user: Option<UserHead<'a>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct UserHead<'a> {
+    /// null for the instance's own users (misskey-api.md §6).
+    #[serde(default, borrow)]
+    host: Option<std::borrow::Cow<'a, str>>,
 }
 
 /// Which notes to keep besides the time range.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum NoteFilter {
-    #[default]
-    All,
-    /// Notes whose text has kana or kanji.
-    Japanese,
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NoteFilter {
+    /// Only notes whose author is on this host; "." = local (`user.host` null).
+    pub host: Option<String>,
+    /// Only notes whose text has kana or kanji.
+    pub japanese: bool,
+    /// The visibilities a note may have to be written; the rest are left out and counted.
+    pub visibility: VisibilityPolicy,
 }
 
-#[derive(Debug)]
+impl NoteFilter {
+    fn in_scope(&self, head: &NoteHead) -> bool {
+        let host_ok = match self.host.as_deref() {
+            None => true,
+            // A note without its author cannot be placed: out of scope, never guessed.
+            Some(want) => {
+                head.user
+                    .as_ref()
+                    .is_some_and(|user| match (want, user.host.as_deref()) {
+                        (".", host) => host.is_none(),
+                        (want, Some(host)) => host.eq_ignore_ascii_case(want),
+                        (_, None) => false,
+                    })
+            }
+        };
+        host_ok && (!self.japanese || head.text.as_deref().is_some_and(has_japanese))
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
 pub enum Pushed {
     Kept,
     Duplicate,
     OutOfRange,
+    /// Outside the configured scope (host, Japanese text).
     Filtered,
+    /// In scope, but its visibility is not allowed (or missing, or unknown).
+    LeftOut,
 }
 
 struct Entry {
@@ -58,6 +100,7 @@ pub struct NoteSink {
     entries: Vec<Entry>,
     spool: BufWriter<NamedTempFile>,
     spooled: u64,
+    left_out: u64,
     /// The oldest createdAt seen in any pushed note (kept or not).
     pub oldest_seen_ms: Option<i64>,
 }
@@ -110,6 +153,7 @@ impl NoteSink {
             entries: Vec::new(),
             spool: BufWriter::with_capacity(256 * 1024, NamedTempFile::new()?),
             spooled: 0,
+            left_out: 0,
             oldest_seen_ms: None,
         })
     }
@@ -122,9 +166,14 @@ impl NoteSink {
         self.entries.is_empty()
     }
 
-    /// Distinct in-range ids offered so far, kept or filtered.
+    /// Distinct in-range ids offered so far, kept, filtered or left out.
     pub fn distinct_seen(&self) -> usize {
         self.seen.len()
+    }
+
+    /// Distinct in-range, in-scope notes the visibility policy kept out.
+    pub fn left_out(&self) -> u64 {
+        self.left_out
     }
 
     /// Offers one note (its raw JSON); returns what happened to it.
@@ -145,8 +194,13 @@ impl NoteSink {
             return Ok(Pushed::Duplicate);
         }
         self.seen.insert(head.id.to_string());
-        if self.filter == NoteFilter::Japanese && !head.text.as_deref().is_some_and(has_japanese) {
+        if !self.filter.in_scope(&head) {
             return Ok(Pushed::Filtered);
+        }
+        // After the scope: the count says what the policy alone kept out.
+        if !self.filter.visibility.admits(head.visibility.as_deref()) {
+            self.left_out += 1;
+            return Ok(Pushed::LeftOut);
         }
         self.spool.write_all(json.as_bytes())?;
         self.entries.push(Entry {
@@ -211,18 +265,28 @@ fn abbreviate(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::source::Visibility;
 
     fn raw(id: &str, at: &str, text: &str) -> Box<RawValue> {
+        note(id, at, text, "public", "null")
+    }
+
+    fn note(id: &str, at: &str, text: &str, visibility: &str, host: &str) -> Box<RawValue> {
         RawValue::from_string(format!(
-            r#"{{"id":"{id}","createdAt":"{at}","text":{text}}}"#
+            r#"{{"id":"{id}","createdAt":"{at}","user":{{"host":{host}}},"text":{text},"visibility":"{visibility}"}}"#
         ))
         .unwrap()
+    }
+
+    fn sink(filter: NoteFilter) -> NoteSink {
+        let start = parse_created_at("2025-07-31T15:40:00.000Z").unwrap();
+        NoteSink::new(start, start + 600_000, filter).unwrap()
     }
 
     #[test]
     fn keeps_the_range_once_sorted_and_unchanged() {
         let start = parse_created_at("2025-07-31T15:40:00.000Z").unwrap();
-        let mut sink = NoteSink::new(start, start + 600_000, NoteFilter::All).unwrap();
+        let mut sink = sink(NoteFilter::default());
         let notes = [
             raw("c", "2025-07-31T15:49:59.999Z", "\"last\""),
             raw("b", "2025-07-31T15:40:00.000Z", "\"first\""),
@@ -232,8 +296,8 @@ mod tests {
             raw("y", "2025-07-31T15:39:59.999Z", "\"previous slot\""),
         ];
         let outcomes: Vec<_> = notes.iter().map(|n| sink.push(n).unwrap()).collect();
-        assert!(matches!(outcomes[3], Pushed::Duplicate));
-        assert!(matches!(outcomes[4], Pushed::OutOfRange));
+        assert_eq!(outcomes[3], Pushed::Duplicate);
+        assert_eq!(outcomes[4], Pushed::OutOfRange);
         assert_eq!(sink.oldest_seen_ms, Some(start - 1));
         let file = sink.finish().unwrap();
         assert_eq!(file.notes, 3);
@@ -249,8 +313,10 @@ mod tests {
     fn japanese_filter() {
         assert!(has_japanese("こんにちは") && has_japanese("漢字") && has_japanese("ｶﾀｶﾅ"));
         assert!(!has_japanese("hello, world") && !has_japanese("한국어"));
-        let start = parse_created_at("2025-07-31T15:40:00.000Z").unwrap();
-        let mut sink = NoteSink::new(start, start + 600_000, NoteFilter::Japanese).unwrap();
+        let mut sink = sink(NoteFilter {
+            japanese: true,
+            ..Default::default()
+        });
         sink.push(&raw("a", "2025-07-31T15:41:00.000Z", "\"hello\""))
             .unwrap();
         sink.push(&raw("b", "2025-07-31T15:41:00.000Z", "\"おはよう\""))
@@ -258,5 +324,70 @@ mod tests {
         sink.push(&raw("c", "2025-07-31T15:41:00.000Z", "null"))
             .unwrap();
         assert_eq!(sink.len(), 1);
+    }
+
+    #[test]
+    fn the_visibility_policy_leaves_out_and_counts_once() {
+        let at = "2025-07-31T15:41:00.000Z";
+        let offered = [
+            note("p", at, "\"x\"", "public", "null"),
+            note("h", at, "\"x\"", "home", "null"),
+            note("f", at, "\"x\"", "followers", "null"),
+            note("f", at, "\"x\"", "followers", "null"),
+            note("s", at, "\"x\"", "specified", "null"),
+            note("u", at, "\"x\"", "unlisted", "null"),
+            RawValue::from_string(format!(r#"{{"id":"m","createdAt":"{at}"}}"#)).unwrap(),
+        ];
+        let mut default = sink(NoteFilter::default());
+        let outcomes: Vec<_> = offered.iter().map(|n| default.push(n).unwrap()).collect();
+        assert_eq!(outcomes[2], Pushed::LeftOut);
+        assert_eq!(outcomes[3], Pushed::Duplicate);
+        assert_eq!((default.len(), default.left_out()), (2, 4));
+        assert_eq!(default.distinct_seen(), 6);
+
+        let mut wide = sink(NoteFilter {
+            visibility: VisibilityPolicy::of(&Visibility::ALL),
+            ..Default::default()
+        });
+        for n in &offered {
+            wide.push(n).unwrap();
+        }
+        // Unknown and missing visibilities are left out whatever the policy.
+        assert_eq!((wide.len(), wide.left_out()), (4, 2));
+    }
+
+    #[test]
+    fn host_scope_is_applied_before_the_policy() {
+        let at = "2025-07-31T15:41:00.000Z";
+        let mut local = sink(NoteFilter {
+            host: Some(".".into()),
+            ..Default::default()
+        });
+        let remote = "\"Mastodon.Example\"";
+        local
+            .push(&note("a", at, "null", "public", "null"))
+            .unwrap();
+        let pushed = local.push(&note("b", at, "null", "public", remote));
+        assert_eq!(pushed.unwrap(), Pushed::Filtered);
+        let pushed = local.push(&note("c", at, "null", "followers", remote));
+        assert_eq!(pushed.unwrap(), Pushed::Filtered);
+        let no_user = RawValue::from_string(format!(
+            r#"{{"id":"d","createdAt":"{at}","visibility":"public"}}"#
+        ))
+        .unwrap();
+        assert_eq!(local.push(&no_user).unwrap(), Pushed::Filtered);
+        assert_eq!((local.len(), local.left_out()), (1, 0));
+
+        let mut one_host = sink(NoteFilter {
+            host: Some("mastodon.example".into()),
+            ..Default::default()
+        });
+        one_host
+            .push(&note("a", at, "null", "public", "null"))
+            .unwrap();
+        one_host
+            .push(&note("b", at, "null", "public", remote))
+            .unwrap();
+        assert_eq!(one_host.len(), 1);
     }
 }

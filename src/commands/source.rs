@@ -1,0 +1,197 @@
+//! The dataset's origin source, resolved from its config and the command line.
+//!
+//! Resolving is split in two so that a setting that cannot be honoured stops
+//! the command before the catalog is opened or written: [`plan`] checks
+//! everything that needs no network (mode, id scheme, base URL, the scope
+//! settings against the mode) and [`build`] then connects what the plan names.
+//!
+//! Scope settings are never silently ignored. `host` is sent where the
+//! endpoint has a parameter for it (`notes/search`'s `host`, `notes`'s
+//! `local`) and is applied to the notes in every mode, so a timeline without
+//! a host parameter still keeps only that host's notes. The visibility policy
+//! has no endpoint parameter anywhere and is always applied to the notes.
+//! A combination that would keep nothing is refused.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::{Dataset, SourceKind, TextFilter};
+use crate::error::{Error, Result};
+use crate::source::ids::IdScheme;
+use crate::source::misskey::{Misskey, MisskeySettings, Mode};
+use crate::source::{NoteFilter, NoteSource, SourceError, Visibility, VisibilityPolicy};
+use crate::store;
+
+use super::Session;
+
+/// Origin settings given on the command line (they override the config).
+#[derive(Debug, Clone, Default)]
+pub struct SourceFlags {
+    pub mode: Option<String>,
+    pub token: Option<String>,
+    pub host: Option<String>,
+    pub base_url: Option<String>,
+    pub sleep: Option<f64>,
+    pub retry: Option<u32>,
+    pub retry_wait: Option<f64>,
+    pub timeout: Option<f64>,
+    pub keep_non_japanese: bool,
+    pub max_pages: Option<u32>,
+}
+
+/// A source whose settings have been checked, not yet connected.
+#[derive(Debug, Clone)]
+pub struct SourcePlan {
+    origin: Origin,
+    /// The client-side scope every note passes through.
+    pub filter: NoteFilter,
+}
+
+#[derive(Debug, Clone)]
+enum Origin {
+    Archive { location: String },
+    Misskey(MisskeySettings),
+}
+
+/// Checks the dataset's source settings and the flags, without any I/O.
+pub fn plan(ds: &Dataset, flags: &SourceFlags) -> Result<SourcePlan> {
+    let config = &ds.source;
+    let bad = |m: String| Error::Source(SourceError::Config(format!("dataset {}: {m}", ds.name)));
+    let host = flags.host.clone().or_else(|| config.host.clone());
+    if host.as_deref() == Some("") {
+        return Err(bad(
+            "host is empty; use \".\" for local notes or a host name".into(),
+        ));
+    }
+    let filter = NoteFilter {
+        host: host.clone(),
+        japanese: config.filter == Some(TextFilter::Japanese) && !flags.keep_non_japanese,
+        visibility: match config.visibility.as_deref() {
+            Some(listed) => VisibilityPolicy::of(listed),
+            None => VisibilityPolicy::default(),
+        },
+    };
+    let origin = match config.kind {
+        SourceKind::Archive => {
+            let location = config
+                .location
+                .as_deref()
+                .ok_or_else(|| bad("source kind \"archive\" needs location".to_string()))?;
+            let location = crate::config::normalize_location(location).map_err(bad)?;
+            Origin::Archive { location }
+        }
+        SourceKind::Misskey => {
+            let base_url = flags
+                .base_url
+                .clone()
+                .or_else(|| config.base_url.clone())
+                .ok_or_else(|| bad("no source base_url configured".to_string()))?;
+            let mode: Mode = flags
+                .mode
+                .as_deref()
+                .or(config.mode.as_deref())
+                .unwrap_or("search")
+                .parse()
+                .map_err(bad)?;
+            let id_scheme = match config.id_scheme.as_deref() {
+                None | Some("auto") => None,
+                Some(name) => Some(name.parse::<IdScheme>().map_err(bad)?),
+            };
+            let token_env = config.token_env.as_deref().unwrap_or("MISSKEY_TOKEN");
+            let token = flags
+                .token
+                .clone()
+                .or_else(|| std::env::var(token_env).ok())
+                .filter(|t| !t.is_empty());
+            if let Some(token) = &token {
+                crate::redact::register_secret(token);
+            }
+            check_scope(mode, host.as_deref(), &filter.visibility, token.is_some()).map_err(bad)?;
+            let seconds = |v: Option<f64>, default: f64| {
+                Duration::from_secs_f64(v.unwrap_or(default).max(0.0))
+            };
+            Origin::Misskey(MisskeySettings {
+                base_url,
+                mode,
+                token,
+                id_scheme,
+                host,
+                sleep: seconds(flags.sleep, 0.0),
+                retries: flags.retry.unwrap_or(5),
+                retry_wait: seconds(flags.retry_wait, 2.0),
+                timeout: seconds(flags.timeout, 60.0),
+                max_pages: flags.max_pages.unwrap_or(2000),
+            })
+        }
+    };
+    Ok(SourcePlan { origin, filter })
+}
+
+/// Refuses scope settings a Misskey mode can never satisfy: they would
+/// silently write nothing, slot after slot.
+fn check_scope(
+    mode: Mode,
+    host: Option<&str>,
+    policy: &VisibilityPolicy,
+    signed_in: bool,
+) -> std::result::Result<(), String> {
+    let mode_name = mode.name();
+    if mode == Mode::LocalTimeline && host.is_some_and(|h| h != ".") {
+        return Err(format!(
+            "mode \"{mode_name}\" holds only local notes, so host = {:?} would keep none; \
+             use host = \".\", or mode \"global-timeline\", \"notes\" or \"search\"",
+            host.unwrap_or_default()
+        ));
+    }
+    // What each endpoint can return at all (misskey-api.md §2.3–2.7).
+    let returns: &[Visibility] = match mode {
+        Mode::Search if signed_in => &Visibility::ALL,
+        Mode::Search => &[Visibility::Public, Visibility::Home],
+        _ => &[Visibility::Public],
+    };
+    if !returns.iter().any(|v| policy.allows(*v)) {
+        let names: Vec<_> = returns.iter().map(|v| v.as_str()).collect();
+        return Err(format!(
+            "mode \"{mode_name}\" returns only {} notes here, and the source visibility allows none of them",
+            names.join(" and ")
+        ));
+    }
+    Ok(())
+}
+
+/// Connects the planned source (an archive location is opened here).
+pub async fn build(plan: &SourcePlan, session: &Session) -> Result<Arc<dyn NoteSource>> {
+    match &plan.origin {
+        Origin::Archive { location } => {
+            let archive = store::open(location, &session.resolved.config.s3).await?;
+            Ok(Arc::new(crate::source::archive::Archive::new(archive)))
+        }
+        Origin::Misskey(settings) => Ok(Arc::new(Misskey::new(settings.clone())?)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scope_that_would_keep_nothing_is_refused() {
+        let public = VisibilityPolicy::default();
+        assert!(check_scope(Mode::GlobalTimeline, Some("."), &public, false).is_ok());
+        assert!(check_scope(Mode::Notes, Some("mastodon.example"), &public, false).is_ok());
+        assert!(check_scope(Mode::LocalTimeline, Some("."), &public, false).is_ok());
+        let err =
+            check_scope(Mode::LocalTimeline, Some("remote.example"), &public, false).unwrap_err();
+        assert!(err.contains("only local notes"), "{err}");
+
+        let followers = VisibilityPolicy::of(&[Visibility::Followers]);
+        let err = check_scope(Mode::GlobalTimeline, None, &followers, true).unwrap_err();
+        assert!(err.contains("only public notes"), "{err}");
+        let err = check_scope(Mode::Search, None, &followers, false).unwrap_err();
+        assert!(err.contains("public and home"), "{err}");
+        // A signed-in search does return followers-only notes.
+        assert!(check_scope(Mode::Search, None, &followers, true).is_ok());
+        let home = VisibilityPolicy::of(&[Visibility::Home]);
+        assert!(check_scope(Mode::Search, None, &home, false).is_ok());
+    }
+}
