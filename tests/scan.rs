@@ -227,3 +227,81 @@ fn local_directory_locations_scan_like_buckets() {
         vec![(local_iso(AUG1_JST + 3 * SLOT), "missing".to_string())]
     );
 }
+
+#[test]
+fn a_one_hour_scan_downloads_only_the_hour_of_a_full_day() {
+    let server = S3Server::shared();
+    let primary = server.new_bucket("scan-hour");
+    // Six hours of one day, 36 objects; the scans below take one hour at a time.
+    for i in 0..36 {
+        server.put(
+            &primary,
+            &format!("misskey/{}", key_of(AUG1_JST + i * SLOT)),
+            &jsonl(10, 100),
+        );
+    }
+    let ws = Workspace::new(&s3_config(
+        &format!("s3://{primary}/misskey"),
+        &[],
+        None,
+        "",
+    ));
+    let scan_hour = |hour: i64| {
+        let first = AUG1_JST + hour * 6 * SLOT;
+        ws.slotfill(&[
+            "scan",
+            "-d",
+            "jp",
+            "--start",
+            &arg_time(first),
+            "--end",
+            &arg_time(first + 5 * SLOT),
+        ])
+        .ok()
+    };
+    let lines_of = |slot: i64| {
+        ws.query_i64(&format!(
+            "SELECT COALESCE(lines, -1) FROM objects WHERE slot_start = {slot} AND gone_at IS NULL"
+        ))
+    };
+
+    let out = scan_hour(2);
+    let counts = server.counts(&primary);
+    assert_eq!(
+        counts.get, 6,
+        "only the hour's objects are read: {counts:?}"
+    );
+    assert_eq!(counts.list, 1, "{counts:?}");
+    assert!(
+        out.stdout.contains("slots: 6 total, 6 ok"),
+        "{}",
+        out.stdout
+    );
+    // The rest of the day is recorded as listed but not counted, and decides no slot.
+    assert_eq!(
+        ws.query_i64("SELECT COUNT(*) FROM objects WHERE status = 'unchecked' AND lines IS NULL"),
+        30
+    );
+    assert_eq!(ws.query_i64("SELECT COUNT(*) FROM slots"), 6);
+
+    // Another hour: its objects, unchecked so far, are counted now; the hour counted
+    // before keeps its facts and is neither degraded nor marked gone.
+    server.reset_counts(&primary);
+    scan_hour(4);
+    assert_eq!(server.counts(&primary).get, 6);
+    assert_eq!(lines_of(AUG1_JST + 4 * 6 * SLOT), 10);
+    assert_eq!(lines_of(AUG1_JST + 2 * 6 * SLOT), 10);
+    assert_eq!(
+        ws.query_i64("SELECT COUNT(*) FROM objects WHERE status = 'ok' AND lines = 10"),
+        12
+    );
+    assert_eq!(
+        ws.query_i64("SELECT COUNT(*) FROM objects WHERE gone_at IS NOT NULL"),
+        0
+    );
+
+    // Rescanning a counted hour downloads nothing.
+    server.reset_counts(&primary);
+    scan_hour(2);
+    assert_eq!(server.counts(&primary).get, 0);
+}

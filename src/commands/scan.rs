@@ -95,6 +95,12 @@ pub fn describe(session: &Session, r: &ScanReport) -> String {
         r.gone,
         r.foreign_keys
     ));
+    if r.outside_window > 0 {
+        out.push_str(&format!(
+            "outside the window: {} listed with their day prefix, recorded but not counted\n",
+            r.outside_window
+        ));
+    }
     out.push_str(&format!("requests: {}\n", r.requests));
     out
 }
