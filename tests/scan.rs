@@ -305,3 +305,35 @@ fn a_one_hour_scan_downloads_only_the_hour_of_a_full_day() {
     scan_hour(2);
     assert_eq!(server.counts(&primary).get, 0);
 }
+
+#[test]
+fn logs_to_a_pipe_carry_no_colour_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("primary");
+    let path = root.join(key_of(AUG1_JST));
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, jsonl(10, 100)).unwrap();
+    let config = format!(
+        "[datasets.jp]\nprimary = \"file://{}\"\n{RULES}",
+        root.display()
+    );
+    let ws = Workspace::new(&config);
+    let slot = ["--start", "2025-08-01T00:00", "--end", "2025-08-01T00:00"];
+    ws.slotfill(&[&["scan", "-d", "jp"][..], &slot].concat())
+        .ok();
+    // A window scanned only in part: gaps warns, on stderr, which is a pipe here.
+    let out = ws
+        .slotfill(&[
+            "-v",
+            "gaps",
+            "-d",
+            "jp",
+            "--start",
+            "2025-08-01T00:00",
+            "--end",
+            "2025-08-01T00:50",
+        ])
+        .ok();
+    assert!(out.stderr.contains("never scanned"), "{}", out.stderr);
+    assert!(!out.stderr.contains('\u{1b}'), "{:?}", out.stderr);
+}
