@@ -89,6 +89,8 @@ pub struct SourceConfig {
     pub filter: Option<String>,
     /// For `kind = "archive"`: where the JSON Lines files are.
     pub location: Option<String>,
+    /// Seconds a 429 without `Retry-After` or `resetMs` waits at most (default 60).
+    pub rate_limit_wait_cap: Option<f64>,
 }
 
 fn default_slot_minutes() -> u32 {

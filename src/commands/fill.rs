@@ -14,6 +14,9 @@ use crate::store;
 
 use super::{Global, Outcome, Selection, Session, require_window, resolve, until_interrupted};
 
+/// Seconds a rate-limit answer without a wait of its own backs off at most.
+pub const DEFAULT_RATE_LIMIT_WAIT_CAP: f64 = 60.0;
+
 /// Origin settings given on the command line (they override the config).
 #[derive(Debug, Clone, Default)]
 pub struct SourceFlags {
@@ -25,6 +28,7 @@ pub struct SourceFlags {
     pub retry: Option<u32>,
     pub retry_wait: Option<f64>,
     pub timeout: Option<f64>,
+    pub rate_limit_wait_cap: Option<f64>,
     pub keep_non_japanese: bool,
     pub max_pages: Option<u32>,
 }
@@ -198,6 +202,15 @@ pub async fn build_source(session: &Session, flags: &SourceFlags) -> Result<Arc<
             let seconds = |v: Option<f64>, default: f64| {
                 Duration::from_secs_f64(v.unwrap_or(default).max(0.0))
             };
+            let cap = flags
+                .rate_limit_wait_cap
+                .or(config.rate_limit_wait_cap)
+                .unwrap_or(DEFAULT_RATE_LIMIT_WAIT_CAP);
+            if !(cap.is_finite() && cap >= 0.0) {
+                return Err(bad(format!(
+                    "rate_limit_wait_cap must be a number of seconds, 0 or more (got {cap})"
+                )));
+            }
             let settings = MisskeySettings {
                 base_url,
                 mode,
@@ -208,6 +221,7 @@ pub async fn build_source(session: &Session, flags: &SourceFlags) -> Result<Arc<
                 retries: flags.retry.unwrap_or(5),
                 retry_wait: seconds(flags.retry_wait, 2.0),
                 timeout: seconds(flags.timeout, 60.0),
+                rate_limit_wait_cap: Duration::from_secs_f64(cap),
                 max_pages: flags.max_pages.unwrap_or(2000),
             };
             Ok(Arc::new(Misskey::new(settings)?))

@@ -95,6 +95,9 @@ pub struct MisskeySettings {
     pub retries: u32,
     pub retry_wait: Duration,
     pub timeout: Duration,
+    /// The longest backoff after a 429 that names no wait (no `Retry-After`, no
+    /// `info.resetMs`); a wait the origin names is honoured up to 15 minutes.
+    pub rate_limit_wait_cap: Duration,
     /// Pages one range may take before the fetch is declared incomplete.
     pub max_pages: u32,
 }
@@ -352,13 +355,19 @@ impl Misskey {
                             ),
                         });
                     }
-                    let wait = wait
-                        .unwrap_or_else(|| self.backoff(rate_limits))
-                        .clamp(Duration::from_millis(500), MAX_WAIT);
+                    let wait = match wait {
+                        Some(told) => told.clamp(Duration::from_millis(500), MAX_WAIT),
+                        // At least 0.5 s, unless the cap is set shorter.
+                        None => self
+                            .backoff(rate_limits)
+                            .max(Duration::from_millis(500))
+                            .min(self.settings.rate_limit_wait_cap),
+                    };
                     tracing::info!(
                         wait_ms = wait.as_millis() as u64,
                         "origin rate limit: waiting"
                     );
+                    crate::progress::origin_waits_until(std::time::Instant::now() + wait);
                     stats.retries += 1;
                     self.pacer.back_off(wait).await;
                 }
