@@ -141,6 +141,14 @@ fn scan_derives_every_status_across_locations_and_the_day_boundary() {
         .slotfill(&["gaps", "--dataset", "jp", "--format", "json"])
         .ok();
     let doc: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    // Keys in their documented order, not sorted.
+    let at = |key: &str| json.stdout.find(&format!("\"{key}\":")).unwrap();
+    assert!(at("slots_not_ok") < at("periods"), "{}", json.stdout);
+    assert!(
+        at("start") < at("last_slot") && at("last_slot") < at("slots"),
+        "{}",
+        json.stdout
+    );
     assert_eq!(doc["periods"][0]["slots"], 5);
     assert_eq!(doc["periods"][1]["reasons"]["too_many_lines"], 1);
 }
@@ -217,10 +225,22 @@ fn local_directory_locations_scan_like_buckets() {
         "{}",
         out.stdout
     );
+    // The same window with explicit offsets.
+    let offsets = [
+        "--start",
+        "2025-08-01T00:00+09:00",
+        "--end",
+        "2025-07-31T15:50Z",
+    ];
     let again = ws
-        .slotfill(&[&["scan", "-d", "jp"][..], &range].concat())
+        .slotfill(&[&["scan", "-d", "jp"][..], &offsets].concat())
         .ok();
     assert!(again.stdout.contains("0 counted"), "{}", again.stdout);
+    assert!(
+        again.stdout.contains("slots: 6 total, 5 ok, 1 not ok"),
+        "{}",
+        again.stdout
+    );
     let gaps = ws.slotfill(&["gaps", "-d", "jp", "--format", "csv"]).ok();
     assert_eq!(
         gaps_csv(&gaps.stdout),

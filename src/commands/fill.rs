@@ -7,6 +7,7 @@ use crate::catalog::RunSummary;
 use crate::config::{Dataset, SourceKind};
 use crate::error::{EXIT_FAILURE, Error, Result};
 use crate::fill::{FillOptions, FillReport};
+use crate::report::format::plural;
 use crate::source::ids::IdScheme;
 use crate::source::misskey::{Misskey, MisskeySettings, Mode};
 use crate::source::{NoteFilter, NoteSource, SourceError};
@@ -248,9 +249,9 @@ pub fn describe(
         .map(|n| format!(", at most {n}"))
         .unwrap_or_default();
     out.push_str(&format!(
-        "fill {}: {} slots to fill from {} to {} ({order}{limit})\n",
+        "fill {}: {} to fill from {} to {} ({order}{limit})\n",
         ds.name,
-        r.candidates.len(),
+        plural(r.candidates.len() as u64, "slot"),
         ds.spec.local_iso(options.window.first),
         ds.spec.local_iso(options.window.last),
     ));
@@ -268,8 +269,13 @@ pub fn describe(
         return out;
     }
     out.push_str(&format!(
-        "filled {} ({} notes), found {} already written, {} partial, {} empty, {} failed\n",
-        r.filled, r.notes, r.exists, r.partial, r.empty, r.failed
+        "filled {} ({}), found {} already written, {} partial, {} empty, {} failed\n",
+        r.filled,
+        plural(r.notes, "note"),
+        r.exists,
+        r.partial,
+        r.empty,
+        r.failed
     ));
     let attempted = r.attempted().max(1);
     out.push_str(&format!(
@@ -286,8 +292,9 @@ pub fn describe(
     }
     if let Some(limit) = thin_after {
         out.push_str(&format!(
-            "thin coverage: {} filled slots start more than {limit} s after the slot start\n",
-            r.thin
+            "thin coverage: {} {} more than {limit} s after the slot start\n",
+            plural(r.thin, "filled slot"),
+            if r.thin == 1 { "starts" } else { "start" }
         ));
     }
     if let Some(stopped) = &r.stopped {

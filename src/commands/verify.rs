@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use crate::catalog::{RunSummary, SlotRow};
 use crate::error::{EXIT_GAPS_REMAIN, Result};
+use crate::report::format::plural;
 use crate::scan::ScanOptions;
 use crate::slot::Window;
 use crate::state::State;
@@ -108,11 +109,11 @@ pub fn describe(session: &Session, window: Window, v: &Verdict) -> String {
         .collect::<Vec<_>>()
         .join(", ");
     let mut out = format!(
-        "verify {} from {} to {}: {} slots, {} ok ({roles}), {} still not ok\n",
+        "verify {} from {} to {}: {}, {} ok ({roles}), {} still not ok\n",
         ds.name,
         ds.spec.local_iso(window.first),
         ds.spec.local_iso(window.last),
-        v.slots,
+        plural(v.slots, "slot"),
         v.slots - v.not_ok,
         v.not_ok
     );

@@ -32,6 +32,7 @@ use crate::catalog::{
 };
 use crate::config::Dataset;
 use crate::progress::Progress;
+use crate::report::format::plural;
 use crate::scan::{ScanError, ScanTarget, inspect};
 use crate::slot::Window;
 use crate::source::{Fetch, NoteFilter, NoteSink, NoteSource, SlotFile, SourceError};
@@ -234,7 +235,11 @@ pub async fn fill(
                 fatal.get_or_insert(e);
             }
         }
-        progress.message(format!("{} filled, {} notes", report.filled, report.notes));
+        progress.message(format!(
+            "{} filled, {}",
+            report.filled,
+            plural(report.notes, "note")
+        ));
     }
     drop(results);
     progress.finish();
@@ -248,8 +253,8 @@ pub async fn fill(
         report.stopped = Some(lost);
     } else if ctx.stop.load(Ordering::SeqCst) {
         report.stopped = Some(format!(
-            "stopped after {} failed slots in a row; the rest stay missing and are tried next run",
-            options.max_consecutive_failures
+            "stopped after {} in a row; the rest stay missing and are tried next run",
+            plural(options.max_consecutive_failures, "failed slot")
         ));
     }
     Ok(report)

@@ -43,7 +43,7 @@ pub enum ScanError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Catalog(#[from] CatalogError),
-    #[error("{location}: reading {key} failed after {attempts} attempts: {message}")]
+    #[error("{location}: reading {key} failed after {}: {message}", crate::report::format::plural(*attempts, "attempt"))]
     Read {
         location: String,
         key: String,

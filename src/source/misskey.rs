@@ -415,8 +415,8 @@ impl Misskey {
                 let ids: Vec<String> = page.iter().filter_map(|raw| note_id(raw)).collect();
                 let scheme = IdScheme::detect(ids.iter().map(String::as_str)).ok_or_else(|| {
                     SourceError::Config(format!(
-                        "cannot detect the instance's id scheme from {} sample notes; set id_scheme in the source config",
-                        ids.len()
+                        "cannot detect the instance's id scheme from {}; set id_scheme in the source config",
+                        crate::report::format::plural(ids.len() as u64, "sample note")
                     ))
                 })?;
                 tracing::info!(%scheme, "detected the id scheme");
