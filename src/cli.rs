@@ -155,11 +155,15 @@ pub enum Order {
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum ModeArg {
+    /// notes/search (query ""): notes with text, local and remote, channel notes; needs search enabled.
     Search,
+    /// notes/local-timeline: public local notes, replies; no channel or remote notes.
     LocalTimeline,
+    /// notes/global-timeline: public local and remote notes, replies, renotes.
     GlobalTimeline,
+    /// notes: public local and remote notes, replies, renotes; no local-only notes.
     Notes,
-    /// The seed's name for local-timeline.
+    /// Another name for local-timeline (notes/local-timeline).
     Timeline,
 }
 
@@ -182,7 +186,7 @@ pub struct FillArgs {
     /// Which slots first.
     #[arg(long, value_enum, default_value_t = Order::Oldest)]
     pub order: Order,
-    /// Origin endpoint (overrides the config's source mode).
+    /// Origin endpoint (overrides the config's source mode; default search).
     #[arg(long, value_enum)]
     pub mode: Option<ModeArg>,
     /// API token (else the variable named by the source's token_env, MISSKEY_TOKEN by default).
@@ -194,18 +198,22 @@ pub struct FillArgs {
     /// Origin base URL (overrides the config).
     #[arg(long)]
     pub base_url: Option<String>,
-    /// Seconds between origin calls, across all concurrent slots.
-    #[arg(long)]
+    /// Seconds between origin calls, across all concurrent slots [default: 0].
+    #[arg(long, value_name = "S")]
     pub sleep: Option<f64>,
-    /// Retries of a failed origin call (5xx, HTML pages, truncated JSON, resets, timeouts).
-    #[arg(long)]
+    /// Retries of a failed origin call (5xx, HTML pages, truncated JSON, resets, timeouts) [default: 5].
+    #[arg(long, value_name = "N")]
     pub retry: Option<u32>,
-    /// Base seconds of the exponential backoff between retries.
-    #[arg(long)]
+    /// Base seconds of the exponential backoff between retries [default: 2].
+    #[arg(long, value_name = "S")]
     pub retry_wait: Option<f64>,
-    /// Seconds before an origin call times out.
-    #[arg(long)]
+    /// Seconds before an origin call times out [default: 60].
+    #[arg(long, value_name = "S")]
     pub timeout: Option<f64>,
+    /// Longest wait, in seconds, after a 429 that names no wait of its own (no Retry-After);
+    /// overrides the source's rate_limit_wait_cap [default: 60].
+    #[arg(long, value_name = "S")]
+    pub rate_limit_wait_cap: Option<f64>,
     /// Slots fetched at once (they share one pacer).
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub concurrency: u16,
@@ -261,6 +269,7 @@ impl FillArgs {
                 retry: self.retry,
                 retry_wait: self.retry_wait,
                 timeout: self.timeout,
+                rate_limit_wait_cap: self.rate_limit_wait_cap,
                 keep_non_japanese: self.keep_non_japanese,
                 max_pages: self.max_pages,
             },
@@ -310,7 +319,7 @@ pub struct DatasetArgs {
 pub struct WindowArgs {
     #[command(flatten)]
     pub dataset: DatasetArgs,
-    /// First slot: 2025-08-01T00:00 (dataset offset), RFC 3339, or relative (-3d, -12h).
+    /// First slot: 2025-08-01T00:00 (dataset offset), 2025-08-01T00:00+09:00 or …Z, or relative (-3d, -12h).
     #[arg(long, allow_hyphen_values = true)]
     pub start: String,
     /// Last slot, inclusive: 2025-08-07T23:50, or relative (-2d).
@@ -463,6 +472,34 @@ mod tests {
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
         Cli::try_parse_from(std::iter::once("slotfill").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn help_shows_defaults_and_what_each_mode_reads() {
+        use clap::CommandFactory;
+        for command in ["fill", "run"] {
+            let help = Cli::command()
+                .find_subcommand_mut(command)
+                .expect("subcommand")
+                .render_long_help()
+                .to_string();
+            for expected in [
+                "[default: 0]",
+                "[default: 5]",
+                "[default: 2]",
+                "[default: 60]",
+                "--rate-limit-wait-cap",
+                "notes/search",
+                "notes/local-timeline",
+                "notes/global-timeline",
+            ] {
+                assert!(
+                    help.contains(expected),
+                    "{command}: {expected:?} in\n{help}"
+                );
+            }
+            assert!(!help.contains("seed"), "{command}:\n{help}");
+        }
     }
 
     #[test]

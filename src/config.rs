@@ -94,6 +94,8 @@ pub struct SourceConfig {
     pub visibility: Option<Vec<Visibility>>,
     /// For `kind = "archive"`: where the JSON Lines files are.
     pub location: Option<String>,
+    /// Seconds a 429 without `Retry-After` or `resetMs` waits at most (default 60).
+    pub rate_limit_wait_cap: Option<f64>,
 }
 
 /// `[datasets.X.source] filter`: which notes to keep by their text.

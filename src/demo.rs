@@ -16,6 +16,7 @@ use crate::commands::{
 };
 use crate::error::{Error, Result};
 use crate::report::Format;
+use crate::report::format::plural;
 use crate::source::ids::IdScheme;
 
 const DATASET: &str = "demo";
@@ -316,7 +317,7 @@ pub async fn run(dir: &Path, s3_endpoint: Option<&str>) -> Result<commands::Outc
             ] {
                 uploaded += upload(&dir.join(from), to, &settings).await?;
             }
-            println!("uploaded {uploaded} objects to {endpoint}");
+            println!("uploaded {} to {endpoint}", plural(uploaded, "object"));
             at
         }
     };

@@ -3,8 +3,11 @@
 //! Every line goes through [`crate::redact::scrub_log`] on its way out, so
 //! neither slotfill nor a dependency can print a known secret, a request
 //! signature or a bearer token, at any level, even with `RUST_LOG=trace`.
+//!
+//! Text logs are coloured only when stderr is a terminal and `NO_COLOR` is
+//! unset or empty (<https://no-color.org>): a log file or a pipe gets plain text.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
@@ -29,12 +32,21 @@ pub fn init(verbose: u8, quiet: bool, json: bool) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(ScrubbedStderr)
+        .with_ansi(use_color(
+            std::io::stderr().is_terminal(),
+            std::env::var_os("NO_COLOR").as_deref(),
+        ))
         .with_target(false);
     let _ = if json {
         builder.json().try_init()
     } else {
         builder.try_init()
     };
+}
+
+/// Colour only on a terminal, and never when `NO_COLOR` is set to anything but "".
+fn use_color(terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    terminal && no_color.is_none_or(|v| v.is_empty())
 }
 
 /// Makes one [`ScrubbedLine`] per event.
@@ -69,5 +81,21 @@ impl Drop for ScrubbedLine {
         }
         let line = crate::redact::scrub_log(&String::from_utf8_lossy(&self.0));
         let _ = std::io::stderr().lock().write_all(line.as_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        let set = Some(std::ffi::OsStr::new("1"));
+        let empty = Some(std::ffi::OsStr::new(""));
+        assert!(use_color(true, None));
+        assert!(use_color(true, empty));
+        assert!(!use_color(true, set));
+        assert!(!use_color(false, None));
+        assert!(!use_color(false, empty));
     }
 }

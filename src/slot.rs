@@ -384,9 +384,14 @@ impl Window {
     }
 }
 
+/// The forms `--start`/`--end` accept, for error messages.
+pub const TIME_FORMS: &str = "expected 2025-08-01T00:40 (the dataset's offset), \
+     2025-08-01T00:40+09:00 or 2025-08-01T00:40Z (an explicit offset; seconds optional), \
+     2025-08-01, now, or relative to now: -3d, -12h, -90m, -2w";
+
 /// Parses an absolute local time (`2025-08-01T00:40`, `2025-08-01 00:40:00`,
-/// `2025-08-01`, or RFC 3339 with its own offset), `now`, or a time relative to
-/// now (`-3d`, `-12h`, `-90m`, `-2w`).
+/// `2025-08-01`), a time with its own offset (`2025-08-01T00:40+09:00`,
+/// `…Z`, RFC 3339), `now`, or a time relative to now (`-3d`, `-12h`, `-90m`, `-2w`).
 pub fn parse_time(
     spec: &SlotSpec,
     input: &str,
@@ -418,6 +423,9 @@ pub fn parse_time(
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Ok(t.timestamp());
     }
+    if let Some(t) = parse_with_offset(s) {
+        return Ok(t);
+    }
     let local = [
         "%Y-%m-%dT%H:%M:%S",
         "%Y-%m-%dT%H:%M",
@@ -431,8 +439,26 @@ pub fn parse_time(
             .ok()
             .and_then(|d| d.and_hms_opt(0, 0, 0))
     })
-    .ok_or_else(|| bad("expected YYYY-MM-DDTHH:MM in the dataset's offset, or -3d"))?;
+    .ok_or_else(|| bad(TIME_FORMS))?;
     Ok(local.and_utc().timestamp() - i64::from(spec.offset.local_minus_utc()))
+}
+
+/// A local time followed by an explicit offset (`+09:00`, `+0900`, `-05`) or `Z`,
+/// with or without seconds, `T` or a space between date and time.
+fn parse_with_offset(s: &str) -> Option<i64> {
+    let s = match s.strip_suffix(['Z', 'z']) {
+        Some(utc) => format!("{utc}+00:00"),
+        None => s.to_string(),
+    };
+    [
+        "%Y-%m-%dT%H:%M:%S%#z",
+        "%Y-%m-%dT%H:%M%#z",
+        "%Y-%m-%d %H:%M:%S%#z",
+        "%Y-%m-%d %H:%M%#z",
+    ]
+    .iter()
+    .find_map(|f| DateTime::parse_from_str(&s, f).ok())
+    .map(|t| t.timestamp())
 }
 
 #[cfg(test)]
@@ -506,6 +532,25 @@ mod tests {
     }
 
     #[test]
+    fn explicit_offsets_and_z_are_accepted() {
+        let spec = jst();
+        let local = parse_time(&spec, "2025-08-01T00:00", now()).unwrap();
+        for input in [
+            "2025-08-01T00:00+09:00",
+            "2025-08-01T00:00:00+09:00",
+            "2025-08-01 00:00+0900",
+            "2025-07-31T15:00Z",
+            "2025-07-31T15:00:00Z",
+            "2025-07-31 10:00-05:00",
+        ] {
+            assert_eq!(parse_time(&spec, input, now()), Ok(local), "{input}");
+        }
+        let w = Window::parse(&spec, "2025-08-01T00:00+09:00", "2025-07-31T15:50Z", now()).unwrap();
+        assert_eq!(w.slot_count(&spec), 6);
+        assert!(parse_time(&spec, "2025-08-01T00:00+25:00", now()).is_err());
+    }
+
+    #[test]
     fn bad_input_is_refused() {
         let spec = jst();
         assert!(matches!(
@@ -524,6 +569,11 @@ mod tests {
             parse_time(&spec, "-3x", now()),
             Err(SlotError::BadTime { .. })
         ));
+        let message = parse_time(&spec, "01/08/2025 00:00", now())
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("2025-08-01T00:40+09:00"), "{message}");
+        assert!(message.contains("-3d"), "{message}");
         assert_eq!(
             SlotSpec::new(7, "+09:00", TEMPLATE).unwrap_err(),
             SlotError::BadWidth(7)

@@ -471,6 +471,20 @@ fn bad_input_gets_one_line_the_documented_code_and_keeps_the_catalog() {
             "cannot parse time \"-3x\"",
         ),
         case(
+            "time in no accepted form",
+            [
+                "scan",
+                "-d",
+                "jp",
+                "--start",
+                "2025-08-01 00:00 JST",
+                "--end",
+                "2025-08-01T00:50",
+            ],
+            2,
+            "expected 2025-08-01T00:40 (the dataset's offset), 2025-08-01T00:40+09:00 or 2025-08-01T00:40Z",
+        ),
+        case(
             "end before start",
             [
                 "scan",
@@ -632,6 +646,20 @@ fn bad_input_gets_one_line_the_documented_code_and_keeps_the_catalog() {
             ["sql", "DELETE FROM slots"],
             2,
             "slotfill sql only reads",
+        )
+        .not_fresh(),
+        case(
+            "gaps at another slot width than catalogued",
+            ["gaps", "-d", "jp", "--slot-minutes", "60"],
+            2,
+            "dataset jp was catalogued with 10-minute slots",
+        )
+        .not_fresh(),
+        case(
+            "report on an unknown dataset",
+            ["report", "coverage-by-day", "-d", "nope"],
+            2,
+            "unknown dataset \"nope\" (configured: jp)",
         )
         .not_fresh(),
         case(

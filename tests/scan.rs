@@ -141,6 +141,14 @@ fn scan_derives_every_status_across_locations_and_the_day_boundary() {
         .slotfill(&["gaps", "--dataset", "jp", "--format", "json"])
         .ok();
     let doc: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    // Keys in their documented order, not sorted.
+    let at = |key: &str| json.stdout.find(&format!("\"{key}\":")).unwrap();
+    assert!(at("slots_not_ok") < at("periods"), "{}", json.stdout);
+    assert!(
+        at("start") < at("last_slot") && at("last_slot") < at("slots"),
+        "{}",
+        json.stdout
+    );
     assert_eq!(doc["periods"][0]["slots"], 5);
     assert_eq!(doc["periods"][1]["reasons"]["too_many_lines"], 1);
 }
@@ -217,13 +225,135 @@ fn local_directory_locations_scan_like_buckets() {
         "{}",
         out.stdout
     );
+    // The same window with explicit offsets.
+    let offsets = [
+        "--start",
+        "2025-08-01T00:00+09:00",
+        "--end",
+        "2025-07-31T15:50Z",
+    ];
     let again = ws
-        .slotfill(&[&["scan", "-d", "jp"][..], &range].concat())
+        .slotfill(&[&["scan", "-d", "jp"][..], &offsets].concat())
         .ok();
     assert!(again.stdout.contains("0 counted"), "{}", again.stdout);
+    assert!(
+        again.stdout.contains("slots: 6 total, 5 ok, 1 not ok"),
+        "{}",
+        again.stdout
+    );
     let gaps = ws.slotfill(&["gaps", "-d", "jp", "--format", "csv"]).ok();
     assert_eq!(
         gaps_csv(&gaps.stdout),
         vec![(local_iso(AUG1_JST + 3 * SLOT), "missing".to_string())]
     );
+}
+
+#[test]
+fn a_one_hour_scan_downloads_only_the_hour_of_a_full_day() {
+    let server = S3Server::shared();
+    let primary = server.new_bucket("scan-hour");
+    // Six hours of one day, 36 objects; the scans below take one hour at a time.
+    for i in 0..36 {
+        server.put(
+            &primary,
+            &format!("misskey/{}", key_of(AUG1_JST + i * SLOT)),
+            &jsonl(10, 100),
+        );
+    }
+    let ws = Workspace::new(&s3_config(
+        &format!("s3://{primary}/misskey"),
+        &[],
+        None,
+        "",
+    ));
+    let scan_hour = |hour: i64| {
+        let first = AUG1_JST + hour * 6 * SLOT;
+        ws.slotfill(&[
+            "scan",
+            "-d",
+            "jp",
+            "--start",
+            &arg_time(first),
+            "--end",
+            &arg_time(first + 5 * SLOT),
+        ])
+        .ok()
+    };
+    let lines_of = |slot: i64| {
+        ws.query_i64(&format!(
+            "SELECT COALESCE(lines, -1) FROM objects WHERE slot_start = {slot} AND gone_at IS NULL"
+        ))
+    };
+
+    let out = scan_hour(2);
+    let counts = server.counts(&primary);
+    assert_eq!(
+        counts.get, 6,
+        "only the hour's objects are read: {counts:?}"
+    );
+    assert_eq!(counts.list, 1, "{counts:?}");
+    assert!(
+        out.stdout.contains("slots: 6 total, 6 ok"),
+        "{}",
+        out.stdout
+    );
+    // The rest of the day is recorded as listed but not counted, and decides no slot.
+    assert_eq!(
+        ws.query_i64("SELECT COUNT(*) FROM objects WHERE status = 'unchecked' AND lines IS NULL"),
+        30
+    );
+    assert_eq!(ws.query_i64("SELECT COUNT(*) FROM slots"), 6);
+
+    // Another hour: its objects, unchecked so far, are counted now; the hour counted
+    // before keeps its facts and is neither degraded nor marked gone.
+    server.reset_counts(&primary);
+    scan_hour(4);
+    assert_eq!(server.counts(&primary).get, 6);
+    assert_eq!(lines_of(AUG1_JST + 4 * 6 * SLOT), 10);
+    assert_eq!(lines_of(AUG1_JST + 2 * 6 * SLOT), 10);
+    assert_eq!(
+        ws.query_i64("SELECT COUNT(*) FROM objects WHERE status = 'ok' AND lines = 10"),
+        12
+    );
+    assert_eq!(
+        ws.query_i64("SELECT COUNT(*) FROM objects WHERE gone_at IS NOT NULL"),
+        0
+    );
+
+    // Rescanning a counted hour downloads nothing.
+    server.reset_counts(&primary);
+    scan_hour(2);
+    assert_eq!(server.counts(&primary).get, 0);
+}
+
+#[test]
+fn logs_to_a_pipe_carry_no_colour_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("primary");
+    let path = root.join(key_of(AUG1_JST));
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, jsonl(10, 100)).unwrap();
+    let config = format!(
+        "[datasets.jp]\nprimary = \"file://{}\"\n{RULES}",
+        root.display()
+    );
+    let ws = Workspace::new(&config);
+    let slot = ["--start", "2025-08-01T00:00", "--end", "2025-08-01T00:00"];
+    ws.slotfill(&[&["scan", "-d", "jp"][..], &slot].concat())
+        .ok();
+    // A window scanned only in part: gaps warns, on stderr, which is a pipe here.
+    let out = ws
+        .slotfill(&[
+            "-v",
+            "gaps",
+            "-d",
+            "jp",
+            "--start",
+            "2025-08-01T00:00",
+            "--end",
+            "2025-08-01T00:50",
+        ])
+        .ok();
+    assert!(out.stderr.contains("never scanned"), "{}", out.stderr);
+    assert!(!out.stderr.contains('\u{1b}'), "{:?}", out.stderr);
 }

@@ -4,6 +4,7 @@
 
 mod support;
 
+mod archive;
 mod bad_input;
 mod bench_smoke;
 mod crash;

@@ -194,18 +194,9 @@ impl Catalog {
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )
             .optional()?;
-        let configured =
-            describe_settings(ds.spec.minutes, &offset_text(ds), ds.spec.template.as_str());
         let id = match existing {
             Some((id, minutes, offset, template)) => {
-                let stored = describe_settings(minutes, &offset, &template);
-                if stored != configured {
-                    return Err(CatalogError::SettingsChanged {
-                        name: ds.name.clone(),
-                        old: stored,
-                        new: configured,
-                    });
-                }
+                same_settings(ds, minutes, &offset, &template)?;
                 id
             }
             None => {
@@ -228,6 +219,24 @@ impl Catalog {
             )?;
         }
         tx.commit()?;
+        self.dataset_row(&ds.name)
+    }
+
+    /// The catalogued dataset, read-only, refused like [`Catalog::ensure_dataset`]
+    /// refuses it when its slot settings (width, offset, key template, after any
+    /// command-line override) differ from the catalogued ones.
+    pub fn dataset_row_for(&self, ds: &Dataset) -> Result<DatasetRow> {
+        let stored: Option<(u32, String, String)> = self
+            .conn
+            .query_row(
+                "SELECT slot_minutes, utc_offset, key_template FROM datasets WHERE name = ?1",
+                [&ds.name],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?;
+        if let Some((minutes, offset, template)) = stored {
+            same_settings(ds, minutes, &offset, &template)?;
+        }
         self.dataset_row(&ds.name)
     }
 
@@ -343,6 +352,21 @@ pub(crate) fn parse_column<T: std::str::FromStr<Err = String>>(
             format!("{column}: {e}").into(),
         )
     })
+}
+
+/// Refuses a dataset whose slot settings differ from the catalogued ones.
+fn same_settings(ds: &Dataset, minutes: u32, offset: &str, template: &str) -> Result<()> {
+    let stored = describe_settings(minutes, offset, template);
+    let configured =
+        describe_settings(ds.spec.minutes, &offset_text(ds), ds.spec.template.as_str());
+    if stored != configured {
+        return Err(CatalogError::SettingsChanged {
+            name: ds.name.clone(),
+            old: stored,
+            new: configured,
+        });
+    }
+    Ok(())
 }
 
 pub(crate) fn role_from_text(s: &str) -> Role {

@@ -10,7 +10,7 @@ use crate::source::NoteSource;
 
 use super::source::{self, SourceFlags, SourcePlan};
 use super::{Global, Outcome, Selection, Session, require_window, resolve, until_interrupted};
-use crate::report::count;
+use crate::report::format::plural;
 
 /// Fill options given on the command line.
 #[derive(Debug, Clone, Default)]
@@ -160,14 +160,14 @@ pub fn describe(
     out.push_str(&format!(
         "fill {}: {} to fill from {} to {} ({order}{limit})\n",
         ds.name,
-        count(r.candidates.len() as u64, "slot"),
+        plural(r.candidates.len() as u64, "slot"),
         spec.local_iso(options.window.first),
         spec.local_iso(options.window.last),
     ));
     if r.unscanned > 0 {
         out.push_str(&format!(
             "note: {} of the window never scanned, so not considered; `slotfill scan --dataset {} --start … --end …` catalogues them\n",
-            count(r.unscanned, "slot"),
+            plural(r.unscanned, "slot"),
             ds.name
         ));
     }
@@ -191,7 +191,7 @@ pub fn describe(
     out.push_str(&format!(
         "filled {} ({}), found {} already written, {} partial, {} confirmed empty, {} failed\n",
         r.filled,
-        count(r.notes, "note"),
+        plural(r.notes, "note"),
         r.exists,
         r.partial,
         r.empty,
@@ -218,8 +218,9 @@ pub fn describe(
     }
     if let Some(limit) = thin_after {
         out.push_str(&format!(
-            "thin coverage: {} filled slots start more than {limit} s after the slot start\n",
-            r.thin
+            "thin coverage: {} {} more than {limit} s after the slot start\n",
+            plural(r.thin, "filled slot"),
+            if r.thin == 1 { "starts" } else { "start" }
         ));
     }
     if r.empty > 0 {
@@ -231,7 +232,7 @@ pub fn describe(
         };
         out.push_str(&format!(
             "{} confirmed empty at the origin (recorded as zero-line objects, re-checked after {}): {}{more}\n",
-            count(r.empty, "slot"),
+            plural(r.empty, "slot"),
             crate::config::format_duration(ds.empty_recheck_after),
             named.join(", ")
         ));

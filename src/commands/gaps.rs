@@ -3,6 +3,7 @@
 use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::error::Result;
+use crate::report::format::plural;
 use crate::report::{Format, gaps::write_gaps};
 use crate::state::State;
 
@@ -17,7 +18,9 @@ pub struct GapsOptions {
 pub fn gaps(global: &Global, opts: &GapsOptions) -> Result<Outcome> {
     let resolved = resolve(global, &opts.selection)?;
     let catalog = Catalog::open_read_only(&resolved.config.catalog)?;
-    let row = catalog.dataset_row(&resolved.ds.name)?;
+    // The slot width (and offset, template) must be the catalogued ones, as for
+    // every command: `--slot-minutes` cannot regroup slots catalogued at another width.
+    let row = catalog.dataset_row_for(&resolved.ds)?;
     let range = match resolved.window {
         Some(w) => (w.first, w.last),
         None => catalog.slot_extent(row.id)?.unwrap_or((0, -1)),
@@ -27,8 +30,10 @@ pub fn gaps(global: &Global, opts: &GapsOptions) -> Result<Outcome> {
         let expected = w.slot_count(&resolved.ds.spec) as u64;
         if known < expected {
             tracing::warn!(
-                "{} of {expected} slots in the window were never scanned; run `slotfill scan` over it",
-                expected - known
+                "{} of {} in the window {} never scanned; run `slotfill scan` over it",
+                expected - known,
+                plural(expected, "slot"),
+                if expected - known == 1 { "was" } else { "were" }
             );
         }
     }

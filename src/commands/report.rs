@@ -7,6 +7,7 @@ use crate::catalog::Catalog;
 use crate::config::{Config, Overrides};
 use crate::error::{Error, Result};
 use crate::report::Format;
+use crate::report::format::plural;
 use crate::report::heatmap::write_heatmap;
 use crate::report::query::{CANNED, Params, canned, run_query};
 use crate::slot::Window;
@@ -78,6 +79,9 @@ pub fn report(global: &Global, cmd: &ReportCommand) -> Result<Outcome> {
         }
     };
     let catalog = Catalog::open_read_only(&catalog_path(global)?)?;
+    if let Some(dataset) = &cmd.dataset {
+        known_dataset(global, &catalog, dataset)?;
+    }
     if name == "heatmap" {
         let dataset = cmd.dataset.as_deref().ok_or_else(|| {
             Error::Usage("the heatmap needs --dataset, --start and --end".to_string())
@@ -92,7 +96,8 @@ pub fn report(global: &Global, cmd: &ReportCommand) -> Result<Outcome> {
         let cells = write_svg(&path, |w| {
             write_heatmap(w, &catalog, dataset, row.id, &spec, window)
         })?;
-        writeln!(out, "wrote {} ({cells} slots)", path.display()).map_err(io)?;
+        let cells = plural(cells, "slot");
+        writeln!(out, "wrote {} ({cells})", path.display()).map_err(io)?;
         return Ok(Outcome::OK);
     }
     let report = canned(name).ok_or_else(|| {
@@ -110,6 +115,19 @@ pub fn report(global: &Global, cmd: &ReportCommand) -> Result<Outcome> {
         &mut out,
     )?;
     Ok(Outcome::OK)
+}
+
+/// Refuses a dataset neither catalogued nor configured, with the usual message,
+/// rather than answering an empty table.
+fn known_dataset(global: &Global, catalog: &Catalog, name: &str) -> Result<()> {
+    if catalog.dataset_row(name).is_ok() {
+        return Ok(());
+    }
+    let config = Config::load(&global.config)?;
+    if !config.datasets.contains_key(name) {
+        config.dataset(name, &Overrides::default())?;
+    }
+    Ok(())
 }
 
 fn write_svg(path: &Path, write: impl FnOnce(&mut dyn Write) -> Result<u64>) -> Result<u64> {

@@ -2,6 +2,7 @@
 
 use crate::catalog::RunSummary;
 use crate::error::Result;
+use crate::report::format::plural;
 use crate::scan::{ScanOptions, ScanReport};
 use crate::state::State;
 
@@ -66,12 +67,12 @@ pub fn describe(session: &Session, r: &ScanReport) -> String {
     let mut out = String::new();
     let window = session.resolved.window.expect("scan has a window");
     out.push_str(&format!(
-        "scanned {} from {} to {} ({} locations, {} day prefixes listed)\n",
+        "scanned {} from {} to {} ({}, {} listed)\n",
         ds.name,
         ds.spec.local_iso(window.first),
         ds.spec.local_iso(window.last),
-        session.targets.len(),
-        r.day_prefixes_listed
+        plural(session.targets.len() as u64, "location"),
+        plural(r.day_prefixes_listed, "day prefix")
     ));
     out.push_str(&format!(
         "slots: {} total, {} ok, {} not ok\n",
@@ -95,6 +96,12 @@ pub fn describe(session: &Session, r: &ScanReport) -> String {
         r.gone,
         r.foreign_keys
     ));
+    if r.outside_window > 0 {
+        out.push_str(&format!(
+            "outside the window: {} listed with a day prefix, recorded but not counted\n",
+            plural(r.outside_window, "object")
+        ));
+    }
     out.push_str(&format!("requests: {}\n", r.requests));
     out
 }

@@ -24,6 +24,9 @@ use crate::store;
 
 use super::Session;
 
+/// Seconds a rate-limit answer without a wait of its own backs off at most.
+pub const DEFAULT_RATE_LIMIT_WAIT_CAP: f64 = 60.0;
+
 /// Origin settings given on the command line (they override the config).
 #[derive(Debug, Clone, Default)]
 pub struct SourceFlags {
@@ -35,6 +38,7 @@ pub struct SourceFlags {
     pub retry: Option<u32>,
     pub retry_wait: Option<f64>,
     pub timeout: Option<f64>,
+    pub rate_limit_wait_cap: Option<f64>,
     pub keep_non_japanese: bool,
     pub max_pages: Option<u32>,
 }
@@ -110,6 +114,15 @@ pub fn plan(ds: &Dataset, flags: &SourceFlags) -> Result<SourcePlan> {
             let seconds = |v: Option<f64>, default: f64| {
                 Duration::from_secs_f64(v.unwrap_or(default).max(0.0))
             };
+            let cap = flags
+                .rate_limit_wait_cap
+                .or(config.rate_limit_wait_cap)
+                .unwrap_or(DEFAULT_RATE_LIMIT_WAIT_CAP);
+            if !(cap.is_finite() && cap >= 0.0) {
+                return Err(bad(format!(
+                    "rate_limit_wait_cap must be a number of seconds, 0 or more (got {cap})"
+                )));
+            }
             Origin::Misskey(MisskeySettings {
                 base_url,
                 mode,
@@ -120,6 +133,7 @@ pub fn plan(ds: &Dataset, flags: &SourceFlags) -> Result<SourcePlan> {
                 retries: flags.retry.unwrap_or(5),
                 retry_wait: seconds(flags.retry_wait, 2.0),
                 timeout: seconds(flags.timeout, 60.0),
+                rate_limit_wait_cap: Duration::from_secs_f64(cap),
                 max_pages: flags.max_pages.unwrap_or(2000),
             })
         }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use crate::catalog::{RunSummary, SlotRow};
 use crate::error::{EXIT_GAPS_REMAIN, Result};
-use crate::report::count;
+use crate::report::format::plural;
 use crate::scan::ScanOptions;
 use crate::slot::Window;
 use crate::state::State;
@@ -146,7 +146,7 @@ pub fn describe(session: &Session, window: Window, v: &Verdict) -> String {
         ds.name,
         ds.spec.local_iso(window.first),
         ds.spec.local_iso(window.last),
-        count(v.slots, "slot"),
+        plural(v.slots, "slot"),
         v.gaps
     );
     let mut by_reason: BTreeMap<State, Vec<&str>> = BTreeMap::new();
@@ -179,14 +179,14 @@ pub fn describe(session: &Session, window: Window, v: &Verdict) -> String {
         };
         out.push_str(&format!(
             "{} confirmed empty at the origin (resolved; --empty-is-gap counts them as gaps): {}{more}\n",
-            count(v.empty, "slot"),
+            plural(v.empty, "slot"),
             named.join(", ")
         ));
     }
     if v.pending > 0 {
         out.push_str(&format!(
             "{} pending: not ended plus the settle delay ({}), not checked yet\n",
-            count(v.pending, "slot"),
+            plural(v.pending, "slot"),
             ds.settle_delay_text()
         ));
     }

@@ -42,6 +42,7 @@ use crate::catalog::{
 };
 use crate::config::Dataset;
 use crate::progress::Progress;
+use crate::report::format::plural;
 use crate::scan::ScanTarget;
 use crate::slot::{SlotStart, Window};
 use crate::source::{Fetch, NoteFilter, NoteSource, SourceError};
@@ -169,7 +170,7 @@ impl FillReport {
         (failed > 0 && self.completed() + self.empty == 0).then(|| {
             format!(
                 "{} failed and none was filled{cause}",
-                crate::report::count(failed, "slot")
+                plural(failed, "slot")
             )
         })
     }
@@ -291,8 +292,8 @@ pub async fn fill(
         report.stopped = Some(lost);
     } else if ctx.stop.load(Ordering::SeqCst) {
         report.stopped = Some(format!(
-            "stopped after {} failed slots in a row; the rest stay missing and are tried next run",
-            options.max_consecutive_failures
+            "stopped after {} in a row; the rest stay missing and are tried next run",
+            plural(options.max_consecutive_failures, "failed slot")
         ));
     }
     report.suspicious_empty = suspicious_empty(db, dataset.id, &report).await?;
@@ -318,7 +319,11 @@ async fn fill_candidates(ctx: &Context<'_>, report: &mut FillReport) -> Option<F
                 fatal.get_or_insert(e);
             }
         }
-        progress.message(format!("{} filled, {} notes", report.filled, report.notes));
+        progress.message(format!(
+            "{} filled, {}",
+            report.filled,
+            plural(report.notes, "note")
+        ));
     }
     progress.finish();
     fatal

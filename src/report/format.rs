@@ -12,6 +12,16 @@ pub enum Format {
     Json,
 }
 
+/// A count and its noun, singular or plural: `1 slot`, `2 slots`, `3 day prefixes`.
+pub fn plural(n: impl Into<u64>, noun: &str) -> String {
+    let n = n.into();
+    if n == 1 {
+        return format!("1 {noun}");
+    }
+    let es = ["s", "x", "ch", "sh"].iter().any(|end| noun.ends_with(end));
+    format!("{n} {noun}{}", if es { "es" } else { "s" })
+}
+
 /// Quotes a CSV field when it needs it (RFC 4180).
 pub fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n', '\r']) {
@@ -39,6 +49,19 @@ pub fn cell(v: &Value) -> String {
     }
 }
 
+/// One row as a JSON object whose keys keep the column order (a
+/// `serde_json::Map` would sort them).
+pub struct OrderedRow<'a> {
+    pub columns: &'a [String],
+    pub values: &'a [Value],
+}
+
+impl serde::Serialize for OrderedRow<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.columns.iter().zip(self.values))
+    }
+}
+
 /// Writes rows in the chosen format. Tables are aligned, so they are buffered;
 /// CSV and JSON are written row by row.
 pub fn write_rows(
@@ -59,12 +82,14 @@ pub fn write_rows(
         Format::Json => {
             write!(out, "[")?;
             for row in rows {
-                let object: serde_json::Map<String, Value> =
-                    columns.iter().cloned().zip(row).collect();
+                let object = OrderedRow {
+                    columns,
+                    values: &row,
+                };
                 if count > 0 {
                     write!(out, ",")?;
                 }
-                write!(out, "\n  {}", Value::Object(object))?;
+                write!(out, "\n  {}", serde_json::to_string(&object)?)?;
                 count += 1;
             }
             writeln!(out, "{}]", if count > 0 { "\n" } else { "" })?;
@@ -108,6 +133,14 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn counts_take_the_right_number() {
+        assert_eq!(plural(1u64, "slot"), "1 slot");
+        assert_eq!(plural(0u64, "slot"), "0 slots");
+        assert_eq!(plural(2u32, "day prefix"), "2 day prefixes");
+        assert_eq!(plural(1u32, "day prefix"), "1 day prefix");
+    }
+
+    #[test]
     fn formats_agree_on_content() {
         let columns = vec!["a".to_string(), "b".to_string()];
         let rows = || vec![vec![json!("x,y"), json!(1)], vec![json!(null), json!(2.5)]].into_iter();
@@ -118,6 +151,15 @@ mod tests {
         write_rows(&mut json, Format::Json, &columns, &mut rows()).unwrap();
         let parsed: Value = serde_json::from_slice(&json).unwrap();
         assert_eq!(parsed[0]["a"], "x,y");
+        // Keys keep the column order, not the alphabet's.
+        let mut json = Vec::new();
+        let unsorted = vec!["zeta".to_string(), "alpha".to_string()];
+        let mut one = vec![vec![json!(1), json!(2)]].into_iter();
+        write_rows(&mut json, Format::Json, &unsorted, &mut one).unwrap();
+        assert_eq!(
+            String::from_utf8(json).unwrap(),
+            "[\n  {\"zeta\":1,\"alpha\":2}\n]\n"
+        );
         assert_eq!(parsed[1]["b"], 2.5);
         let mut table = Vec::new();
         assert_eq!(

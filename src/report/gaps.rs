@@ -8,9 +8,9 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 
-use serde_json::json;
+use serde::Serialize;
 
-use super::format::{Format, csv_row};
+use super::format::{Format, csv_row, plural};
 use crate::catalog::{Catalog, SlotRow};
 use crate::slot::{SlotSpec, SlotStart};
 use crate::state::State;
@@ -36,6 +36,32 @@ impl Period {
             .map(|(state, n)| format!("{state} {n}"))
             .collect::<Vec<_>>()
             .join(", ")
+    }
+}
+
+/// `gaps --format json`: fields in this order (a `json!` map would sort them).
+#[derive(Serialize)]
+struct JsonGaps<'a> {
+    slots_not_ok: u64,
+    periods: Vec<JsonPeriod<'a>>,
+    slots_empty: u64,
+    slots_pending: u64,
+}
+
+#[derive(Serialize)]
+struct JsonPeriod<'a> {
+    start: &'a str,
+    last_slot: &'a str,
+    slots: u64,
+    reasons: Reasons<'a>,
+}
+
+/// Reasons by state, in the states' order.
+struct Reasons<'a>(&'a BTreeMap<State, u64>);
+
+impl Serialize for Reasons<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.iter().map(|(state, n)| (state.as_str(), n)))
     }
 }
 
@@ -147,23 +173,21 @@ pub fn write_gaps(
     match format {
         Format::Csv => {}
         Format::Json => {
-            let items: Vec<_> = periods
+            let periods: Vec<_> = periods
                 .iter()
-                .map(|p| {
-                    json!({
-                        "start": p.first_local,
-                        "last_slot": p.last_local,
-                        "slots": p.slots(),
-                        "reasons": p.reasons.iter().map(|(s, n)| (s.to_string(), json!(n))).collect::<serde_json::Map<_, _>>(),
-                    })
+                .map(|p| JsonPeriod {
+                    start: &p.first_local,
+                    last_slot: &p.last_local,
+                    slots: p.slots(),
+                    reasons: Reasons(&p.reasons),
                 })
                 .collect();
-            let doc = json!({
-                "slots_not_ok": slots,
-                "periods": items,
-                "slots_empty": empty.unwrap_or(0),
-                "slots_pending": pending.unwrap_or(0),
-            });
+            let doc = JsonGaps {
+                slots_not_ok: slots,
+                periods,
+                slots_empty: empty.unwrap_or(0),
+                slots_pending: pending.unwrap_or(0),
+            };
             writeln!(out, "{}", serde_json::to_string_pretty(&doc).expect("json")).map_err(io)?;
         }
         Format::Table => {
@@ -187,7 +211,13 @@ pub fn write_gaps(
                     )
                     .map_err(io)?;
                 }
-                writeln!(out, "{slots} slots not ok in {count} periods").map_err(io)?;
+                writeln!(
+                    out,
+                    "{} not ok in {}",
+                    plural(slots, "slot"),
+                    plural(count, "period")
+                )
+                .map_err(io)?;
             }
             if let Some(n) = empty.filter(|n| *n > 0) {
                 writeln!(out, "{n} slots confirmed empty at the origin (not gaps)").map_err(io)?;

@@ -6,12 +6,3 @@ pub mod heatmap;
 pub mod query;
 
 pub use format::Format;
-
-/// A count with its noun, singular or plural: "1 slot", "3 slots".
-pub fn count(n: u64, noun: &str) -> String {
-    if n == 1 {
-        format!("1 {noun}")
-    } else {
-        format!("{n} {noun}s")
-    }
-}

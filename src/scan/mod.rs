@@ -3,7 +3,8 @@
 //!
 //! An object whose size and ETag match the catalog is never downloaded again;
 //! an object whose listed size already makes it too small is never downloaded
-//! at all. Day prefixes are scanned concurrently (`--concurrency`), and the
+//! at all; an object listed with its day prefix but outside the window is
+//! recorded as `unchecked` (listed, not counted) until a scan covers it. Day prefixes are scanned concurrently (`--concurrency`), and the
 //! same limit bounds the downloads in flight, so memory stays flat however
 //! long the window and however large the objects.
 
@@ -26,6 +27,7 @@ use crate::catalog::{
 use crate::config::{Dataset, Role};
 use crate::progress::Progress;
 use crate::slot::Window;
+use crate::state::State;
 use crate::store::{ListedObject, ObjectStore, StoreError, StoreStats};
 pub use count::{LineCount, count_lines};
 pub use judge::{ComplementMeta, judge};
@@ -41,7 +43,7 @@ pub enum ScanError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Catalog(#[from] CatalogError),
-    #[error("{location}: reading {key} failed after {attempts} attempts: {message}")]
+    #[error("{location}: reading {key} failed after {}: {message}", crate::report::format::plural(*attempts, "attempt"))]
     Read {
         location: String,
         key: String,
@@ -75,6 +77,8 @@ pub struct ScanReport {
     pub unchanged: u64,
     pub gone: u64,
     pub foreign_keys: u64,
+    /// Listed with their day prefix but outside the window: recorded, not counted.
+    pub outside_window: u64,
     pub bytes_read: u64,
     pub requests: u64,
 }
@@ -88,6 +92,7 @@ struct Counters {
     unchanged: AtomicU64,
     gone: AtomicU64,
     foreign: AtomicU64,
+    outside: AtomicU64,
     bytes: AtomicU64,
 }
 
@@ -97,6 +102,7 @@ fn add(counter: &AtomicU64, n: u64) {
 
 struct Context<'a> {
     ds: &'a Dataset,
+    window: Window,
     db: &'a SharedCatalog,
     downloads: Semaphore,
     concurrency: usize,
@@ -116,6 +122,7 @@ pub async fn scan(
     let concurrency = options.concurrency.max(1);
     let ctx = Context {
         ds,
+        window: options.window,
         db,
         downloads: Semaphore::new(concurrency.min(MAX_DOWNLOADS)),
         concurrency,
@@ -161,6 +168,7 @@ pub async fn scan(
         unchanged: load(&c.unchanged),
         gone: load(&c.gone),
         foreign_keys: load(&c.foreign),
+        outside_window: load(&c.outside),
         bytes_read: load(&c.bytes),
         requests: targets.iter().map(|t| t.store.stats().requests()).sum(),
     })
@@ -192,10 +200,17 @@ async fn scan_day(ctx: &Context<'_>, target: &ScanTarget, day: NaiveDate) -> Res
             continue;
         };
         let previous = known.remove(&object.key);
-        match decide(role, object, previous.as_ref(), ctx.ds) {
+        let mut decision = decide(role, object, previous.as_ref(), ctx.ds);
+        if !ctx.window.contains(slot_start) {
+            add(&ctx.counters.outside, 1);
+            if matches!(decision, Decision::Count) {
+                decision = unchecked(object, previous.as_ref());
+            }
+        }
+        match decision {
             Decision::Unchanged => add(&ctx.counters.unchanged, 1),
             Decision::Rejudged(record) | Decision::TooSmall(record) => {
-                if record.lines.is_none() && role.is_collector() {
+                if record.lines.is_none() && record.status == Some(State::TooSmall) {
                     add(&ctx.counters.too_small, 1);
                 }
                 upserts.push(ObjectRecord {
@@ -254,7 +269,7 @@ fn decide(
     else {
         return if too_small {
             Decision::TooSmall(ObjectRecord {
-                status: Some(crate::state::State::TooSmall),
+                status: Some(State::TooSmall),
                 ..base
             })
         } else {
@@ -289,6 +304,27 @@ fn decide(
         note_count: known.note_count,
         status: Some(status),
         ..base
+    })
+}
+
+/// An object outside the window that would need counting: recorded as listed
+/// but not counted (`unchecked`), for a scan whose window covers it. Only new,
+/// changed or never-counted objects get here: a counted object that is
+/// unchanged keeps its facts.
+fn unchecked(object: &ListedObject, previous: Option<&KnownObject>) -> Decision {
+    let same = previous.is_some_and(|k| {
+        k.status == State::Unchecked && k.size == object.size as i64 && k.etag == object.etag
+    });
+    if same {
+        return Decision::Unchanged;
+    }
+    Decision::Rejudged(ObjectRecord {
+        key: object.key.clone(),
+        size: object.size as i64,
+        etag: object.etag.clone(),
+        last_modified: object.last_modified.clone(),
+        status: Some(State::Unchecked),
+        ..Default::default()
     })
 }
 

@@ -1,8 +1,9 @@
 //! The archive source: notes read from JSON Lines files at another location
 //! (`file://` or `s3://`), assigned to slots by their `createdAt`.
 //!
-//! On first use every file is read once to learn the time span it covers;
-//! a range then reads only the files whose span overlaps it. Memory holds one
+//! On first use every file is read once to learn the time span it covers
+//! (once per run: concurrent slots wait for that index); a range then reads
+//! only the files whose span overlaps it. Memory holds one
 //! (key, first, last) triple per file, never the notes.
 
 use std::sync::Arc;
@@ -76,10 +77,14 @@ impl Archive {
         Ok(())
     }
 
+    /// The archive's index, built once per run however many slots ask at once:
+    /// concurrent fetches wait for the first one's, which alone counts its reads.
     async fn spans(&self, stats: &mut Fetch) -> Result<&Vec<FileSpan>, SourceError> {
-        if let Some(spans) = self.spans.get() {
-            return Ok(spans);
-        }
+        self.spans.get_or_try_init(|| self.index(stats)).await
+    }
+
+    /// Reads every file once to learn the time span it covers.
+    async fn index(&self, stats: &mut Fetch) -> Result<Vec<FileSpan>, SourceError> {
         let listing = self
             .store
             .list("")
@@ -103,7 +108,7 @@ impl Archive {
             }
         }
         tracing::info!(files = spans.len(), "indexed the archive source");
-        Ok(self.spans.get_or_init(|| async { spans }).await)
+        Ok(spans)
     }
 }
 

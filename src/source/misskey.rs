@@ -95,6 +95,9 @@ pub struct MisskeySettings {
     pub retries: u32,
     pub retry_wait: Duration,
     pub timeout: Duration,
+    /// The longest backoff after a 429 that names no wait (no `Retry-After`, no
+    /// `info.resetMs`); a wait the origin names is honoured up to 15 minutes.
+    pub rate_limit_wait_cap: Duration,
     /// Pages one range may take before the fetch is declared incomplete.
     pub max_pages: u32,
 }
@@ -361,13 +364,19 @@ impl Misskey {
                             ),
                         });
                     }
-                    let wait = wait
-                        .unwrap_or_else(|| self.backoff(rate_limits))
-                        .clamp(Duration::from_millis(500), MAX_WAIT);
+                    let wait = match wait {
+                        Some(told) => told.clamp(Duration::from_millis(500), MAX_WAIT),
+                        // At least 0.5 s, unless the cap is set shorter.
+                        None => self
+                            .backoff(rate_limits)
+                            .max(Duration::from_millis(500))
+                            .min(self.settings.rate_limit_wait_cap),
+                    };
                     tracing::info!(
                         wait_ms = wait.as_millis() as u64,
                         "origin rate limit: waiting"
                     );
+                    crate::progress::origin_waits_until(std::time::Instant::now() + wait);
                     stats.retries += 1;
                     self.pacer.back_off(wait).await;
                 }
@@ -414,8 +423,8 @@ impl Misskey {
                 let ids: Vec<String> = page.iter().filter_map(|raw| note_id(raw)).collect();
                 let scheme = IdScheme::detect(ids.iter().map(String::as_str)).ok_or_else(|| {
                     SourceError::Config(format!(
-                        "cannot detect the instance's id scheme from {} sample notes; set id_scheme in the source config",
-                        ids.len()
+                        "cannot detect the instance's id scheme from {}; set id_scheme in the source config",
+                        crate::report::format::plural(ids.len() as u64, "sample note")
                     ))
                 })?;
                 tracing::info!(%scheme, "detected the id scheme");
@@ -522,7 +531,7 @@ impl Misskey {
         stats.error_code = Some("page_budget".into());
         stats.error_message = Some(format!(
             "the slot needs more than {} (the page budget, --max-pages)",
-            crate::report::count(u64::from(self.settings.max_pages), "page")
+            crate::report::format::plural(u64::from(self.settings.max_pages), "page")
         ));
         Ok(stats)
     }
