@@ -8,7 +8,7 @@ fn note(n: usize, ms: i64) -> String {
     let created = chrono::DateTime::from_timestamp_millis(ms)
         .unwrap()
         .format("%Y-%m-%dT%H:%M:%S%.3fZ");
-    format!(r#"{{"id":"a{n:07}","createdAt":"{created}","text":"note {n}"}}"#)
+    format!(r#"{{"id":"a{n:07}","createdAt":"{created}","text":"note {n}","visibility":"public"}}"#)
 }
 
 #[test]

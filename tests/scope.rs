@@ -178,13 +178,14 @@ fn signed_in_search_writes_only_what_the_visibility_policy_allows() {
     let rows: Vec<Value> = serde_json::from_str(&report.stdout).unwrap();
     let reported: i64 = rows.iter().map(|r| r["left_out"].as_i64().unwrap()).sum();
     assert_eq!(reported, left_out_total, "{}", report.stdout);
-    // A slot with only left-out notes is a complete fetch with no notes: nothing written.
+    // A slot with only left-out notes is a complete fetch with no notes: confirmed
+    // empty, a zero-line object records it.
     let last = format!(
         "SELECT outcome = 'empty' FROM fill_attempts WHERE slot_start = {}",
         f.slots[2]
     );
     assert_eq!(f.ws.query_i64(&last), 1);
-    assert!(lines(&f.complement, f.slots[2]).is_none());
+    assert!(lines(&f.complement, f.slots[2]).is_some_and(|l| l.is_empty()));
     assert!(
         f.emulator
             .seen_authorization_headers()
@@ -283,7 +284,11 @@ fn search_refused_for_the_tokens_role_names_both_causes_and_the_other_modes() {
     );
     f.run(&f.ws, "scan", &[]).ok();
     f.ws.set_env("MISSKEY_TOKEN", "bob-token-without-search");
+    let calls = f.emulator.calls();
     let out = f.run(&f.ws, "fill", &[]).code(2);
+    // Refused once, by the probe before the first slot: one call, no slot attempt.
+    assert_eq!(f.emulator.calls() - calls, 1, "one origin call");
+    assert_eq!(f.ws.query_i64("SELECT COUNT(*) FROM fill_attempts"), 0);
     let stderr = out.stderr.trim();
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.starts_with("slotfill: error: "), "{stderr}");

@@ -296,16 +296,14 @@ impl ObjectStore for S3Store {
     async fn check_writable(&self) -> Result<()> {
         let head = self.client.head_bucket().bucket(&self.bucket).send().await;
         StoreStats::bump(&self.stats.heads, 1);
-        if let Err(e) = head {
-            // A HEAD has no body, hence no error code: the status says it.
-            return Err(match status_of(&e) {
-                Some(404) => StoreError::NoSuchBucket(self.bucket.clone()),
-                Some(403) => StoreError::Denied {
-                    location: self.location.clone(),
-                    code: "AccessDenied".to_string(),
-                },
-                _ => self.error(e),
-            });
+        match head {
+            // A HEAD has no body, hence no error code: the status says it. A refusal
+            // is left to the PUT below, whose answer names the reason.
+            Err(e) if status_of(&e) == Some(404) => {
+                return Err(StoreError::NoSuchBucket(self.bucket.clone()));
+            }
+            Err(e) if status_of(&e) != Some(403) => return Err(self.error(e)),
+            _ => {}
         }
         let empty = tempfile::NamedTempFile::new().map_err(|e| StoreError::Io {
             location: self.location.clone(),
