@@ -368,6 +368,11 @@ fn remove_stale_dirs() {
 
 /// Spawns weed from a thread that lives as long as weed does: PR_SET_PDEATHSIG fires when the
 /// *thread* that forked the child ends, so a test thread (short-lived) must not fork it.
+///
+/// Every bucket is a SeaweedFS collection that grows several volumes at once, and
+/// by default the volume count is limited to free disk / 128 MB: about 75 buckets
+/// on a 80 GB disk, after which writes fail with InternalError. `-volume.max`
+/// lifts the count (volumes take only the space they use).
 fn launch(weed: &Path, dir: &Path, p: u16) -> (u32, Arc<AtomicBool>) {
     let out = std::fs::File::create(dir.join("weed.out")).expect("create weed.out");
     let d = dir.display();
@@ -377,7 +382,7 @@ fn launch(weed: &Path, dir: &Path, p: u16) -> (u32, Arc<AtomicBool>) {
         "-logdir={d}/log mini -dir={d}/data -ip=127.0.0.1 -ip.bind=127.0.0.1 -s3.port={p} \
          -master.port={} -volume.port={} -filer.port={} -admin.port={} -admin.ui=false \
          -webdav=false -s3.port.iceberg=0 -s3.port.lance=0 -s3.autoCreateBucket=false \
-         -s3.config={d}/s3.json",
+         -volume.max=2000 -s3.config={d}/s3.json",
         p + 1,
         p + 2,
         p + 3,
