@@ -421,7 +421,7 @@ pub async fn dispatch(cli: Cli, global: Global) -> slotfill::error::Result<comma
         ),
         Command::Sql { query, format } => commands::sql(&global, &query, format.into()),
         Command::Demo { dir, endpoint_url } => {
-            slotfill::demo::run(&dir, endpoint_url.as_deref()).await
+            commands::demo::run(&dir, endpoint_url.as_deref()).await
         }
         Command::Fill { window, fill } => {
             let cmd = FillCommand {

@@ -39,7 +39,7 @@ use crate::config::{Dataset, Role};
 pub use fills::{AttemptOutcome, CandidateQuery, FillCandidate, FinishedAttempt};
 pub use lease::{Lease, LeaseError};
 pub use objects::{KnownObject, ListedDay, ObjectRecord};
-pub use runs::{RunId, RunSummary};
+pub use runs::{RunId, RunOutcome, RunSummary};
 pub use slots::{DayStates, SlotRow};
 
 mod embedded {

@@ -2,15 +2,16 @@
 
 use std::sync::Arc;
 
-use crate::catalog::RunSummary;
+use crate::catalog::{RunOutcome, RunSummary};
 use crate::config::Dataset;
 use crate::error::{Error, Result};
 use crate::fill::{FillOptions, FillReport};
+use crate::report::format::plural;
 use crate::source::NoteSource;
 
+use super::session::failure_of;
 use super::source::{self, SourceFlags, SourcePlan};
-use super::{Global, Outcome, Selection, Session, require_window, resolve, until_interrupted};
-use crate::report::format::plural;
+use super::{Global, Notify, Outcome, Selection, Session, require_window, resolve};
 
 /// Fill options given on the command line.
 #[derive(Debug, Clone, Default)]
@@ -42,30 +43,18 @@ pub async fn fill(global: &Global, cmd: &FillCommand) -> Result<Outcome> {
     let plan = source::plan(&resolved.ds, &cmd.flags.source)?;
     let session = Session::open(resolved).await?;
     let source = source::build(&plan, &session).await?;
-    let run = session.start_run(global, "fill").await?;
     let options = fill_options(window, &cmd.flags, &plan);
-    let result = until_interrupted(run_fill(&session, source, Some(run), &options)).await;
-    let summary = match &result {
-        Ok(report) => RunSummary {
-            outcome: if report.stopped.is_some() {
-                "stopped"
-            } else if report.failure().is_some() {
-                "failed"
-            } else {
-                "ok"
-            }
-            .to_string(),
-            missing_before: Some(report.candidates.len() as u64),
-            filled: Some(report.completed()),
-            origin_calls: Some(report.origin_calls),
-            requests: Some(session.requests()),
-            error: report.failure(),
-            ..Default::default()
-        },
-        Err(_) => RunSummary::default(),
-    };
-    session.finish_run(run, &result, summary).await?;
-    let report = result?;
+    let (session_ref, options_ref) = (&session, &options);
+    let (report, summary) = session
+        .record(global, "fill", Notify::Never, |run| async move {
+            let report = run_fill(session_ref, source, Some(run), options_ref).await?;
+            let summary = RunSummary {
+                requests: Some(session_ref.requests()),
+                ..fill_summary(&report, options_ref)
+            };
+            Ok((report, summary))
+        })
+        .await?;
     print!(
         "{}",
         describe(
@@ -75,9 +64,31 @@ pub async fn fill(global: &Global, cmd: &FillCommand) -> Result<Outcome> {
             cmd.flags.early_coverage_seconds
         )
     );
-    match report.failure() {
-        Some(cause) => Err(Error::Runtime(cause)),
-        None => Ok(Outcome::OK),
+    match failure_of(&summary) {
+        Some(e) => Err(e),
+        None => Ok(summary.outcome.into()),
+    }
+}
+
+/// How a fill ended, for the runs table: a fill that stopped, or whose every
+/// attempted slot failed, failed.
+pub fn fill_summary(report: &FillReport, options: &FillOptions) -> RunSummary {
+    let outcome = if options.dry_run {
+        RunOutcome::DryRun
+    } else if report.stopped.is_some() {
+        RunOutcome::Stopped
+    } else if report.failure().is_some() {
+        RunOutcome::Failed
+    } else {
+        RunOutcome::Ok
+    };
+    RunSummary {
+        outcome,
+        missing_before: Some(report.candidates.len() as u64),
+        filled: Some(report.completed()),
+        origin_calls: Some(report.origin_calls),
+        error: report.failure(),
+        ..Default::default()
     }
 }
 
@@ -129,13 +140,7 @@ pub async fn run_fill(
         options,
     )
     .await
-    .map_err(|e| match e {
-        crate::fill::FillError::Catalog(e) => Error::Catalog(e),
-        crate::fill::FillError::Source(e) => Error::Source(e),
-        crate::fill::FillError::Store(e) => Error::Store(e),
-        e @ (crate::fill::FillError::NoComplement(_)
-        | crate::fill::FillError::NeverScanned { .. }) => Error::Usage(e.to_string()),
-    })
+    .map_err(Error::from)
 }
 
 /// What the fill did, for people.
