@@ -24,6 +24,7 @@
 mod fills;
 mod lease;
 mod objects;
+mod query;
 mod runs;
 mod slots;
 
@@ -39,6 +40,7 @@ use crate::config::{Dataset, Role};
 pub use fills::{AttemptOutcome, CandidateQuery, FillCandidate, FinishedAttempt};
 pub use lease::{Lease, LeaseError};
 pub use objects::{KnownObject, ListedDay, ObjectRecord};
+pub use query::QueryError;
 pub use runs::{RunId, RunOutcome, RunSummary};
 pub use slots::{DayStates, SlotRow};
 
@@ -174,7 +176,8 @@ impl Catalog {
         &self.path
     }
 
-    /// The raw connection, for reports and ad hoc SQL.
+    /// The raw connection, for tests.
+    #[cfg(test)]
     pub fn connection(&self) -> &Connection {
         &self.conn
     }
@@ -407,13 +410,6 @@ impl SharedCatalog {
         })
         .await
         .expect("catalog task panicked")
-    }
-
-    /// Direct access from synchronous code (no runtime needed).
-    pub fn lock(&self) -> std::sync::MutexGuard<'_, Catalog> {
-        self.inner
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 

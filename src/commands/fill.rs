@@ -10,8 +10,8 @@ use crate::report::format::plural;
 use crate::source::NoteSource;
 
 use super::session::failure_of;
-use super::source::{self, SourceFlags, SourcePlan};
 use super::{Global, Notify, Outcome, Selection, Session, require_window, resolve};
+use crate::source::open::{self as source, SourceFlags, SourcePlan};
 
 /// Fill options given on the command line.
 #[derive(Debug, Clone, Default)]
@@ -42,7 +42,7 @@ pub async fn fill(global: &Global, cmd: &FillCommand) -> Result<Outcome> {
     // Before the catalog is opened: a scope that cannot be honoured records nothing.
     let plan = source::plan(&resolved.ds, &cmd.flags.source)?;
     let session = Session::open(resolved).await?;
-    let source = source::build(&plan, &session).await?;
+    let source = source::build(&plan, &session.resolved.config.s3).await?;
     let options = fill_options(window, &cmd.flags, &plan);
     let (session_ref, options_ref) = (&session, &options);
     let (report, summary) = session

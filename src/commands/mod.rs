@@ -10,7 +10,6 @@ mod report;
 mod run;
 mod scan;
 mod session;
-mod source;
 mod verify;
 
 use std::path::PathBuf;
@@ -19,13 +18,13 @@ use crate::config::{Config, Dataset, Overrides};
 use crate::error::{Error, Result};
 use crate::slot::Window;
 
+pub use crate::source::open::SourceFlags;
 pub use fill::{FillCommand, FillFlags, fill};
 pub use gaps::{GapsOptions, gaps, status};
 pub use report::{ReportCommand, report, sql};
 pub use run::{RunCommand, run};
 pub use scan::{ScanCommand, scan};
 pub use session::{Notify, Session};
-pub use source::SourceFlags;
 pub use verify::{VerifyCommand, verify};
 
 /// Runs a future until it ends or the process is asked to stop (SIGINT, SIGTERM).

@@ -95,13 +95,7 @@ pub fn report(global: &Global, cmd: &ReportCommand) -> Result<Outcome> {
             names.join(", ")
         ))
     })?;
-    run_query(
-        catalog.connection(),
-        report.sql,
-        &params,
-        cmd.format,
-        &mut out,
-    )?;
+    run_query(&catalog, report.sql, &params, cmd.format, &mut out)?;
     Ok(Outcome::OK)
 }
 
@@ -132,13 +126,7 @@ pub fn sql(global: &Global, query: &str, format: Format) -> Result<Outcome> {
     let catalog = Catalog::open_read_only(&global.catalog_path()?)?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    run_query(
-        catalog.connection(),
-        query,
-        &Params::default(),
-        format,
-        &mut out,
-    )?;
+    run_query(&catalog, query, &Params::default(), format, &mut out)?;
     Ok(Outcome::OK)
 }
 

@@ -11,9 +11,9 @@ use crate::source::NoteSource;
 use super::fill::{FillFlags, fill_options, fill_summary, require_complement, run_fill};
 use super::scan::run_scan;
 use super::session::failure_of;
-use super::source;
 use super::verify::verify_window;
 use super::{Global, Notify, Outcome, Selection, Session, require_window, resolve};
+use crate::source::open as source;
 
 #[derive(Debug, Clone, Default)]
 pub struct RunCommand {
@@ -30,7 +30,7 @@ pub async fn run(global: &Global, cmd: &RunCommand) -> Result<Outcome> {
     // Before the catalog is opened: a scope that cannot be honoured records nothing.
     let plan = source::plan(&resolved.ds, &cmd.fill.source)?;
     let session = Session::open(resolved).await?;
-    let source = source::build(&plan, &session).await?;
+    let source = source::build(&plan, &session.resolved.config.s3).await?;
     let options = fill_options(window, &cmd.fill, &plan);
     let stages = Stages {
         scan_concurrency: cmd.scan_concurrency,

@@ -34,7 +34,10 @@ pub const PAGE_LIMIT: usize = 100;
 const MAX_RATE_LIMIT_WAITS: u32 = 30;
 const MAX_WAIT: Duration = Duration::from_secs(15 * 60);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which endpoint a fill reads; spelled in the config and on the command line
+/// as `search`, `local-timeline`, `global-timeline` or `notes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(try_from = "String")]
 pub enum Mode {
     Search,
     LocalTimeline,
@@ -59,6 +62,13 @@ impl Mode {
             Mode::GlobalTimeline => "global-timeline",
             Mode::Notes => "notes",
         }
+    }
+}
+
+impl TryFrom<String> for Mode {
+    type Error = String;
+    fn try_from(name: String) -> Result<Self, String> {
+        name.parse()
     }
 }
 

@@ -15,6 +15,7 @@
 pub mod archive;
 pub mod ids;
 pub mod misskey;
+pub mod open;
 pub mod pacer;
 pub mod sink;
 pub mod visibility;

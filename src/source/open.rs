@@ -1,4 +1,6 @@
-//! The dataset's origin source, resolved from its config and the command line.
+//! Opening the dataset's origin source from its typed config and the command
+//! line's overrides. The one place that knows each origin kind's settings and
+//! their defaults: commands hand over the overrides and get a [`NoteSource`].
 //!
 //! Resolving is split in two so that a setting that cannot be honoured stops
 //! the command before the catalog is opened or written: [`plan`] checks
@@ -15,22 +17,36 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::{Dataset, SourceKind, TextFilter};
+use crate::config::{Dataset, IdSchemeSetting, S3Settings, SourceKind, TextFilter};
 use crate::error::{Error, Result};
-use crate::source::ids::IdScheme;
 use crate::source::misskey::{Misskey, MisskeySettings, Mode};
 use crate::source::{NoteFilter, NoteSource, SourceError, Visibility, VisibilityPolicy};
 use crate::store;
 
-use super::Session;
-
-/// Seconds a rate-limit answer without a wait of its own backs off at most.
-pub const DEFAULT_RATE_LIMIT_WAIT_CAP: f64 = 60.0;
+/// The defaults of the origin settings, each in this one place.
+pub mod defaults {
+    /// Seconds between origin calls (`--sleep`).
+    pub const SLEEP: f64 = 0.0;
+    /// Retries of a failed call (`--retry`).
+    pub const RETRIES: u32 = 5;
+    /// Base seconds of the exponential backoff (`--retry-wait`).
+    pub const RETRY_WAIT: f64 = 2.0;
+    /// Seconds before a call times out (`--timeout`).
+    pub const TIMEOUT: f64 = 60.0;
+    /// Pages one slot may take before its fetch counts as partial (`--max-pages`).
+    pub const MAX_PAGES: u32 = 2000;
+    /// Seconds a rate-limit answer without a wait of its own backs off at most.
+    pub const RATE_LIMIT_WAIT_CAP: f64 = 60.0;
+    /// The Misskey mode.
+    pub const MODE: crate::source::misskey::Mode = crate::source::misskey::Mode::Search;
+    /// The variable the Misskey token is read from.
+    pub const TOKEN_ENV: &str = "MISSKEY_TOKEN";
+}
 
 /// Origin settings given on the command line (they override the config).
 #[derive(Debug, Clone, Default)]
 pub struct SourceFlags {
-    pub mode: Option<String>,
+    pub mode: Option<Mode>,
     pub token: Option<String>,
     pub host: Option<String>,
     pub base_url: Option<String>,
@@ -90,18 +106,12 @@ pub fn plan(ds: &Dataset, flags: &SourceFlags) -> Result<SourcePlan> {
                 .clone()
                 .or_else(|| config.base_url.clone())
                 .ok_or_else(|| bad("no source base_url configured".to_string()))?;
-            let mode: Mode = flags
-                .mode
-                .as_deref()
-                .or(config.mode.as_deref())
-                .unwrap_or("search")
-                .parse()
-                .map_err(bad)?;
-            let id_scheme = match config.id_scheme.as_deref() {
-                None | Some("auto") => None,
-                Some(name) => Some(name.parse::<IdScheme>().map_err(bad)?),
+            let mode = flags.mode.or(config.mode).unwrap_or(defaults::MODE);
+            let id_scheme = match config.id_scheme {
+                None | Some(IdSchemeSetting::Auto) => None,
+                Some(IdSchemeSetting::Fixed(scheme)) => Some(scheme),
             };
-            let token_env = config.token_env.as_deref().unwrap_or("MISSKEY_TOKEN");
+            let token_env = config.token_env.as_deref().unwrap_or(defaults::TOKEN_ENV);
             let token = flags
                 .token
                 .clone()
@@ -117,7 +127,7 @@ pub fn plan(ds: &Dataset, flags: &SourceFlags) -> Result<SourcePlan> {
             let cap = flags
                 .rate_limit_wait_cap
                 .or(config.rate_limit_wait_cap)
-                .unwrap_or(DEFAULT_RATE_LIMIT_WAIT_CAP);
+                .unwrap_or(defaults::RATE_LIMIT_WAIT_CAP);
             if !(cap.is_finite() && cap >= 0.0) {
                 return Err(bad(format!(
                     "rate_limit_wait_cap must be a number of seconds, 0 or more (got {cap})"
@@ -129,12 +139,12 @@ pub fn plan(ds: &Dataset, flags: &SourceFlags) -> Result<SourcePlan> {
                 token,
                 id_scheme,
                 host,
-                sleep: seconds(flags.sleep, 0.0),
-                retries: flags.retry.unwrap_or(5),
-                retry_wait: seconds(flags.retry_wait, 2.0),
-                timeout: seconds(flags.timeout, 60.0),
+                sleep: seconds(flags.sleep, defaults::SLEEP),
+                retries: flags.retry.unwrap_or(defaults::RETRIES),
+                retry_wait: seconds(flags.retry_wait, defaults::RETRY_WAIT),
+                timeout: seconds(flags.timeout, defaults::TIMEOUT),
                 rate_limit_wait_cap: Duration::from_secs_f64(cap),
-                max_pages: flags.max_pages.unwrap_or(2000),
+                max_pages: flags.max_pages.unwrap_or(defaults::MAX_PAGES),
             })
         }
     };
@@ -174,10 +184,10 @@ fn check_scope(
 }
 
 /// Connects the planned source (an archive location is opened here).
-pub async fn build(plan: &SourcePlan, session: &Session) -> Result<Arc<dyn NoteSource>> {
+pub async fn build(plan: &SourcePlan, s3: &S3Settings) -> Result<Arc<dyn NoteSource>> {
     match &plan.origin {
         Origin::Archive { location } => {
-            let archive = store::open(location, &session.resolved.config.s3).await?;
+            let archive = store::open(location, s3).await?;
             Ok(Arc::new(crate::source::archive::Archive::new(archive)))
         }
         Origin::Misskey(settings) => Ok(Arc::new(Misskey::new(settings.clone())?)),
