@@ -373,3 +373,6 @@ async fn suspicious_empty(
     Ok((with_data.len() * 2 > report.empty_slots.len())
         .then(|| with_data.iter().sum::<f64>() / with_data.len() as f64))
 }
+
+#[cfg(test)]
+mod tests;
