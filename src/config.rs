@@ -249,6 +249,16 @@ impl Role {
     }
 }
 
+impl std::str::FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        [Role::Primary, Role::Backup, Role::Complement]
+            .into_iter()
+            .find(|role| role.as_str() == s)
+            .ok_or_else(|| format!("unknown role {s:?}"))
+    }
+}
+
 /// A dataset with its settings checked.
 #[derive(Debug, Clone)]
 pub struct Dataset {

@@ -218,7 +218,7 @@ impl Catalog {
             tx.execute(
                 "INSERT INTO locations (dataset_id, url, role, position, active) VALUES (?1, ?2, ?3, ?4, 1)
                  ON CONFLICT (dataset_id, url) DO UPDATE SET role = excluded.role, position = excluded.position, active = 1",
-                params![id, url, role.as_str(), position as i64],
+                params![id, url, role, position as i64],
             )?;
         }
         tx.commit()?;
@@ -259,7 +259,7 @@ impl Catalog {
             .query_map([id], |r| {
                 Ok(LocationRow {
                     id: r.get(0)?,
-                    role: role_from_text(&r.get::<_, String>(1)?),
+                    role: parse_column(r, 1, "locations.role")?,
                     position: r.get(2)?,
                     url: r.get(3)?,
                 })
@@ -348,6 +348,25 @@ pub(crate) fn parse_column<T: std::str::FromStr<Err = String>>(
     column: &'static str,
 ) -> rusqlite::Result<T> {
     let text: String = row.get(index)?;
+    parse_text(index, column, &text)
+}
+
+/// [`parse_column`] for a column that may be NULL.
+pub(crate) fn parse_optional_column<T: std::str::FromStr<Err = String>>(
+    row: &rusqlite::Row<'_>,
+    index: usize,
+    column: &'static str,
+) -> rusqlite::Result<Option<T>> {
+    let text: Option<String> = row.get(index)?;
+    text.map(|text| parse_text(index, column, &text))
+        .transpose()
+}
+
+fn parse_text<T: std::str::FromStr<Err = String>>(
+    index: usize,
+    column: &'static str,
+    text: &str,
+) -> rusqlite::Result<T> {
     text.parse().map_err(|e: String| {
         rusqlite::Error::FromSqlConversionFailure(
             index,
@@ -372,13 +391,18 @@ fn same_settings(ds: &Dataset, minutes: u32, offset: &str, template: &str) -> Re
     Ok(())
 }
 
-pub(crate) fn role_from_text(s: &str) -> Role {
-    match s {
-        "primary" => Role::Primary,
-        "backup" => Role::Backup,
-        _ => Role::Complement,
-    }
+/// The enums the catalog stores as text, written by their `as_str`.
+macro_rules! stored_as_text {
+    ($($t:ty),*) => {$(
+        impl rusqlite::types::ToSql for $t {
+            fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+                Ok(rusqlite::types::ToSqlOutput::from(self.as_str()))
+            }
+        }
+    )*};
 }
+
+stored_as_text!(crate::state::State, Role, AttemptOutcome, RunOutcome);
 
 /// A catalog shared by async tasks. Every call runs on tokio's blocking pool,
 /// inside the caller's tracing span, so SQLite never stalls the runtime.

@@ -3,7 +3,6 @@
 use std::str::FromStr;
 
 use rusqlite::params;
-use rusqlite::types::{ToSql, ToSqlOutput};
 
 use super::{Catalog, Result};
 
@@ -69,12 +68,6 @@ impl FromStr for RunOutcome {
 impl std::fmt::Display for RunOutcome {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
-    }
-}
-
-impl ToSql for RunOutcome {
-    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(ToSqlOutput::from(self.as_str()))
     }
 }
 
