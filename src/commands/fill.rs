@@ -6,7 +6,7 @@ use crate::catalog::{RunOutcome, RunSummary};
 use crate::config::Dataset;
 use crate::error::{Error, Result};
 use crate::fill::{FillOptions, FillReport};
-use crate::report::format::plural;
+use crate::report::format::{name_some, plural};
 use crate::source::NoteSource;
 
 use super::session::failure_of;
@@ -230,16 +230,11 @@ pub fn describe(
     }
     if r.empty > 0 {
         let named: Vec<String> = r.empty_slots.iter().map(|s| spec.local_iso(*s)).collect();
-        let more = if r.empty as usize > named.len() {
-            ", …"
-        } else {
-            ""
-        };
         out.push_str(&format!(
-            "{} confirmed empty at the origin (recorded as zero-line objects, re-checked after {}): {}{more}\n",
+            "{} confirmed empty at the origin (recorded as zero-line objects, re-checked after {}): {}\n",
             plural(r.empty, "slot"),
             crate::config::format_duration(ds.empty_recheck_after),
-            named.join(", ")
+            name_some(&named, r.empty)
         ));
     }
     if let Some(neighbours) = r.suspicious_empty {

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use crate::catalog::{RunOutcome, RunSummary, SlotRow};
 use crate::error::Result;
-use crate::report::format::plural;
+use crate::report::format::{name_some, plural};
 use crate::scan::ScanOptions;
 use crate::slot::Window;
 use crate::state::State;
@@ -167,15 +167,10 @@ pub fn describe(session: &Session, window: Window, v: &Verdict) -> String {
             .iter()
             .map(|r| r.start_local.as_str())
             .collect();
-        let more = if v.empty as usize > named.len() {
-            ", …"
-        } else {
-            ""
-        };
         out.push_str(&format!(
-            "{} confirmed empty at the origin (resolved; --empty-is-gap counts them as gaps): {}{more}\n",
+            "{} confirmed empty at the origin (resolved; --empty-is-gap counts them as gaps): {}\n",
             plural(v.empty, "slot"),
-            named.join(", ")
+            name_some(&named, v.empty)
         ));
     }
     if v.pending > 0 {
