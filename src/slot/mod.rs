@@ -152,8 +152,6 @@ fn parse_offset(s: &str) -> Result<FixedOffset, SlotError> {
     FixedOffset::east_opt(sign * (h * 3600 + m * 60)).ok_or_else(bad)
 }
 
-/// An inclusive range of slots.
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,6 +4,7 @@ use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime};
 
 use super::{SECONDS_PER_DAY, SlotError, SlotSpec, SlotStart};
 
+/// An inclusive range of slots.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Window {
     pub first: SlotStart,
