@@ -202,19 +202,16 @@ pub fn describe(
         r.empty,
         r.failed
     ));
-    let attempted = r.attempted().max(1);
+    let per_slot = (r.origin_calls - r.probe_calls) as f64 / r.attempted().max(1) as f64;
+    let before = if r.probe_calls > 0 {
+        format!("{} before the first slot, ", r.probe_calls)
+    } else {
+        String::new()
+    };
     out.push_str(&format!(
-        "origin calls: {} ({:.1} per slot), retries: {}\n",
-        r.origin_calls,
-        r.origin_calls as f64 / attempted as f64,
-        r.retries
+        "origin calls: {} ({before}{per_slot:.1} per slot), retries: {}\n",
+        r.origin_calls, r.retries
     ));
-    if r.left_out > 0 {
-        out.push_str(&format!(
-            "{} notes left out by the visibility policy\n",
-            r.left_out
-        ));
-    }
     if r.filled > 0 {
         out.push_str(&format!(
             "coverage: earliest note on average {:.1} s after the slot start\n",
