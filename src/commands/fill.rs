@@ -212,6 +212,12 @@ pub fn describe(
         "origin calls: {} ({before}{per_slot:.1} per slot), retries: {}\n",
         r.origin_calls, r.retries
     ));
+    if r.left_out > 0 {
+        out.push_str(&format!(
+            "{} left out by the visibility policy\n",
+            plural(r.left_out, "note")
+        ));
+    }
     if r.filled > 0 {
         out.push_str(&format!(
             "coverage: earliest note on average {:.1} s after the slot start\n",
