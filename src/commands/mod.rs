@@ -5,6 +5,7 @@
 
 mod fill;
 mod gaps;
+mod promote;
 mod report;
 mod run;
 mod scan;
@@ -23,6 +24,7 @@ use crate::store;
 
 pub use fill::{FillCommand, FillFlags, fill};
 pub use gaps::{GapsOptions, gaps, status};
+pub use promote::{PromoteCommand, promote};
 pub use report::{ReportCommand, report, sql};
 pub use run::{RunCommand, run};
 pub use scan::{ScanCommand, scan};
