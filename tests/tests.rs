@@ -12,6 +12,7 @@ mod faults;
 mod fill;
 mod nightly;
 mod objects;
+mod promote;
 mod scan;
 mod scope;
 mod secrets;

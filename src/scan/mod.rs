@@ -361,7 +361,9 @@ pub async fn inspect(
             let mut read = target.store.read(&object.key).await?;
             // Complement objects (and promoted copies of them) are counted whole:
             // their line count is checked against their metadata.
-            let whole = ComplementMeta::for_role(role, &read.metadata).complete.is_some();
+            let whole = ComplementMeta::for_role(role, &read.metadata)
+                .complete
+                .is_some();
             let cap = (role.is_collector() && !whole).then_some(rules.max_lines);
             let count = count_lines(&mut read.body, cap)
                 .await

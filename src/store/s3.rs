@@ -17,8 +17,8 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_smithy_types::date_time::Format;
 
 use super::{
-    CopySource, ListedObject, Listing, ObjectHead, ObjectRead, ObjectStore, PutOutcome,
-    PutRequest, Result, StoreError, StoreStats, WriteCondition,
+    CopySource, ListedObject, Listing, ObjectHead, ObjectRead, ObjectStore, PutOutcome, PutRequest,
+    Result, StoreError, StoreStats, WriteCondition,
 };
 use crate::config::S3Settings;
 
