@@ -372,3 +372,39 @@ fn promote_killed_at_random_instants_ends_with_every_slot_promoted_once() {
         kills as i64
     );
 }
+
+#[test]
+fn promote_refuses_a_target_outside_the_mirror_before_opening_the_catalog() {
+    let dirs = tempfile::tempdir().unwrap();
+    let (primary, complement) = (
+        Place::dir(dirs.path(), "primary"),
+        Place::dir(dirs.path(), "complement"),
+    );
+    let config = format!(
+        "[datasets.jp]\nprimary = \"{}\"\ncomplement = \"{}\"\n",
+        primary.url(),
+        complement.url()
+    );
+    let ws = Workspace::new(&config);
+    let window = ["--start", "2025-08-01T00:00", "--end", "2025-08-01T01:00"];
+    for into in [
+        complement.url(),
+        "s3://elsewhere/mirror".to_string(),
+        "backup".to_string(),
+    ] {
+        let mut args = vec!["promote", "-d", "jp", "--into", &into];
+        args.extend(window);
+        let out = ws.slotfill(&args).code(2);
+        assert!(
+            out.stderr.starts_with("slotfill: error: --into")
+                && out.stderr.contains(&format!("primary {}", primary.url())),
+            "{}",
+            out.stderr
+        );
+    }
+    assert!(!ws.catalog_path().exists());
+    let mut args = vec!["promote", "-d", "jp"];
+    args.extend(window);
+    let out = ws.slotfill(&args).code(2);
+    assert!(out.stderr.contains("slotfill verify --dataset jp"), "{}", out.stderr);
+}
