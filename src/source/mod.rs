@@ -13,15 +13,18 @@
 //! dataset's client-side scope and its [`visibility`] policy to every note.
 
 pub mod archive;
+pub mod http;
 pub mod ids;
 pub mod misskey;
 pub mod pacer;
+pub mod record;
 pub mod sink;
 pub mod visibility;
 
 use async_trait::async_trait;
 use thiserror::Error;
 
+pub use record::RecordShape;
 pub use sink::{NoteFilter, NoteSink, SlotFile};
 pub use visibility::{Visibility, VisibilityPolicy};
 
@@ -77,6 +80,11 @@ pub trait NoteSource: Send + Sync {
 
     /// Origin calls a slot of `notes` notes costs, for dry-run estimates.
     fn estimated_calls(&self, notes: u64) -> u64;
+
+    /// How this origin's records name the fields slotfill reads.
+    fn shape(&self) -> RecordShape {
+        RecordShape::Misskey
+    }
 
     /// The pause between two calls (`--sleep`), for dry-run estimates.
     fn call_interval(&self) -> std::time::Duration {
