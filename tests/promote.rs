@@ -406,5 +406,9 @@ fn promote_refuses_a_target_outside_the_mirror_before_opening_the_catalog() {
     let mut args = vec!["promote", "-d", "jp"];
     args.extend(window);
     let out = ws.slotfill(&args).code(2);
-    assert!(out.stderr.contains("slotfill verify --dataset jp"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("slotfill verify --dataset jp"),
+        "{}",
+        out.stderr
+    );
 }

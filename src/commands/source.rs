@@ -15,9 +15,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::{Dataset, SourceKind, TextFilter};
+use crate::config::{Dataset, SourceConfig, SourceKind, TextFilter};
 use crate::error::{Error, Result};
+use crate::source::http::RetryPolicy;
 use crate::source::ids::IdScheme;
+use crate::source::mastodon::{Mastodon, MastodonSettings, Timeline};
 use crate::source::misskey::{Misskey, MisskeySettings, Mode};
 use crate::source::{NoteFilter, NoteSource, SourceError, Visibility, VisibilityPolicy};
 use crate::store;
@@ -55,6 +57,7 @@ pub struct SourcePlan {
 enum Origin {
     Archive { location: String },
     Misskey(MisskeySettings),
+    Mastodon(MastodonSettings),
 }
 
 /// Checks the dataset's source settings and the flags, without any I/O.
@@ -75,6 +78,7 @@ pub fn plan(ds: &Dataset, flags: &SourceFlags) -> Result<SourcePlan> {
             None => VisibilityPolicy::default(),
         },
     };
+    refuse_other_kinds_settings(config, flags).map_err(bad)?;
     let origin = match config.kind {
         SourceKind::Archive => {
             let location = config
@@ -101,28 +105,9 @@ pub fn plan(ds: &Dataset, flags: &SourceFlags) -> Result<SourcePlan> {
                 None | Some("auto") => None,
                 Some(name) => Some(name.parse::<IdScheme>().map_err(bad)?),
             };
-            let token_env = config.token_env.as_deref().unwrap_or("MISSKEY_TOKEN");
-            let token = flags
-                .token
-                .clone()
-                .or_else(|| std::env::var(token_env).ok())
-                .filter(|t| !t.is_empty());
-            if let Some(token) = &token {
-                crate::redact::register_secret(token);
-            }
+            let (token, _) = token(config, flags, "MISSKEY_TOKEN");
             check_scope(mode, host.as_deref(), &filter.visibility, token.is_some()).map_err(bad)?;
-            let seconds = |v: Option<f64>, default: f64| {
-                Duration::from_secs_f64(v.unwrap_or(default).max(0.0))
-            };
-            let cap = flags
-                .rate_limit_wait_cap
-                .or(config.rate_limit_wait_cap)
-                .unwrap_or(DEFAULT_RATE_LIMIT_WAIT_CAP);
-            if !(cap.is_finite() && cap >= 0.0) {
-                return Err(bad(format!(
-                    "rate_limit_wait_cap must be a number of seconds, 0 or more (got {cap})"
-                )));
-            }
+            let policy = retry_policy(config, flags).map_err(bad)?;
             Origin::Misskey(MisskeySettings {
                 base_url,
                 mode,
@@ -130,15 +115,125 @@ pub fn plan(ds: &Dataset, flags: &SourceFlags) -> Result<SourcePlan> {
                 id_scheme,
                 host,
                 sleep: seconds(flags.sleep, 0.0),
-                retries: flags.retry.unwrap_or(5),
-                retry_wait: seconds(flags.retry_wait, 2.0),
+                retries: policy.retries,
+                retry_wait: policy.retry_wait,
                 timeout: seconds(flags.timeout, 60.0),
-                rate_limit_wait_cap: Duration::from_secs_f64(cap),
+                rate_limit_wait_cap: policy.rate_limit_wait_cap,
+                max_pages: flags.max_pages.unwrap_or(2000),
+            })
+        }
+        SourceKind::Mastodon => {
+            let base_url = flags
+                .base_url
+                .clone()
+                .or_else(|| config.base_url.clone())
+                .ok_or_else(|| bad("no source base_url configured".to_string()))?;
+            let timeline: Timeline = config
+                .timeline
+                .as_deref()
+                .ok_or_else(|| {
+                    bad(
+                        "a mastodon source needs timeline = \"local\", \"public\" or \"remote\""
+                            .to_string(),
+                    )
+                })?
+                .parse()
+                .map_err(bad)?;
+            timeline
+                .check_scope(host.as_deref(), &filter.visibility)
+                .map_err(bad)?;
+            let (token, token_env) = token(config, flags, "MASTODON_TOKEN");
+            Origin::Mastodon(MastodonSettings {
+                base_url,
+                timeline,
+                only_media: config.only_media.unwrap_or(false),
+                token,
+                token_env,
+                sleep: seconds(flags.sleep, 0.0),
+                policy: retry_policy(config, flags).map_err(bad)?,
+                timeout: seconds(flags.timeout, 60.0),
                 max_pages: flags.max_pages.unwrap_or(2000),
             })
         }
     };
     Ok(SourcePlan { origin, filter })
+}
+
+fn seconds(v: Option<f64>, default: f64) -> Duration {
+    Duration::from_secs_f64(v.unwrap_or(default).max(0.0))
+}
+
+/// The token from `--token` or the variable `token_env` names (registered as a
+/// secret, so it never reaches a log or a message), and that variable's name.
+fn token(
+    config: &SourceConfig,
+    flags: &SourceFlags,
+    default_env: &str,
+) -> (Option<String>, String) {
+    let token_env = config.token_env.as_deref().unwrap_or(default_env);
+    let token = flags
+        .token
+        .clone()
+        .or_else(|| std::env::var(token_env).ok())
+        .filter(|t| !t.is_empty());
+    if let Some(token) = &token {
+        crate::redact::register_secret(token);
+    }
+    (token, token_env.to_string())
+}
+
+fn retry_policy(
+    config: &SourceConfig,
+    flags: &SourceFlags,
+) -> std::result::Result<RetryPolicy, String> {
+    let cap = flags
+        .rate_limit_wait_cap
+        .or(config.rate_limit_wait_cap)
+        .unwrap_or(DEFAULT_RATE_LIMIT_WAIT_CAP);
+    if !(cap.is_finite() && cap >= 0.0) {
+        return Err(format!(
+            "rate_limit_wait_cap must be a number of seconds, 0 or more (got {cap})"
+        ));
+    }
+    Ok(RetryPolicy {
+        retries: flags.retry.unwrap_or(5),
+        retry_wait: seconds(flags.retry_wait, 2.0),
+        rate_limit_wait_cap: Duration::from_secs_f64(cap),
+    })
+}
+
+/// A setting of another origin kind is a mistake (a copied config, a wrong
+/// kind), never silently ignored.
+fn refuse_other_kinds_settings(
+    config: &SourceConfig,
+    flags: &SourceFlags,
+) -> std::result::Result<(), String> {
+    let kind = config.kind.name();
+    let misskey_only = [
+        ("mode", config.mode.is_some()),
+        ("id_scheme", config.id_scheme.is_some()),
+    ];
+    let mastodon_only = [
+        ("timeline", config.timeline.is_some()),
+        ("only_media", config.only_media.is_some()),
+    ];
+    let (foreign, owner, instead) = match config.kind {
+        SourceKind::Mastodon => (&misskey_only, "misskey", "timeline"),
+        SourceKind::Misskey => (&mastodon_only, "mastodon", "mode"),
+        SourceKind::Archive => return Ok(()),
+    };
+    if let Some((key, _)) = foreign.iter().find(|(_, set)| *set) {
+        return Err(format!(
+            "source key {key} is a {owner} setting; a {kind} source reads {instead}"
+        ));
+    }
+    if config.kind == SourceKind::Mastodon && flags.mode.is_some() {
+        return Err(
+            "--mode chooses a Misskey endpoint; a mastodon source reads the timeline setting"
+                .to_string(),
+        );
+    }
+    Ok(())
 }
 
 /// Refuses scope settings a Misskey mode can never satisfy: they would
@@ -181,6 +276,7 @@ pub async fn build(plan: &SourcePlan, session: &Session) -> Result<Arc<dyn NoteS
             Ok(Arc::new(crate::source::archive::Archive::new(archive)))
         }
         Origin::Misskey(settings) => Ok(Arc::new(Misskey::new(settings.clone())?)),
+        Origin::Mastodon(settings) => Ok(Arc::new(Mastodon::new(settings.clone())?)),
     }
 }
 

@@ -37,7 +37,10 @@ pub enum Answer {
 /// Why a call gave up.
 pub enum CallFailure {
     /// Retries (or rate-limit waits) ran out; `code` is for the catalog.
-    Exhausted { code: String, message: String },
+    Exhausted {
+        code: String,
+        message: String,
+    },
     Fatal(SourceError),
 }
 

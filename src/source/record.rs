@@ -97,7 +97,10 @@ impl<'a> RecordHead<'a> {
                     id: note.id,
                     created_at: note.created_at,
                     text: note.text,
-                    visibility: note.visibility.as_deref().and_then(Visibility::from_misskey),
+                    visibility: note
+                        .visibility
+                        .as_deref()
+                        .and_then(Visibility::from_misskey),
                     author: match note.user {
                         None => Author::Unknown,
                         Some(MisskeyUser { host: None }) => Author::Local,
@@ -139,7 +142,10 @@ mod tests {
         let n = RecordHead::parse(RecordShape::Misskey, note).unwrap();
         let s = RecordHead::parse(RecordShape::Mastodon, status).unwrap();
         assert_eq!(n.created_at, s.created_at);
-        assert_eq!((n.visibility, s.visibility), (Some(Visibility::Home), Some(Visibility::Home)));
+        assert_eq!(
+            (n.visibility, s.visibility),
+            (Some(Visibility::Home), Some(Visibility::Home))
+        );
         assert_eq!(n.author, s.author);
         let local = r#"{"id":"1","created_at":"2025-07-31T15:40:00Z","visibility":"private","account":{"acct":"bob"}}"#;
         let local = RecordHead::parse(RecordShape::Mastodon, local).unwrap();

@@ -216,8 +216,8 @@ impl NoteSink {
             out.write_all(b"\n")?;
             bytes += u64::from(entry.len) + 1;
             if i == 0 || i + 1 == self.entries.len() {
-                let json = std::str::from_utf8(&buffer)
-                    .map_err(|_| SinkError::BadNote(String::new()))?;
+                let json =
+                    std::str::from_utf8(&buffer).map_err(|_| SinkError::BadNote(String::new()))?;
                 let head = RecordHead::parse(self.shape, json)
                     .ok_or_else(|| SinkError::BadNote(abbreviate(json)))?;
                 if i == 0 {
