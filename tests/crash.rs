@@ -4,7 +4,8 @@
 //! is taken over.
 //!
 //! The fixtures here (an origin with a seeded dataset, complement places read
-//! directly, end-state comparison) are shared with `faults.rs`.
+//! directly, end-state comparison) are shared with `faults.rs`. The kill
+//! scenarios run against each origin, Misskey and Mastodon (`mastodon_…`).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::os::unix::process::ExitStatusExt as _;
@@ -730,7 +731,16 @@ fn crash_loop(
 /// stay within what the processes in flight could have spent.
 #[test]
 fn fill_killed_at_twenty_instants_ends_like_an_uninterrupted_fill() {
-    let o = Origin::new(0x5107_f111, 130, (130, 300));
+    fill_killed_at_twenty_instants(OriginKind::Misskey);
+}
+
+#[test]
+fn mastodon_fill_killed_at_twenty_instants_ends_like_an_uninterrupted_fill() {
+    fill_killed_at_twenty_instants(OriginKind::Mastodon);
+}
+
+fn fill_killed_at_twenty_instants(kind: OriginKind) {
+    let o = Origin::of(kind, 0x5107_f111, 130, (130, 300));
     assert!(o.fillable().len() >= 100, "{} fillable", o.fillable().len());
     let dirs = tempfile::tempdir().unwrap();
     // Every 9th origin call answers 150 ms late, so kills land with pages in flight.
@@ -804,7 +814,16 @@ fn fill_killed_at_twenty_instants_ends_like_an_uninterrupted_fill() {
 /// `run` of the same origin does.
 #[test]
 fn run_killed_while_listing_filling_and_verifying_on_s3_ends_like_a_clean_run() {
-    let o = Origin::new(0x5107_f112, 60, (130, 260));
+    run_killed_while_listing_filling_and_verifying(OriginKind::Misskey);
+}
+
+#[test]
+fn mastodon_run_killed_while_listing_filling_and_verifying_on_s3_ends_like_a_clean_run() {
+    run_killed_while_listing_filling_and_verifying(OriginKind::Mastodon);
+}
+
+fn run_killed_while_listing_filling_and_verifying(kind: OriginKind) {
+    let o = Origin::of(kind, 0x5107_f112, 60, (130, 260));
     let reference = reference(
         &o,
         Place::bucket("crash-ref-primary", "misskey"),
