@@ -210,10 +210,12 @@ pub struct FillArgs {
     /// Which slots first.
     #[arg(long, value_enum, default_value_t = Order::Oldest)]
     pub order: Order,
-    /// Origin endpoint (overrides the config's source mode; default search).
+    /// Misskey endpoint (overrides the config's source mode; default search). A Mastodon
+    /// source reads the timeline of its config instead.
     #[arg(long, value_enum)]
     pub mode: Option<ModeArg>,
-    /// API token (else the variable named by the source's token_env, MISSKEY_TOKEN by default).
+    /// API token (else the variable named by the source's token_env: MISSKEY_TOKEN, or
+    /// MASTODON_TOKEN for a Mastodon source, by default).
     #[arg(long, hide_env_values = true)]
     pub token: Option<String>,
     /// Only notes of this host ("." = local): sent to notes/search and notes, applied to the notes in every mode.

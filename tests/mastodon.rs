@@ -242,16 +242,25 @@ fn each_timeline_is_filled_exactly_across_slot_and_day_boundaries() {
         }
     }
     let dirs = tempfile::tempdir().unwrap();
-    for timeline in ["public", "local", "remote"] {
-        let root = dirs.path().join(timeline);
-        let ws = workspace(&e, &root, timeline, "");
+    for (timeline, media) in [
+        ("public", false),
+        ("local", false),
+        ("remote", false),
+        ("public", true),
+    ] {
+        let root = dirs.path().join(format!("{timeline}-{media}"));
+        let extra = if media { "only_media = true\n" } else { "" };
+        let ws = workspace(&e, &root, timeline, extra);
         ws.slotfill(&as_strs(&window_args("run", first, last, &[])))
             .ok();
         let complement = Place::Dir(root.join("complement"));
         let mut written = 0;
         for i in 0..12 {
             let slot = first + i * SLOT;
-            let want = e.expected(timeline, slot * 1000, (slot + SLOT) * 1000);
+            let want = match media {
+                false => e.expected(timeline, slot * 1000, (slot + SLOT) * 1000),
+                true => e.expected_media(timeline, slot * 1000, (slot + SLOT) * 1000),
+            };
             let body = complement
                 .get(&key_of(slot))
                 .expect("every slot has its object");
@@ -266,7 +275,10 @@ fn each_timeline_is_filled_exactly_across_slot_and_day_boundaries() {
             let source = format!("mastodon:{}/api/v1/timelines/public", e.base_url());
             assert!(meta["source"].starts_with(&source), "{}", meta["source"]);
         }
-        assert!(written > 100, "{timeline}: {written} statuses");
+        assert!(
+            written > if media { 10 } else { 100 },
+            "{timeline}: {written} statuses"
+        );
         // Pages of 40, down to the first status before the slot: no slot costs
         // more than its statuses need (plus the widened seconds), but the
         // oldest, which nothing precedes: its last page is an empty one.
@@ -280,14 +292,24 @@ fn each_timeline_is_filled_exactly_across_slot_and_day_boundaries() {
             "{timeline}: calls beyond the statuses' pages"
         );
     }
-    // Every page request sent the timeline, limit 40 and an upper bound, never a lower one.
-    for q in e.requests().iter().filter(|q| q.contains_key("max_id")) {
+    // Every page request sent limit 40 and an upper bound, never a lower one.
+    let pages: Vec<_> = e
+        .requests()
+        .into_iter()
+        .filter(|q| q.contains_key("max_id"))
+        .collect();
+    for q in &pages {
         assert_eq!(q["limit"], "40");
         assert!(
             !q.contains_key("since_id") && !q.contains_key("min_id"),
             "{q:?}"
         );
     }
+    assert!(
+        pages
+            .iter()
+            .any(|q| q.get("only_media").is_some_and(|v| v == "true"))
+    );
 }
 
 #[test]

@@ -117,13 +117,13 @@ pub(super) fn holds(s: &StatusSpec, q: &BTreeMap<String, String>) -> bool {
         truthy(q.get("remote").map(String::as_str)),
     );
     let only_media = truthy(q.get("only_media").map(String::as_str));
-    s.visibility == "public"
-        && !s.reblog
-        && !s.reply_to_other
-        && !s.suspended
-        && !(local && !remote && s.remote)
-        && !(remote && !local && !s.remote)
-        && (!only_media || s.media)
+    let in_feed = s.visibility == "public" && !s.reblog && !s.reply_to_other && !s.suspended;
+    let origin_ok = match (local && !remote, remote && !local) {
+        (true, _) => !s.remote,
+        (_, true) => s.remote,
+        _ => true,
+    };
+    in_feed && origin_ok && (!only_media || s.media)
 }
 
 /// `limit_param(DEFAULT_STATUSES_LIMIT = 20)`: `[abs(limit), 40].min`.

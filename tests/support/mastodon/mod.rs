@@ -255,6 +255,13 @@ impl MastodonEmulator {
         lock(&self.shared.state).expected(&timeline_query(timeline), start_ms, end_ms)
     }
 
+    /// Like [`Self::expected`], for a timeline read with `only_media=true`.
+    pub fn expected_media(&self, timeline: &str, start_ms: i64, end_ms: i64) -> Vec<Value> {
+        let mut q = timeline_query(timeline);
+        q.insert("only_media".to_string(), "true".to_string());
+        lock(&self.shared.state).expected(&q, start_ms, end_ms)
+    }
+
     /// A page as the server would answer `query` (`key=value&…`), ids only.
     pub fn page_ids(&self, query: &str) -> Vec<String> {
         let q: BTreeMap<String, String> = query
