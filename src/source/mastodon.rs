@@ -236,7 +236,9 @@ impl Mastodon {
         let error = serde_json::from_slice::<ErrorBody>(&bytes).ok();
         match error {
             Some(e) if status.is_client_error() => Answer::Fatal(self.refusal(status, &e.error)),
-            None if matches!(status.as_u16(), 401 | 403 | 404 | 422) => {
+            // Without Mastodon's body: a wrong base_url (404), or an odd refusal.
+            // An HTML 403 is left to retry: CDNs answer challenges that way.
+            None if matches!(status.as_u16(), 401 | 404 | 422) => {
                 Answer::Fatal(self.refusal(status, "no Mastodon error body"))
             }
             Some(e) => transient(
