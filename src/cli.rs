@@ -10,6 +10,7 @@ use slotfill::commands::{
 };
 use slotfill::config::Overrides;
 use slotfill::report::Format;
+use slotfill::source::misskey::Mode;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -191,13 +192,13 @@ pub enum ModeArg {
     Timeline,
 }
 
-impl ModeArg {
-    fn name(self) -> &'static str {
-        match self {
-            ModeArg::Search => "search",
-            ModeArg::LocalTimeline | ModeArg::Timeline => "local-timeline",
-            ModeArg::GlobalTimeline => "global-timeline",
-            ModeArg::Notes => "notes",
+impl From<ModeArg> for Mode {
+    fn from(mode: ModeArg) -> Mode {
+        match mode {
+            ModeArg::Search => Mode::Search,
+            ModeArg::LocalTimeline | ModeArg::Timeline => Mode::LocalTimeline,
+            ModeArg::GlobalTimeline => Mode::GlobalTimeline,
+            ModeArg::Notes => Mode::Notes,
         }
     }
 }
@@ -287,7 +288,7 @@ impl FillArgs {
             max_consecutive_failures: self.max_failures,
             progress: self.progress,
             source: SourceFlags {
-                mode: self.mode.map(|m| m.name().to_string()),
+                mode: self.mode.map(Mode::from),
                 token: self.token.clone(),
                 host: self.host.clone(),
                 base_url: self.base_url.clone(),
@@ -447,7 +448,7 @@ pub async fn dispatch(cli: Cli, global: Global) -> slotfill::error::Result<comma
         ),
         Command::Sql { query, format } => commands::sql(&global, &query, format.into()),
         Command::Demo { dir, endpoint_url } => {
-            slotfill::demo::run(&dir, endpoint_url.as_deref()).await
+            commands::demo::run(&dir, endpoint_url.as_deref()).await
         }
         Command::Fill { window, fill } => {
             let cmd = FillCommand {

@@ -9,7 +9,6 @@ pub mod catalog;
 pub mod clock;
 pub mod commands;
 pub mod config;
-pub mod demo;
 pub mod error;
 pub mod fill;
 pub mod logging;

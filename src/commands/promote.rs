@@ -4,14 +4,15 @@
 //! This is the only command that writes to a primary or backup location, and
 //! it writes there only conditionally (see [`crate::promote`]).
 
-use crate::catalog::RunSummary;
+use crate::catalog::{RunOutcome, RunSummary};
 use crate::config::Role;
 use crate::error::{Error, Result};
 use crate::promote::{PromoteError, PromoteOptions, PromoteReport};
 use crate::report::format::plural;
 use crate::scan::ScanTarget;
 
-use super::{Global, Outcome, Selection, Session, require_window, resolve, until_interrupted};
+use super::session::failure_of;
+use super::{Global, Notify, Outcome, Selection, Session, require_window, resolve};
 
 /// How many skipped or failed slots are named.
 const NAMED: usize = 20;
@@ -49,7 +50,6 @@ pub async fn promote(global: &Global, cmd: &PromoteCommand) -> Result<Outcome> {
             name = session.resolved.ds.name
         )));
     }
-    let run = session.start_run(global, "promote").await?;
     let options = PromoteOptions {
         window,
         replace_invalid: cmd.replace_invalid,
@@ -57,40 +57,40 @@ pub async fn promote(global: &Global, cmd: &PromoteCommand) -> Result<Outcome> {
         dry_run: cmd.dry_run,
         progress: cmd.progress,
     };
-    let work = crate::promote::promote(
-        &session.db,
-        &session.resolved.ds,
-        &session.row,
-        &complement,
-        &target,
-        Some(run),
-        &options,
-    );
-    let result = until_interrupted(async { work.await.map_err(into_error) }).await;
-    let summary = match &result {
-        Ok(report) => RunSummary {
-            outcome: if cmd.dry_run {
-                "dry_run"
-            } else if report.failed.is_empty() {
-                "ok"
-            } else {
-                "failed"
-            }
-            .to_string(),
-            slots: Some(report.candidates.len() as u64),
-            filled: Some(report.promoted()),
-            still_missing: None,
-            requests: Some(session.requests()),
-            error: failure(report),
-            ..Default::default()
-        },
-        Err(_) => RunSummary::default(),
-    };
-    session.finish_run(run, &result, summary).await?;
-    let report = result?;
-    print!("{}", describe(&session, &target, &options, &report));
-    match failure(&report) {
-        Some(cause) => Err(Error::Runtime(cause)),
+    let (session, complement, target, options) = (&session, &complement, &target, &options);
+    let (report, summary) = session
+        .record(global, "promote", Notify::Never, |run| async move {
+            let report = crate::promote::promote(
+                &session.db,
+                &session.resolved.ds,
+                &session.row,
+                complement,
+                target,
+                Some(run),
+                options,
+            )
+            .await
+            .map_err(into_error)?;
+            let summary = RunSummary {
+                outcome: if cmd.dry_run {
+                    RunOutcome::DryRun
+                } else if report.failed.is_empty() {
+                    RunOutcome::Ok
+                } else {
+                    RunOutcome::Failed
+                },
+                slots: Some(report.candidates.len() as u64),
+                filled: Some(report.promoted()),
+                requests: Some(session.requests()),
+                error: failure(&report),
+                ..Default::default()
+            };
+            Ok((report, summary))
+        })
+        .await?;
+    print!("{}", describe(session, target, options, &report));
+    match failure_of(&summary) {
+        Some(e) => Err(e),
         None => Ok(Outcome::OK),
     }
 }

@@ -1,14 +1,19 @@
 //! `slotfill run`: scan → fill → verify, the nightly job.
 
-use crate::catalog::RunSummary;
-use crate::error::{Error, Result};
-use crate::scan::ScanOptions;
+use std::sync::Arc;
 
-use super::fill::{FillFlags, fill_options, require_complement, run_fill};
+use crate::catalog::{RunId, RunOutcome, RunSummary};
+use crate::error::Result;
+use crate::fill::FillOptions;
+use crate::scan::ScanOptions;
+use crate::source::NoteSource;
+
+use super::fill::{FillFlags, fill_options, fill_summary, require_complement, run_fill};
 use super::scan::run_scan;
-use super::source;
+use super::session::failure_of;
 use super::verify::verify_window;
-use super::{Global, Outcome, Selection, Session, require_window, resolve, until_interrupted};
+use super::{Global, Notify, Outcome, Selection, Session, require_window, resolve};
+use crate::source::open as source;
 
 #[derive(Debug, Clone, Default)]
 pub struct RunCommand {
@@ -25,64 +30,78 @@ pub async fn run(global: &Global, cmd: &RunCommand) -> Result<Outcome> {
     // Before the catalog is opened: a scope that cannot be honoured records nothing.
     let plan = source::plan(&resolved.ds, &cmd.fill.source)?;
     let session = Session::open(resolved).await?;
-    let source = source::build(&plan, &session).await?;
-    let run = session.start_run(global, "run").await?;
+    let source = source::build(&plan, &session.resolved.config.s3).await?;
     let options = fill_options(window, &cmd.fill, &plan);
-    let mut summary = RunSummary::default();
-    let result = until_interrupted(async {
-        let scan_options = ScanOptions {
-            window,
-            concurrency: cmd.scan_concurrency,
-            progress: cmd.fill.progress,
-        };
-        let scanned = run_scan(&session, &scan_options).await?;
-        print!("{}", super::scan::describe(&session, &scanned));
-        summary.slots = Some(scanned.slots.total());
-        summary.missing_before = Some(scanned.slots.gaps());
-        let filled = run_fill(&session, source, Some(run), &options).await?;
-        print!(
-            "{}",
-            super::fill::describe(&session, &options, &filled, cmd.fill.early_coverage_seconds)
-        );
-        summary.filled = Some(filled.completed());
-        summary.origin_calls = Some(filled.origin_calls);
-        if options.dry_run {
-            summary.outcome = "dry_run".into();
-            summary.still_missing = summary.missing_before;
-            return Ok(Outcome::OK);
-        }
-        let verdict =
-            verify_window(&session, window, cmd.scan_concurrency, cmd.fill.progress).await?;
-        print!("{}", super::verify::describe(&session, window, &verdict));
-        summary.still_missing = Some(verdict.gaps);
-        // A fill that failed as a whole is the run's failure, whatever verify found.
-        if let Some(cause) = filled.failure() {
-            summary.outcome = if filled.stopped.is_some() {
-                "stopped"
-            } else {
-                "failed"
-            }
-            .into();
-            summary.error = Some(cause.clone());
-            return Err(Error::Runtime(cause));
-        }
-        summary.outcome = verdict.outcome().into();
-        Ok(Outcome {
-            exit_code: verdict.exit_code(),
+    let stages = Stages {
+        scan_concurrency: cmd.scan_concurrency,
+        progress: cmd.fill.progress,
+        early_coverage_seconds: cmd.fill.early_coverage_seconds,
+    };
+    let notify = Notify::Webhook(cmd.notify_webhook.clone());
+    let (_, summary) = session
+        .record(global, "run", notify, |run| {
+            pipeline(&session, source, run, &options, &stages, |text| {
+                print!("{text}")
+            })
         })
-    })
-    .await;
-    summary.requests = Some(session.requests());
-    session.finish_run(run, &result, summary.clone()).await?;
-    if !options.dry_run {
-        let mut note_summary = summary.clone();
-        if let Err(e) = &result {
-            note_summary.outcome = "failed".into();
-            note_summary.error = Some(e.to_string());
-        }
-        session
-            .notify(cmd.notify_webhook.as_deref(), window, "run", &note_summary)
-            .await;
+        .await?;
+    match failure_of(&summary) {
+        Some(e) => Err(e),
+        None => Ok(summary.outcome.into()),
     }
-    result
+}
+
+/// How the stages of a run are carried out besides the fill's own options.
+#[derive(Debug, Clone, Default)]
+pub struct Stages {
+    pub scan_concurrency: usize,
+    pub progress: bool,
+    pub early_coverage_seconds: Option<f64>,
+}
+
+/// scan → fill → verify over the session's window: the body of `slotfill run`
+/// and of every run another front end (serve) starts. `say` receives each
+/// stage's report for people as it finishes.
+pub async fn pipeline(
+    session: &Session,
+    source: Arc<dyn NoteSource>,
+    run: RunId,
+    options: &FillOptions,
+    stages: &Stages,
+    mut say: impl FnMut(String),
+) -> Result<((), RunSummary)> {
+    let window = options.window;
+    let scan_options = ScanOptions {
+        window,
+        concurrency: stages.scan_concurrency,
+        progress: stages.progress,
+    };
+    let scanned = run_scan(session, &scan_options).await?;
+    say(super::scan::describe(session, &scanned));
+    let filled = run_fill(session, source, Some(run), options).await?;
+    say(super::fill::describe(
+        session,
+        options,
+        &filled,
+        stages.early_coverage_seconds,
+    ));
+    let mut summary = RunSummary {
+        slots: Some(scanned.slots.total()),
+        missing_before: Some(scanned.slots.gaps()),
+        requests: Some(session.requests()),
+        ..fill_summary(&filled, options)
+    };
+    if options.dry_run {
+        summary.still_missing = summary.missing_before;
+        return Ok(((), summary));
+    }
+    let verdict = verify_window(session, window, stages.scan_concurrency, stages.progress).await?;
+    say(super::verify::describe(session, window, &verdict));
+    summary.still_missing = Some(verdict.gaps);
+    summary.requests = Some(session.requests());
+    // A fill that failed as a whole is the run's failure, whatever verify found.
+    if summary.outcome == RunOutcome::Ok {
+        summary.outcome = verdict.outcome();
+    }
+    Ok(((), summary))
 }

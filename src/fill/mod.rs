@@ -128,6 +128,8 @@ pub struct FillReport {
     /// Notes the visibility policy kept out of the slots' objects.
     pub left_out: u64,
     pub origin_calls: u64,
+    /// Of `origin_calls`, those made once before the first slot (the probes).
+    pub probe_calls: u64,
     pub retries: u64,
     /// Earliest note minus slot start, summed over filled slots (for the average).
     pub coverage_seconds_total: f64,
@@ -342,6 +344,7 @@ async fn probe(
     let mut stats = Fetch::default();
     let probed = source.probe(&mut stats).await;
     report.origin_calls += stats.calls;
+    report.probe_calls += stats.calls;
     report.retries += stats.retries;
     Ok(probed?)
 }
@@ -373,3 +376,6 @@ async fn suspicious_empty(
     Ok((with_data.len() * 2 > report.empty_slots.len())
         .then(|| with_data.iter().sum::<f64>() / with_data.len() as f64))
 }
+
+#[cfg(test)]
+mod tests;

@@ -6,8 +6,9 @@ use super::LineCount;
 use crate::config::{Role, Rules};
 use crate::state::State;
 
-/// The user metadata slotfill writes on complement objects (and that `promote`
-/// copies with them into a collector location).
+/// The user metadata slotfill writes on complement objects: written by fill
+/// ([`ComplementMeta::to_metadata`]), read back by scan ([`ComplementMeta::from_metadata`]);
+/// `promote` copies it with the object into a collector location.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ComplementMeta {
     pub complete: Option<bool>,
@@ -19,7 +20,52 @@ pub struct ComplementMeta {
     pub promoted: bool,
 }
 
+/// Seconds from a slot's start to its earliest note: how much of the slot's
+/// beginning the object covers (0 is full coverage).
+pub fn coverage_seconds(slot: i64, earliest: Option<&str>) -> Option<f64> {
+    let ms = crate::source::sink::parse_created_at(earliest?)?;
+    Some((ms - slot * 1000) as f64 / 1000.0)
+}
+
 impl ComplementMeta {
+    /// The metadata of a complete fill of `slot` (rendered `slot_local`) from `source`.
+    pub fn to_metadata(
+        &self,
+        slot: i64,
+        slot_local: String,
+        source: String,
+    ) -> Vec<(String, String)> {
+        let coverage = coverage_seconds(slot, self.earliest.as_deref());
+        vec![
+            ("slot".to_string(), slot_local),
+            (
+                "note-count".to_string(),
+                self.note_count.unwrap_or(0).to_string(),
+            ),
+            (
+                "earliest".to_string(),
+                self.earliest.clone().unwrap_or_default(),
+            ),
+            (
+                "latest".to_string(),
+                self.latest.clone().unwrap_or_default(),
+            ),
+            (
+                "complete".to_string(),
+                self.complete.unwrap_or(false).to_string(),
+            ),
+            ("source".to_string(), source),
+            (
+                "coverage-seconds".to_string(),
+                format!("{:.3}", coverage.unwrap_or(0.0)),
+            ),
+            (
+                "slotfill-version".to_string(),
+                env!("CARGO_PKG_VERSION").to_string(),
+            ),
+        ]
+    }
+
     pub fn from_metadata(metadata: &HashMap<String, String>) -> Self {
         let get = |k: &str| {
             metadata
@@ -102,6 +148,25 @@ pub fn judge(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn complement_metadata_reads_back_what_fill_writes() {
+        let meta = ComplementMeta {
+            complete: Some(true),
+            note_count: Some(3),
+            earliest: Some("2025-07-31T15:40:01.500Z".into()),
+            latest: Some("2025-07-31T15:49:00.000Z".into()),
+            promoted: false,
+        };
+        let slot = 1_753_976_400; // 2025-07-31T15:40:00Z
+        let written: HashMap<String, String> = meta
+            .to_metadata(slot, "2025-08-01T00:40:00+09:00".into(), "misskey:x".into())
+            .into_iter()
+            .collect();
+        assert_eq!(ComplementMeta::from_metadata(&written), meta);
+        assert_eq!(written["coverage-seconds"], "1.500");
+        assert_eq!(coverage_seconds(slot, meta.earliest.as_deref()), Some(1.5));
+    }
 
     fn lines(n: u64) -> LineCount {
         LineCount {

@@ -30,7 +30,7 @@ use crate::slot::Window;
 use crate::state::State;
 use crate::store::{ListedObject, ObjectStore, StoreError, StoreStats};
 pub use count::{LineCount, count_lines};
-pub use judge::{ComplementMeta, judge};
+pub use judge::{ComplementMeta, coverage_seconds, judge};
 
 /// Downloads in flight at most, whatever `--concurrency` says: each open
 /// connection holds about 0.5 MB of HTTP client buffers, and past this the

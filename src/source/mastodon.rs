@@ -37,8 +37,10 @@ pub const PAGE_LIMIT: usize = 40;
 const BACKDATE_MS: i64 = 1000;
 pub const ENDPOINT: &str = "api/v1/timelines/public";
 
-/// Which public timeline a dataset mirrors.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which public timeline a dataset mirrors; spelled `local`, `public` or
+/// `remote` in the config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(try_from = "String")]
 pub enum Timeline {
     /// `local=true`: statuses of the server's own accounts.
     Local,
@@ -93,6 +95,13 @@ impl Timeline {
             ));
         }
         Ok(())
+    }
+}
+
+impl TryFrom<String> for Timeline {
+    type Error = String;
+    fn try_from(name: String) -> Result<Self, String> {
+        name.parse()
     }
 }
 

@@ -31,7 +31,10 @@ use crate::redact::scrub;
 
 pub const PAGE_LIMIT: usize = 100;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which endpoint a fill reads; spelled in the config and on the command line
+/// as `search`, `local-timeline`, `global-timeline` or `notes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(try_from = "String")]
 pub enum Mode {
     Search,
     LocalTimeline,
@@ -56,6 +59,13 @@ impl Mode {
             Mode::GlobalTimeline => "global-timeline",
             Mode::Notes => "notes",
         }
+    }
+}
+
+impl TryFrom<String> for Mode {
+    type Error = String;
+    fn try_from(name: String) -> Result<Self, String> {
+        name.parse()
     }
 }
 

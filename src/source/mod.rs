@@ -25,6 +25,7 @@ pub mod http;
 pub mod ids;
 pub mod mastodon;
 pub mod misskey;
+pub mod open;
 pub mod pacer;
 pub mod record;
 pub mod sink;

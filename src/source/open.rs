@@ -1,9 +1,12 @@
-//! The dataset's origin source, resolved from its config and the command line.
+//! Opening the dataset's origin source from its typed config and the command
+//! line's overrides. The one place that knows each origin kind's settings and
+//! their defaults: commands hand over the overrides and get a [`NoteSource`].
 //!
 //! Resolving is split in two so that a setting that cannot be honoured stops
 //! the command before the catalog is opened or written: [`plan`] checks
-//! everything that needs no network (mode, id scheme, base URL, the scope
-//! settings against the mode) and [`build`] then connects what the plan names.
+//! everything that needs no network (mode or timeline, id scheme, base URL,
+//! the scope settings against them) and [`build`] then connects what the plan
+//! names. A new origin kind gets its arm here.
 //!
 //! Scope settings are never silently ignored. `host` is sent where the
 //! endpoint has a parameter for it (`notes/search`'s `host`, `notes`'s
@@ -15,24 +18,40 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::{Dataset, SourceConfig, SourceKind, TextFilter};
+use crate::config::{Dataset, IdSchemeSetting, S3Settings, SourceConfig, SourceKind, TextFilter};
 use crate::error::{Error, Result};
 use crate::source::http::RetryPolicy;
-use crate::source::ids::IdScheme;
-use crate::source::mastodon::{Mastodon, MastodonSettings, Timeline};
+use crate::source::mastodon::{Mastodon, MastodonSettings};
 use crate::source::misskey::{Misskey, MisskeySettings, Mode};
 use crate::source::{NoteFilter, NoteSource, SourceError, Visibility, VisibilityPolicy};
 use crate::store;
 
-use super::Session;
-
-/// Seconds a rate-limit answer without a wait of its own backs off at most.
-pub const DEFAULT_RATE_LIMIT_WAIT_CAP: f64 = 60.0;
+/// The defaults of the origin settings, each in this one place.
+pub mod defaults {
+    /// Seconds between origin calls (`--sleep`).
+    pub const SLEEP: f64 = 0.0;
+    /// Retries of a failed call (`--retry`).
+    pub const RETRIES: u32 = 5;
+    /// Base seconds of the exponential backoff (`--retry-wait`).
+    pub const RETRY_WAIT: f64 = 2.0;
+    /// Seconds before a call times out (`--timeout`).
+    pub const TIMEOUT: f64 = 60.0;
+    /// Pages one slot may take before its fetch counts as partial (`--max-pages`).
+    pub const MAX_PAGES: u32 = 2000;
+    /// Seconds a rate-limit answer without a wait of its own backs off at most.
+    pub const RATE_LIMIT_WAIT_CAP: f64 = 60.0;
+    /// The Misskey mode.
+    pub const MODE: crate::source::misskey::Mode = crate::source::misskey::Mode::Search;
+    /// The variable the Misskey token is read from.
+    pub const TOKEN_ENV: &str = "MISSKEY_TOKEN";
+    /// The variable the Mastodon token is read from.
+    pub const MASTODON_TOKEN_ENV: &str = "MASTODON_TOKEN";
+}
 
 /// Origin settings given on the command line (they override the config).
 #[derive(Debug, Clone, Default)]
 pub struct SourceFlags {
-    pub mode: Option<String>,
+    pub mode: Option<Mode>,
     pub token: Option<String>,
     pub host: Option<String>,
     pub base_url: Option<String>,
@@ -94,18 +113,12 @@ pub fn plan(ds: &Dataset, flags: &SourceFlags) -> Result<SourcePlan> {
                 .clone()
                 .or_else(|| config.base_url.clone())
                 .ok_or_else(|| bad("no source base_url configured".to_string()))?;
-            let mode: Mode = flags
-                .mode
-                .as_deref()
-                .or(config.mode.as_deref())
-                .unwrap_or("search")
-                .parse()
-                .map_err(bad)?;
-            let id_scheme = match config.id_scheme.as_deref() {
-                None | Some("auto") => None,
-                Some(name) => Some(name.parse::<IdScheme>().map_err(bad)?),
+            let mode = flags.mode.or(config.mode).unwrap_or(defaults::MODE);
+            let id_scheme = match config.id_scheme {
+                None | Some(IdSchemeSetting::Auto) => None,
+                Some(IdSchemeSetting::Fixed(scheme)) => Some(scheme),
             };
-            let (token, _) = token(config, flags, "MISSKEY_TOKEN");
+            let (token, _) = token(config, flags, defaults::TOKEN_ENV);
             check_scope(mode, host.as_deref(), &filter.visibility, token.is_some()).map_err(bad)?;
             let policy = retry_policy(config, flags).map_err(bad)?;
             Origin::Misskey(MisskeySettings {
@@ -114,12 +127,12 @@ pub fn plan(ds: &Dataset, flags: &SourceFlags) -> Result<SourcePlan> {
                 token,
                 id_scheme,
                 host,
-                sleep: seconds(flags.sleep, 0.0),
+                sleep: seconds(flags.sleep, defaults::SLEEP),
                 retries: policy.retries,
                 retry_wait: policy.retry_wait,
-                timeout: seconds(flags.timeout, 60.0),
+                timeout: seconds(flags.timeout, defaults::TIMEOUT),
                 rate_limit_wait_cap: policy.rate_limit_wait_cap,
-                max_pages: flags.max_pages.unwrap_or(2000),
+                max_pages: flags.max_pages.unwrap_or(defaults::MAX_PAGES),
             })
         }
         SourceKind::Mastodon => {
@@ -128,31 +141,26 @@ pub fn plan(ds: &Dataset, flags: &SourceFlags) -> Result<SourcePlan> {
                 .clone()
                 .or_else(|| config.base_url.clone())
                 .ok_or_else(|| bad("no source base_url configured".to_string()))?;
-            let timeline: Timeline = config
-                .timeline
-                .as_deref()
-                .ok_or_else(|| {
-                    bad(
-                        "a mastodon source needs timeline = \"local\", \"public\" or \"remote\""
-                            .to_string(),
-                    )
-                })?
-                .parse()
-                .map_err(bad)?;
+            let timeline = config.timeline.ok_or_else(|| {
+                bad(
+                    "a mastodon source needs timeline = \"local\", \"public\" or \"remote\""
+                        .to_string(),
+                )
+            })?;
             timeline
                 .check_scope(host.as_deref(), &filter.visibility)
                 .map_err(bad)?;
-            let (token, token_env) = token(config, flags, "MASTODON_TOKEN");
+            let (token, token_env) = token(config, flags, defaults::MASTODON_TOKEN_ENV);
             Origin::Mastodon(MastodonSettings {
                 base_url,
                 timeline,
                 only_media: config.only_media.unwrap_or(false),
                 token,
                 token_env,
-                sleep: seconds(flags.sleep, 0.0),
+                sleep: seconds(flags.sleep, defaults::SLEEP),
                 policy: retry_policy(config, flags).map_err(bad)?,
-                timeout: seconds(flags.timeout, 60.0),
-                max_pages: flags.max_pages.unwrap_or(2000),
+                timeout: seconds(flags.timeout, defaults::TIMEOUT),
+                max_pages: flags.max_pages.unwrap_or(defaults::MAX_PAGES),
             })
         }
     };
@@ -189,15 +197,15 @@ fn retry_policy(
     let cap = flags
         .rate_limit_wait_cap
         .or(config.rate_limit_wait_cap)
-        .unwrap_or(DEFAULT_RATE_LIMIT_WAIT_CAP);
+        .unwrap_or(defaults::RATE_LIMIT_WAIT_CAP);
     if !(cap.is_finite() && cap >= 0.0) {
         return Err(format!(
             "rate_limit_wait_cap must be a number of seconds, 0 or more (got {cap})"
         ));
     }
     Ok(RetryPolicy {
-        retries: flags.retry.unwrap_or(5),
-        retry_wait: seconds(flags.retry_wait, 2.0),
+        retries: flags.retry.unwrap_or(defaults::RETRIES),
+        retry_wait: seconds(flags.retry_wait, defaults::RETRY_WAIT),
         rate_limit_wait_cap: Duration::from_secs_f64(cap),
     })
 }
@@ -269,10 +277,10 @@ fn check_scope(
 }
 
 /// Connects the planned source (an archive location is opened here).
-pub async fn build(plan: &SourcePlan, session: &Session) -> Result<Arc<dyn NoteSource>> {
+pub async fn build(plan: &SourcePlan, s3: &S3Settings) -> Result<Arc<dyn NoteSource>> {
     match &plan.origin {
         Origin::Archive { location } => {
-            let archive = store::open(location, &session.resolved.config.s3).await?;
+            let archive = store::open(location, s3).await?;
             Ok(Arc::new(crate::source::archive::Archive::new(archive)))
         }
         Origin::Misskey(settings) => Ok(Arc::new(Misskey::new(settings.clone())?)),
