@@ -72,7 +72,19 @@ impl Default for Rules {
 pub enum SourceKind {
     #[default]
     Misskey,
+    /// A Mastodon server's public timelines (`timeline`).
+    Mastodon,
     Archive,
+}
+
+impl SourceKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            SourceKind::Misskey => "misskey",
+            SourceKind::Mastodon => "mastodon",
+            SourceKind::Archive => "archive",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -81,8 +93,12 @@ pub struct SourceConfig {
     #[serde(default)]
     pub kind: SourceKind,
     pub base_url: Option<String>,
-    /// "search" | "local-timeline" | "global-timeline" | "notes"
+    /// Misskey: "search" | "local-timeline" | "global-timeline" | "notes"
     pub mode: Option<crate::source::misskey::Mode>,
+    /// Mastodon: "local" | "public" | "remote"
+    pub timeline: Option<crate::source::mastodon::Timeline>,
+    /// Mastodon: only statuses with media attachments (`only_media`).
+    pub only_media: Option<bool>,
     pub token_env: Option<String>,
     pub id_scheme: Option<IdSchemeSetting>,
     /// Only notes of this host ("." = local): sent where the endpoint has a

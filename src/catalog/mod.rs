@@ -3,7 +3,7 @@
 //! # Schema
 //! Created by the migrations in `migrations/` (embedded with refinery) and
 //! documented for users in `docs/catalog.md`: datasets, locations, objects,
-//! listings, slots, runs, fill_attempts, leases, and the `gaps` and
+//! listings, slots, runs, fill_attempts, leases, promotions, and the `gaps` and
 //! `coverage_by_day` views.
 //!
 //! # Locking and pragmas
@@ -24,6 +24,7 @@
 mod fills;
 mod lease;
 mod objects;
+mod promotions;
 mod query;
 mod runs;
 mod slots;
@@ -40,6 +41,7 @@ use crate::config::{Dataset, Role};
 pub use fills::{AttemptOutcome, CandidateQuery, FillCandidate, FinishedAttempt};
 pub use lease::{Lease, LeaseError};
 pub use objects::{KnownObject, ListedDay, ObjectRecord};
+pub use promotions::{Promotion, PromotionCandidate, TargetObject};
 pub use query::QueryError;
 pub use runs::{RunId, RunOutcome, RunSummary};
 pub use slots::{DayStates, SlotRow};

@@ -242,7 +242,7 @@ pub fn describe(
     }
     if let Some(neighbours) = r.suspicious_empty {
         out.push_str(&format!(
-            "warning: {} of {} slots came back empty while their neighbours hold about {neighbours:.0} notes each; check the source's mode, host and token\n",
+            "warning: {} of {} slots came back empty while their neighbours hold about {neighbours:.0} notes each; check the source's settings (mode or timeline, host, token)\n",
             r.empty,
             r.attempted()
         ));

@@ -6,6 +6,7 @@
 pub mod demo;
 mod fill;
 mod gaps;
+mod promote;
 mod report;
 mod run;
 mod scan;
@@ -21,6 +22,7 @@ use crate::slot::Window;
 pub use crate::source::open::SourceFlags;
 pub use fill::{FillCommand, FillFlags, fill};
 pub use gaps::{GapsOptions, gaps, status};
+pub use promote::{PromoteCommand, promote};
 pub use report::{ReportCommand, report, sql};
 pub use run::{RunCommand, run};
 pub use scan::{ScanCommand, scan};

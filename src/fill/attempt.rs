@@ -112,7 +112,13 @@ async fn attempt(ctx: &Context<'_>, candidate: &FillCandidate) -> (Ending, Optio
         }
     }
     let (start_ms, end_ms) = (slot * 1000, (slot + ctx.ds.spec.width_secs()) * 1000);
-    let mut sink = match NoteSink::new(start_ms, end_ms, ctx.options.filter.clone()) {
+    let sink = NoteSink::new(
+        start_ms,
+        end_ms,
+        ctx.options.filter.clone(),
+        ctx.source.shape(),
+    );
+    let mut sink = match sink {
         Ok(sink) => sink,
         Err(e) => {
             let message = format!("cannot create a spool file: {e}");

@@ -27,7 +27,7 @@
 //! [`object`] (the complement object), [`lease`] (one filler per dataset).
 
 mod attempt;
-mod lease;
+pub(crate) mod lease;
 mod object;
 pub mod plan;
 

@@ -55,6 +55,7 @@ pub async fn write_object(
         note_count: Some(file.notes as i64),
         earliest: file.earliest.clone(),
         latest: file.latest.clone(),
+        promoted: false,
     };
     let metadata = meta.to_metadata(slot, ctx.ds.spec.local_iso(slot), ctx.source.describe());
     let request = PutRequest {

@@ -327,6 +327,7 @@ fn write_complement_object(b: &Bed, slot: i64, notes: usize) {
         note_count: Some(notes as i64),
         earliest: None,
         latest: None,
+        promoted: false,
     }
     .to_metadata(slot, b.ds.spec.local_iso(slot), "scripted:test".into());
     let map: std::collections::HashMap<_, _> = meta.into_iter().collect();

@@ -4,8 +4,9 @@
 //!
 //! Resolving is split in two so that a setting that cannot be honoured stops
 //! the command before the catalog is opened or written: [`plan`] checks
-//! everything that needs no network (mode, id scheme, base URL, the scope
-//! settings against the mode) and [`build`] then connects what the plan names.
+//! everything that needs no network (mode or timeline, id scheme, base URL,
+//! the scope settings against them) and [`build`] then connects what the plan
+//! names. A new origin kind gets its arm here.
 //!
 //! Scope settings are never silently ignored. `host` is sent where the
 //! endpoint has a parameter for it (`notes/search`'s `host`, `notes`'s
@@ -17,8 +18,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::{Dataset, IdSchemeSetting, S3Settings, SourceKind, TextFilter};
+use crate::config::{Dataset, IdSchemeSetting, S3Settings, SourceConfig, SourceKind, TextFilter};
 use crate::error::{Error, Result};
+use crate::source::http::RetryPolicy;
+use crate::source::mastodon::{Mastodon, MastodonSettings};
 use crate::source::misskey::{Misskey, MisskeySettings, Mode};
 use crate::source::{NoteFilter, NoteSource, SourceError, Visibility, VisibilityPolicy};
 use crate::store;
@@ -41,6 +44,8 @@ pub mod defaults {
     pub const MODE: crate::source::misskey::Mode = crate::source::misskey::Mode::Search;
     /// The variable the Misskey token is read from.
     pub const TOKEN_ENV: &str = "MISSKEY_TOKEN";
+    /// The variable the Mastodon token is read from.
+    pub const MASTODON_TOKEN_ENV: &str = "MASTODON_TOKEN";
 }
 
 /// Origin settings given on the command line (they override the config).
@@ -71,6 +76,7 @@ pub struct SourcePlan {
 enum Origin {
     Archive { location: String },
     Misskey(MisskeySettings),
+    Mastodon(MastodonSettings),
 }
 
 /// Checks the dataset's source settings and the flags, without any I/O.
@@ -91,6 +97,7 @@ pub fn plan(ds: &Dataset, flags: &SourceFlags) -> Result<SourcePlan> {
             None => VisibilityPolicy::default(),
         },
     };
+    refuse_other_kinds_settings(config, flags).map_err(bad)?;
     let origin = match config.kind {
         SourceKind::Archive => {
             let location = config
@@ -111,28 +118,9 @@ pub fn plan(ds: &Dataset, flags: &SourceFlags) -> Result<SourcePlan> {
                 None | Some(IdSchemeSetting::Auto) => None,
                 Some(IdSchemeSetting::Fixed(scheme)) => Some(scheme),
             };
-            let token_env = config.token_env.as_deref().unwrap_or(defaults::TOKEN_ENV);
-            let token = flags
-                .token
-                .clone()
-                .or_else(|| std::env::var(token_env).ok())
-                .filter(|t| !t.is_empty());
-            if let Some(token) = &token {
-                crate::redact::register_secret(token);
-            }
+            let (token, _) = token(config, flags, defaults::TOKEN_ENV);
             check_scope(mode, host.as_deref(), &filter.visibility, token.is_some()).map_err(bad)?;
-            let seconds = |v: Option<f64>, default: f64| {
-                Duration::from_secs_f64(v.unwrap_or(default).max(0.0))
-            };
-            let cap = flags
-                .rate_limit_wait_cap
-                .or(config.rate_limit_wait_cap)
-                .unwrap_or(defaults::RATE_LIMIT_WAIT_CAP);
-            if !(cap.is_finite() && cap >= 0.0) {
-                return Err(bad(format!(
-                    "rate_limit_wait_cap must be a number of seconds, 0 or more (got {cap})"
-                )));
-            }
+            let policy = retry_policy(config, flags).map_err(bad)?;
             Origin::Misskey(MisskeySettings {
                 base_url,
                 mode,
@@ -140,15 +128,120 @@ pub fn plan(ds: &Dataset, flags: &SourceFlags) -> Result<SourcePlan> {
                 id_scheme,
                 host,
                 sleep: seconds(flags.sleep, defaults::SLEEP),
-                retries: flags.retry.unwrap_or(defaults::RETRIES),
-                retry_wait: seconds(flags.retry_wait, defaults::RETRY_WAIT),
+                retries: policy.retries,
+                retry_wait: policy.retry_wait,
                 timeout: seconds(flags.timeout, defaults::TIMEOUT),
-                rate_limit_wait_cap: Duration::from_secs_f64(cap),
+                rate_limit_wait_cap: policy.rate_limit_wait_cap,
+                max_pages: flags.max_pages.unwrap_or(defaults::MAX_PAGES),
+            })
+        }
+        SourceKind::Mastodon => {
+            let base_url = flags
+                .base_url
+                .clone()
+                .or_else(|| config.base_url.clone())
+                .ok_or_else(|| bad("no source base_url configured".to_string()))?;
+            let timeline = config.timeline.ok_or_else(|| {
+                bad(
+                    "a mastodon source needs timeline = \"local\", \"public\" or \"remote\""
+                        .to_string(),
+                )
+            })?;
+            timeline
+                .check_scope(host.as_deref(), &filter.visibility)
+                .map_err(bad)?;
+            let (token, token_env) = token(config, flags, defaults::MASTODON_TOKEN_ENV);
+            Origin::Mastodon(MastodonSettings {
+                base_url,
+                timeline,
+                only_media: config.only_media.unwrap_or(false),
+                token,
+                token_env,
+                sleep: seconds(flags.sleep, defaults::SLEEP),
+                policy: retry_policy(config, flags).map_err(bad)?,
+                timeout: seconds(flags.timeout, defaults::TIMEOUT),
                 max_pages: flags.max_pages.unwrap_or(defaults::MAX_PAGES),
             })
         }
     };
     Ok(SourcePlan { origin, filter })
+}
+
+fn seconds(v: Option<f64>, default: f64) -> Duration {
+    Duration::from_secs_f64(v.unwrap_or(default).max(0.0))
+}
+
+/// The token from `--token` or the variable `token_env` names (registered as a
+/// secret, so it never reaches a log or a message), and that variable's name.
+fn token(
+    config: &SourceConfig,
+    flags: &SourceFlags,
+    default_env: &str,
+) -> (Option<String>, String) {
+    let token_env = config.token_env.as_deref().unwrap_or(default_env);
+    let token = flags
+        .token
+        .clone()
+        .or_else(|| std::env::var(token_env).ok())
+        .filter(|t| !t.is_empty());
+    if let Some(token) = &token {
+        crate::redact::register_secret(token);
+    }
+    (token, token_env.to_string())
+}
+
+fn retry_policy(
+    config: &SourceConfig,
+    flags: &SourceFlags,
+) -> std::result::Result<RetryPolicy, String> {
+    let cap = flags
+        .rate_limit_wait_cap
+        .or(config.rate_limit_wait_cap)
+        .unwrap_or(defaults::RATE_LIMIT_WAIT_CAP);
+    if !(cap.is_finite() && cap >= 0.0) {
+        return Err(format!(
+            "rate_limit_wait_cap must be a number of seconds, 0 or more (got {cap})"
+        ));
+    }
+    Ok(RetryPolicy {
+        retries: flags.retry.unwrap_or(defaults::RETRIES),
+        retry_wait: seconds(flags.retry_wait, defaults::RETRY_WAIT),
+        rate_limit_wait_cap: Duration::from_secs_f64(cap),
+    })
+}
+
+/// A setting of another origin kind is a mistake (a copied config, a wrong
+/// kind), never silently ignored.
+fn refuse_other_kinds_settings(
+    config: &SourceConfig,
+    flags: &SourceFlags,
+) -> std::result::Result<(), String> {
+    let kind = config.kind.name();
+    let misskey_only = [
+        ("mode", config.mode.is_some()),
+        ("id_scheme", config.id_scheme.is_some()),
+    ];
+    let mastodon_only = [
+        ("timeline", config.timeline.is_some()),
+        ("only_media", config.only_media.is_some()),
+    ];
+    let (foreign, owner, instead) = match config.kind {
+        SourceKind::Mastodon => (&misskey_only, "misskey", "timeline"),
+        SourceKind::Misskey => (&mastodon_only, "mastodon", "mode"),
+        SourceKind::Archive => return Ok(()),
+    };
+    if let Some((key, _)) = foreign.iter().find(|(_, set)| *set) {
+        return Err(format!(
+            "source key {key} is a {owner} setting; a {kind} source reads {instead}"
+        ));
+    }
+    if config.kind == SourceKind::Mastodon && flags.mode.is_some() {
+        return Err(
+            "--mode chooses a Misskey endpoint; a mastodon source reads the timeline setting"
+                .to_string(),
+        );
+    }
+    Ok(())
 }
 
 /// Refuses scope settings a Misskey mode can never satisfy: they would
@@ -191,6 +284,7 @@ pub async fn build(plan: &SourcePlan, s3: &S3Settings) -> Result<Arc<dyn NoteSou
             Ok(Arc::new(crate::source::archive::Archive::new(archive)))
         }
         Origin::Misskey(settings) => Ok(Arc::new(Misskey::new(settings.clone())?)),
+        Origin::Mastodon(settings) => Ok(Arc::new(Mastodon::new(settings.clone())?)),
     }
 }
 
