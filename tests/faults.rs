@@ -7,13 +7,13 @@
 
 use std::time::{Duration, Instant};
 
-use crate::crash::{
-    Origin, Place, Rng, as_strs, assert_consistent, assert_notes_exact, assert_same_end_state,
-    end_state, finish, slot_states, spawn,
-};
 use crate::support::misskey::Fault;
 use crate::support::origin::OriginKind;
 use crate::support::s3::{FaultRule, S3Fault, S3Op, S3Server};
+use crate::support::seeded::{
+    Origin, Place, Rng, as_strs, assert_consistent, assert_notes_exact, assert_same_end_state,
+    end_state, finish, slot_states, spawn,
+};
 use crate::support::*;
 
 /// An origin of `kind` with `slots` slots over local directories, scanned.

@@ -10,11 +10,11 @@ use std::net::TcpStream;
 
 use serde_json::Value;
 
-use crate::crash::{Origin, Place, as_strs, assert_consistent};
 use crate::support::mastodon::{
     MastodonConfig, MastodonEmulator, StatusSpec, Throttle, mixed_statuses,
 };
 use crate::support::origin::OriginKind;
+use crate::support::seeded::{Origin, Place, as_strs, assert_consistent};
 use crate::support::*;
 
 /// A raw `GET` (status, lowercased headers, body).

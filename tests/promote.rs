@@ -5,9 +5,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use crate::crash::{Origin, Place, Rng, as_strs, finish, spawn};
 use crate::objects::{big_body, run_measured};
 use crate::support::s3::{FaultRule, S3Fault, S3Op, S3Server};
+use crate::support::seeded::{Origin, Place, Rng, as_strs, finish, spawn};
 use crate::support::*;
 
 /// An origin of `slots` slots (the first in the primary, the rest missing),

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::bad_input::dump;
+use crate::support::catalog_dump::dump;
 use crate::support::misskey::{EmulatorConfig, Fault, MisskeyEmulator, mixed_notes};
 use crate::support::s3::{S3Server, SECRET_KEY};
 use crate::support::*;

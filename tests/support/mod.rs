@@ -2,10 +2,12 @@
 //! catalog, local dirs), running the real `slotfill` binary, and test data.
 #![allow(dead_code)]
 
+pub mod catalog_dump;
 pub mod mastodon;
 pub mod misskey;
 pub mod origin;
 pub mod s3;
+pub mod seeded;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
