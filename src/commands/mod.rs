@@ -24,7 +24,7 @@ use crate::store;
 pub use fill::{FillCommand, FillFlags, fill};
 pub use gaps::{GapsOptions, gaps, status};
 pub use report::{ReportCommand, report, sql};
-pub use run::{RunCommand, run};
+pub use run::{RunCommand, RunJob, RunProgress, run};
 pub use scan::{ScanCommand, scan};
 pub use source::SourceFlags;
 pub use verify::{VerifyCommand, verify};
@@ -32,6 +32,23 @@ pub use verify::{VerifyCommand, verify};
 /// Runs a future until it ends or the process is asked to stop (SIGINT, SIGTERM).
 /// Work in flight is dropped; what was committed stays, and a rerun resumes.
 pub async fn until_interrupted<T>(work: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    until_stopped(work, stop_signal()).await
+}
+
+/// Runs a future until it ends or `stop` completes; then the work in flight is
+/// dropped and the result is [`Error::Interrupted`].
+pub async fn until_stopped<T>(
+    work: impl std::future::Future<Output = Result<T>>,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<T> {
+    tokio::select! {
+        result = work => result,
+        () = stop => Err(Error::Interrupted),
+    }
+}
+
+/// Completes when the process receives SIGINT or SIGTERM.
+pub async fn stop_signal() {
     #[cfg(unix)]
     let terminate = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
@@ -44,9 +61,8 @@ pub async fn until_interrupted<T>(work: impl std::future::Future<Output = Result
     #[cfg(not(unix))]
     let terminate = std::future::pending::<()>();
     tokio::select! {
-        result = work => result,
-        _ = tokio::signal::ctrl_c() => Err(Error::Interrupted),
-        _ = terminate => Err(Error::Interrupted),
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
     }
 }
 

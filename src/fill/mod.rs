@@ -129,6 +129,8 @@ pub struct FillReport {
     pub left_out: u64,
     pub origin_calls: u64,
     pub retries: u64,
+    /// Rate-limit answers (429) the origin gave and the fill waited out.
+    pub rate_limited: u64,
     /// Earliest note minus slot start, summed over filled slots (for the average).
     pub coverage_seconds_total: f64,
     /// Filled slots with coverage beyond `thin_coverage_seconds`.
@@ -193,6 +195,7 @@ impl FillReport {
         self.left_out += slot.left_out.unwrap_or(0);
         self.origin_calls += slot.fetch.calls;
         self.retries += slot.fetch.retries;
+        self.rate_limited += slot.fetch.rate_limited;
         self.coverage_seconds_total += slot.coverage.unwrap_or(0.0);
         let thin = thin_after
             .zip(slot.coverage)
@@ -343,6 +346,7 @@ async fn probe(
     let probed = source.probe(&mut stats).await;
     report.origin_calls += stats.calls;
     report.retries += stats.retries;
+    report.rate_limited += stats.rate_limited;
     Ok(probed?)
 }
 

@@ -328,6 +328,31 @@ fn unchecked(object: &ListedObject, previous: Option<&KnownObject>) -> Decision 
     })
 }
 
+/// Examines one object the way a listing of its day would, for a caller that
+/// learned of it otherwise (a storage event): nothing when the catalog already
+/// knows it as it is (same size and ETag, same verdict), no download when its
+/// size already makes it too small, otherwise a download, a count and the
+/// judge's verdict. Returns the record to store and the bytes read.
+pub async fn examine(
+    target: &ScanTarget,
+    ds: &Dataset,
+    object: ListedObject,
+    slot_start: i64,
+    previous: Option<&KnownObject>,
+) -> Result<Option<(ObjectRecord, u64)>, ScanError> {
+    Ok(match decide(target.row.role, &object, previous, ds) {
+        Decision::Unchanged => None,
+        Decision::Rejudged(record) | Decision::TooSmall(record) => Some((
+            ObjectRecord {
+                slot_start,
+                ..record
+            },
+            0,
+        )),
+        Decision::Count => Some(inspect(target, &ds.rules, object, slot_start).await?),
+    })
+}
+
 const READ_ATTEMPTS: u32 = 3;
 
 /// Downloads and counts one object, retrying broken streams, under the download limit.
