@@ -37,7 +37,7 @@ use thiserror::Error;
 use crate::config::{Dataset, Role};
 
 pub use fills::{AttemptOutcome, CandidateQuery, FillCandidate, FinishedAttempt};
-pub use lease::{Lease, LeaseError};
+pub use lease::{Lease, LeaseError, this_host};
 pub use objects::{KnownObject, ListedDay, ObjectRecord};
 pub use runs::{RunId, RunSummary};
 pub use slots::{DayStates, SlotRow};

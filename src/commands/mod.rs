@@ -3,13 +3,13 @@
 //! This layer opens what a command needs (config, catalog, stores), records a
 //! run in the catalog, calls the pipeline stages, and prints for people.
 
-mod fill;
-mod gaps;
+pub mod fill;
+pub mod gaps;
 mod report;
 mod run;
-mod scan;
-mod source;
-mod verify;
+pub mod scan;
+pub mod source;
+pub mod verify;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -21,11 +21,11 @@ use crate::scan::ScanTarget;
 use crate::slot::Window;
 use crate::store;
 
-pub use fill::{FillCommand, FillFlags, fill};
+pub use fill::{FillCommand, FillFlags, fill, fill_options, run_fill};
 pub use gaps::{GapsOptions, gaps, status};
 pub use report::{ReportCommand, report, sql};
 pub use run::{RunCommand, RunJob, RunProgress, run};
-pub use scan::{ScanCommand, scan};
+pub use scan::{ScanCommand, run_scan, scan};
 pub use source::SourceFlags;
 pub use verify::{VerifyCommand, verify};
 
@@ -179,9 +179,20 @@ impl Session {
             .map(|t| t.store.clone())
     }
 
-    /// Records the start of a run of `command`.
+    /// Records the start of a run of `command` over the session's window.
     pub async fn start_run(&self, global: &Global, command: &str) -> Result<RunId> {
-        let window = self.resolved.window.map(|w| {
+        self.start_run_over(global, command, self.resolved.window)
+            .await
+    }
+
+    /// Records the start of a run of `command` over `window`.
+    pub async fn start_run_over(
+        &self,
+        global: &Global,
+        command: &str,
+        window: Option<Window>,
+    ) -> Result<RunId> {
+        let window = window.map(|w| {
             let spec = &self.resolved.ds.spec;
             (spec.local_iso(w.first), spec.local_iso(w.last))
         });

@@ -20,7 +20,9 @@ use super::fill::{FillFlags, fill_options, require_complement, run_fill};
 use super::scan::run_scan;
 use super::source;
 use super::verify::verify_window;
-use super::{Global, Outcome, Resolved, Selection, Session, require_window, resolve, until_stopped};
+use super::{
+    Global, Outcome, Resolved, Selection, Session, require_window, resolve, until_stopped,
+};
 
 #[derive(Debug, Clone, Default)]
 pub struct RunCommand {
@@ -160,11 +162,10 @@ impl RunJob {
                 self.say(super::scan::describe(session, &scanned));
                 summary.slots = Some(scanned.slots.total());
                 summary.missing_before = Some(scanned.slots.gaps());
-                progress
-                    .gaps
-                    .store(scanned.slots.gaps(), Ordering::Relaxed);
+                progress.gaps.store(scanned.slots.gaps(), Ordering::Relaxed);
                 progress.enter(2);
-                let filled = run_fill(session, self.source.clone(), Some(self.run), options).await?;
+                let filled =
+                    run_fill(session, self.source.clone(), Some(self.run), options).await?;
                 progress
                     .origin_calls
                     .store(filled.origin_calls, Ordering::Relaxed);
@@ -209,7 +210,9 @@ impl RunJob {
         )
         .await;
         summary.requests = Some(session.requests());
-        session.finish_run(self.run, &result, summary.clone()).await?;
+        session
+            .finish_run(self.run, &result, summary.clone())
+            .await?;
         progress.enter(4);
         if !options.dry_run {
             let mut note_summary = summary.clone();

@@ -133,11 +133,13 @@ pub async fn scan(
             "listing",
         ),
     };
-    let jobs = targets
-        .iter()
-        .flat_map(|target| days.iter().map(move |day| (target, *day)));
+    // By index, not by reference: a closure taking a borrowed target would keep
+    // the scan's future from being `Send` (a long-running server spawns it).
+    let jobs: Vec<(usize, NaiveDate)> = (0..targets.len())
+        .flat_map(|target| days.iter().map(move |day| (target, *day)))
+        .collect();
     futures::stream::iter(jobs)
-        .map(|(target, day)| scan_day(&ctx, target, day))
+        .map(|(target, day)| scan_day(&ctx, &targets[target], day))
         .buffer_unordered(concurrency)
         .try_for_each(|_| async { Ok(()) })
         .await?;
