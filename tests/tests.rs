@@ -15,4 +15,5 @@ mod objects;
 mod scan;
 mod scope;
 mod secrets;
+mod serve;
 mod signals;
