@@ -75,7 +75,7 @@ pub async fn watch(state: Arc<AppState>, dataset: String, freshness: Freshness) 
                     found.overdue.len() as u64,
                     std::sync::atomic::Ordering::Relaxed,
                 );
-                incident = follow_incident(&handle, &freshness, incident, &found).await;
+                incident = follow_incident(&handle, incident, &found).await;
                 if freshness.fill && !found.overdue.is_empty() {
                     fill_overdue(&state, &handle, &found.overdue).await;
                 }
@@ -140,7 +140,6 @@ async fn check(handle: &DatasetHandle, freshness: &Freshness) -> Result<Check> {
 /// Opens, keeps or closes the incident, and says so on the webhook.
 async fn follow_incident(
     handle: &DatasetHandle,
-    freshness: &Freshness,
     incident: Option<Incident>,
     found: &Check,
 ) -> Option<Incident> {
@@ -161,7 +160,6 @@ async fn follow_incident(
                 alert(handle, "recovered", found).await;
                 None
             } else {
-                let _ = freshness;
                 Some(open)
             }
         }
