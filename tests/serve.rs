@@ -813,6 +813,13 @@ fn sigterm_during_a_fill_leaves_a_catalog_that_the_next_run_completes() {
         let record = serve.get(&format!("/api/runs/{run_id}"), None).json();
         record["progress"]["slots_attempted"].as_u64().unwrap_or(0) >= 1
     });
+    // The dashboard shows the run in progress and how far it got.
+    let page = serve.get("/", None).body;
+    assert!(
+        page.contains(&format!("In progress: run #{run_id} — filling;")),
+        "{page}"
+    );
+    assert!(page.contains("gap slots attempted"), "{page}");
     assert_eq!(serve.terminate(), 0, "{}", serve.logs());
     let outcome: String =
         f.ws.catalog()

@@ -57,6 +57,13 @@ impl RunProgress {
         self.phase.store(phase as u8, Ordering::Relaxed);
     }
 
+    /// Marks a phase by name (for work that is not a [`RunJob`], such as a lone fill).
+    pub fn enter_phase(&self, name: &str) {
+        if let Some(i) = Self::PHASES.iter().position(|p| *p == name) {
+            self.enter(i);
+        }
+    }
+
     /// `starting`, `scanning`, `filling`, `verifying` or `done`.
     pub fn phase(&self) -> &'static str {
         Self::PHASES[usize::from(self.phase.load(Ordering::Relaxed)).min(4)]

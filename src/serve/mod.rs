@@ -296,6 +296,8 @@ pub async fn serve(global: &Global, cmd: &ServeCommand) -> Result<Outcome> {
             entry.clone(),
         )));
     }
+    // Installed before the line below: a signal sent as soon as it is read is handled.
+    let signal = crate::commands::stop_signal();
     // People and tests read this line to find the port (`--listen 127.0.0.1:0`).
     println!(
         "slotfill serve: listening on http://{local} ({} datasets, {} schedules, {} watches, API token {})",
@@ -310,7 +312,7 @@ pub async fn serve(global: &Global, cmd: &ServeCommand) -> Result<Outcome> {
     );
     let stopper = state.shutdown.clone();
     tokio::spawn(async move {
-        crate::commands::stop_signal().await;
+        signal.await;
         println!(
             "slotfill serve: stopping; work in flight is abandoned and recorded as interrupted"
         );

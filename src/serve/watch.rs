@@ -280,7 +280,9 @@ async fn fill_window(
         .start_run_over(&global, "fill", Some(window))
         .await?;
     let progress = Arc::new(crate::commands::RunProgress::default());
+    progress.enter_phase("filling");
     claim.set_run(run.0, progress);
+    let requests_before = session.requests();
     let stop = state.shutdown.clone();
     let result = crate::commands::until_stopped(
         crate::commands::run_fill(session, source, Some(run), &options),
@@ -308,7 +310,7 @@ async fn fill_window(
                 missing_before: Some(report.candidates.len() as u64),
                 filled: Some(report.completed()),
                 origin_calls: Some(report.origin_calls),
-                requests: Some(session.requests()),
+                requests: Some(session.requests() - requests_before),
                 error: report.failure(),
                 ..Default::default()
             }
