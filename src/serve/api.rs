@@ -356,3 +356,66 @@ async fn s3_events(State(state): State<Arc<AppState>>, body: Bytes) -> Response 
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token_comes_as_bearer_or_as_the_basic_password() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(presented_token(&headers), None);
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer abc123"),
+        );
+        assert_eq!(presented_token(&headers).as_deref(), Some("abc123"));
+        // "slotfill:abc123", as SNS sends credentials given in the URL.
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Basic c2xvdGZpbGw6YWJjMTIz"),
+        );
+        assert_eq!(presented_token(&headers).as_deref(), Some("abc123"));
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Token abc123"),
+        );
+        assert_eq!(presented_token(&headers), None);
+    }
+
+    #[test]
+    fn run_windows_from_the_body_or_the_date_form() {
+        let spec =
+            crate::slot::SlotSpec::new(10, "+09:00", crate::config::DEFAULT_KEY_TEMPLATE).unwrap();
+        let query = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<HashMap<_, _>>()
+        };
+        let body = run_body(&query(&[("date", "2025-08-14"), ("days", "3")]), b"").unwrap();
+        let window = window_of(&spec, body).unwrap().window.unwrap();
+        assert_eq!(spec.local_iso(window.first), "2025-08-12T00:00:00+09:00");
+        assert_eq!(spec.local_iso(window.last), "2025-08-14T23:50:00+09:00");
+        let body = run_body(
+            &query(&[]),
+            br#"{"start": "2025-08-01T00:00", "end": "2025-08-01T00:50", "max_slots": 3}"#,
+        )
+        .unwrap();
+        let request = window_of(&spec, body).unwrap();
+        assert_eq!(request.window.unwrap().slot_count(&spec), 6);
+        assert_eq!(request.max_slots, Some(3));
+        for (pairs, body) in [
+            (vec![("days", "3")], &b""[..]),
+            (vec![("date", "14/08/2025")], b""),
+            (vec![("date", "2025-08-14"), ("days", "0")], b""),
+            (vec![("colour", "red")], b""),
+            (vec![], br#"{"start": "-1d"}"#),
+            (vec![], b"{"),
+            (vec![], b""),
+        ] {
+            let parsed = run_body(&query(&pairs), body).and_then(|b| window_of(&spec, b));
+            assert!(parsed.is_err(), "{pairs:?} {body:?}");
+        }
+    }
+}

@@ -143,24 +143,42 @@ async fn follow_incident(
     incident: Option<Incident>,
     found: &Check,
 ) -> Option<Incident> {
+    let (next, message) = next_incident(incident, found);
+    if let Some(status) = message {
+        alert(handle, status, found).await;
+    }
+    next
+}
+
+/// The incident after a check, and the message to send (`overdue` when one
+/// opens, `recovered` when it closes), if any.
+fn next_incident(
+    incident: Option<Incident>,
+    found: &Check,
+) -> (Option<Incident>, Option<&'static str>) {
     let last_overdue = found.overdue.last().copied();
     match incident {
         None if !found.overdue.is_empty() || found.stale => {
-            alert(handle, "overdue", found).await;
-            Some(Incident { last_overdue })
+            let status = if found.overdue.is_empty() {
+                "stale"
+            } else {
+                "overdue"
+            };
+            (Some(Incident { last_overdue }), Some(status))
         }
-        None => None,
+        None => (None, None),
         Some(mut open) => {
             open.last_overdue = open.last_overdue.max(last_overdue);
+            // The collector is back when it wrote past the incident's overdue
+            // slots, not merely because slotfill filled them in behind it.
             let collector_back = match open.last_overdue {
                 Some(overdue) => found.newest_collector.is_some_and(|n| n > overdue),
                 None => true,
             };
             if found.overdue.is_empty() && !found.stale && collector_back {
-                alert(handle, "recovered", found).await;
-                None
+                (None, Some("recovered"))
             } else {
-                Some(open)
+                (Some(open), None)
             }
         }
     }
@@ -319,4 +337,48 @@ async fn fill_window(
     };
     session.finish_run(run, &result, summary).await?;
     result.map(|_| ()).map_err(|e: Error| e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(overdue: &[i64], newest: Option<i64>, stale: bool) -> Check {
+        Check {
+            overdue: overdue.to_vec(),
+            newest_collector: newest,
+            stale,
+        }
+    }
+
+    #[test]
+    fn one_message_when_an_incident_opens_and_one_when_the_collector_is_back() {
+        // A missed slot, filled, with the collector writing after it: open, then recovered.
+        let (open, said) = next_incident(None, &check(&[20], Some(40), false));
+        assert_eq!(said, Some("overdue"));
+        let (still, said) = next_incident(open.clone(), &check(&[20], Some(40), false));
+        assert_eq!(said, None, "no second alert while it lasts");
+        let (closed, said) = next_incident(still, &check(&[], Some(40), false));
+        assert_eq!((closed.is_none(), said), (true, Some("recovered")));
+
+        // The collector stopped: each new slot is filled behind it, but the
+        // incident stays one until the collector writes past it again.
+        let (open, _) = next_incident(None, &check(&[50], Some(40), false));
+        let (open, said) = next_incident(open, &check(&[], Some(40), false));
+        assert_eq!((open.is_some(), said), (true, None));
+        let (open, said) = next_incident(open, &check(&[60], Some(40), true));
+        assert_eq!((open.is_some(), said), (true, None));
+        let (open, said) = next_incident(open, &check(&[], Some(40), true));
+        assert_eq!((open.is_some(), said), (true, None));
+        let (closed, said) = next_incident(open, &check(&[], Some(70), false));
+        assert_eq!((closed.is_none(), said), (true, Some("recovered")));
+
+        // Nothing overdue and fresh: no incident, nothing said.
+        assert_eq!(next_incident(None, &check(&[], Some(70), false)).1, None);
+        // Stale alone opens one.
+        assert_eq!(
+            next_incident(None, &check(&[], None, true)).1,
+            Some("overdue")
+        );
+    }
 }
