@@ -150,8 +150,8 @@ async fn follow_incident(
     next
 }
 
-/// The incident after a check, and the message to send (`overdue` when one
-/// opens, `recovered` when it closes), if any.
+/// The incident after a check, and the message to send (`overdue` or `stale`
+/// when one opens, `recovered` when it closes), if any.
 fn next_incident(
     incident: Option<Incident>,
     found: &Check,
@@ -378,7 +378,7 @@ mod tests {
         // Stale alone opens one.
         assert_eq!(
             next_incident(None, &check(&[], None, true)).1,
-            Some("overdue")
+            Some("stale")
         );
     }
 }
