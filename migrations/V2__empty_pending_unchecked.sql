@@ -94,10 +94,13 @@ JOIN datasets d ON d.id = p.dataset_id
 JOIN slots f ON f.dataset_id = p.dataset_id AND f.slot_start = p.first_slot
 JOIN slots l ON l.dataset_id = p.dataset_id AND l.slot_start = p.last_slot;
 
--- Coverage per local day (of catalogued slots; see docs/catalog.md).
+-- Coverage per local day. coverage_pct counts against the slots a day has (1440 /
+-- slot_minutes), so a day scanned in part is not 100 %; catalogued_pct against the slots
+-- catalogued. Both count a slot confirmed empty at the origin as covered.
 CREATE VIEW coverage_by_day AS
 SELECT d.name AS dataset,
        s.day,
+       1440 / d.slot_minutes AS expected,
        COUNT(*) AS slots,
        SUM(s.state = 'ok') AS ok,
        SUM(s.ok_role = 'primary') AS ok_primary,
@@ -106,6 +109,7 @@ SELECT d.name AS dataset,
        SUM(s.state = 'empty') AS empty,
        SUM(s.state = 'pending') AS pending,
        SUM(s.state NOT IN ('ok', 'empty', 'pending')) AS not_ok,
-       ROUND(100.0 * SUM(s.state = 'ok') / COUNT(*), 2) AS coverage_pct
+       ROUND(100.0 * SUM(s.state IN ('ok', 'empty')) / (1440 / d.slot_minutes), 2) AS coverage_pct,
+       ROUND(100.0 * SUM(s.state IN ('ok', 'empty')) / COUNT(*), 2) AS catalogued_pct
 FROM slots s JOIN datasets d ON d.id = s.dataset_id
 GROUP BY d.name, s.day;

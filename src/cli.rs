@@ -5,11 +5,12 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use slotfill::commands::{
-    self, FillCommand, FillFlags, GapsOptions, Global, ReportCommand, RunCommand, ScanCommand,
-    Selection, SourceFlags, VerifyCommand,
+    self, FillCommand, FillFlags, GapsOptions, Global, PromoteCommand, ReportCommand, RunCommand,
+    ScanCommand, Selection, SourceFlags, VerifyCommand,
 };
 use slotfill::config::Overrides;
 use slotfill::report::Format;
+use slotfill::source::misskey::Mode;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -89,6 +90,30 @@ pub enum Command {
         /// dataset key `empty_is_gap`.
         #[arg(long)]
         empty_is_gap: bool,
+    },
+    /// Copy the slots that are ok only through the complement into the mirror
+    /// (the primary by default), never clobbering an object already there.
+    Promote {
+        #[command(flatten)]
+        window: WindowArgs,
+        /// Where to copy: `primary`, `backup` (the only backup), or the URL of a
+        /// configured primary or backup location.
+        #[arg(long, value_name = "primary|LOCATION_URL")]
+        into: Option<String>,
+        /// Replace a target object the catalog knows to be invalid (too small, too
+        /// few or too many lines, unreadable), only if it is still that object
+        /// (If-Match on its recorded ETag). A valid object is never replaced.
+        #[arg(long)]
+        replace_invalid: bool,
+        /// Copies made at once.
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+        concurrency: u16,
+        /// Show what would be copied; copy nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Show a progress bar even when stderr is not a terminal.
+        #[arg(long)]
+        progress: bool,
     },
     /// Canned reports from sql/*.sql, or the coverage heatmap (`report heatmap`).
     Report {
@@ -174,13 +199,13 @@ pub enum ModeArg {
     Timeline,
 }
 
-impl ModeArg {
-    fn name(self) -> &'static str {
-        match self {
-            ModeArg::Search => "search",
-            ModeArg::LocalTimeline | ModeArg::Timeline => "local-timeline",
-            ModeArg::GlobalTimeline => "global-timeline",
-            ModeArg::Notes => "notes",
+impl From<ModeArg> for Mode {
+    fn from(mode: ModeArg) -> Mode {
+        match mode {
+            ModeArg::Search => Mode::Search,
+            ModeArg::LocalTimeline | ModeArg::Timeline => Mode::LocalTimeline,
+            ModeArg::GlobalTimeline => Mode::GlobalTimeline,
+            ModeArg::Notes => Mode::Notes,
         }
     }
 }
@@ -193,10 +218,12 @@ pub struct FillArgs {
     /// Which slots first.
     #[arg(long, value_enum, default_value_t = Order::Oldest)]
     pub order: Order,
-    /// Origin endpoint (overrides the config's source mode; default search).
+    /// Misskey endpoint (overrides the config's source mode; default search). A Mastodon
+    /// source reads the timeline of its config instead.
     #[arg(long, value_enum)]
     pub mode: Option<ModeArg>,
-    /// API token (else the variable named by the source's token_env, MISSKEY_TOKEN by default).
+    /// API token (else the variable named by the source's token_env: MISSKEY_TOKEN, or
+    /// MASTODON_TOKEN for a Mastodon source, by default).
     #[arg(long, hide_env_values = true)]
     pub token: Option<String>,
     /// Only notes of this host ("." = local): sent to notes/search and notes, applied to the notes in every mode.
@@ -268,7 +295,7 @@ impl FillArgs {
             max_consecutive_failures: self.max_failures,
             progress: self.progress,
             source: SourceFlags {
-                mode: self.mode.map(|m| m.name().to_string()),
+                mode: self.mode.map(Mode::from),
                 token: self.token.clone(),
                 host: self.host.clone(),
                 base_url: self.base_url.clone(),
@@ -428,7 +455,7 @@ pub async fn dispatch(cli: Cli, global: Global) -> slotfill::error::Result<comma
         ),
         Command::Sql { query, format } => commands::sql(&global, &query, format.into()),
         Command::Demo { dir, endpoint_url } => {
-            slotfill::demo::run(&dir, endpoint_url.as_deref()).await
+            commands::demo::run(&dir, endpoint_url.as_deref()).await
         }
         Command::Fill { window, fill } => {
             let cmd = FillCommand {
@@ -436,6 +463,24 @@ pub async fn dispatch(cli: Cli, global: Global) -> slotfill::error::Result<comma
                 flags: fill.flags(),
             };
             commands::fill(&global, &cmd).await
+        }
+        Command::Promote {
+            window,
+            into,
+            replace_invalid,
+            concurrency,
+            dry_run,
+            progress,
+        } => {
+            let cmd = PromoteCommand {
+                selection: window.selection(),
+                into,
+                replace_invalid,
+                concurrency: usize::from(concurrency),
+                dry_run,
+                progress,
+            };
+            commands::promote(&global, &cmd).await
         }
         Command::Verify {
             window,
@@ -577,6 +622,21 @@ mod tests {
                 "2025-08-02",
             ],
             vec![
+                "promote",
+                "-d",
+                "jp",
+                "--start",
+                "-3d",
+                "--end",
+                "-2d",
+                "--into",
+                "s3://b/misskey",
+                "--replace-invalid",
+                "--concurrency",
+                "8",
+                "--dry-run",
+            ],
+            vec![
                 "run",
                 "-d",
                 "jp",
@@ -614,6 +674,18 @@ mod tests {
             vec!["gaps", "--dataset", "jp", "--start", "-3d"],
             vec!["gaps", "--dataset", "jp", "--format", "xml"],
             vec!["-v", "-q", "status"],
+            vec!["promote", "-d", "jp", "--start", "-3d"],
+            vec![
+                "promote",
+                "-d",
+                "jp",
+                "--start",
+                "-3d",
+                "--end",
+                "-2d",
+                "--concurrency",
+                "0",
+            ],
             vec!["frobnicate"],
             vec![
                 "fill", "-d", "jp", "--start", "-3d", "--end", "-2d", "--mode", "hybrid",

@@ -72,7 +72,19 @@ impl Default for Rules {
 pub enum SourceKind {
     #[default]
     Misskey,
+    /// A Mastodon server's public timelines (`timeline`).
+    Mastodon,
     Archive,
+}
+
+impl SourceKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            SourceKind::Misskey => "misskey",
+            SourceKind::Mastodon => "mastodon",
+            SourceKind::Archive => "archive",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -81,10 +93,14 @@ pub struct SourceConfig {
     #[serde(default)]
     pub kind: SourceKind,
     pub base_url: Option<String>,
-    /// "search" | "local-timeline" | "global-timeline" | "notes"
-    pub mode: Option<String>,
+    /// Misskey: "search" | "local-timeline" | "global-timeline" | "notes"
+    pub mode: Option<crate::source::misskey::Mode>,
+    /// Mastodon: "local" | "public" | "remote"
+    pub timeline: Option<crate::source::mastodon::Timeline>,
+    /// Mastodon: only statuses with media attachments (`only_media`).
+    pub only_media: Option<bool>,
     pub token_env: Option<String>,
-    pub id_scheme: Option<String>,
+    pub id_scheme: Option<IdSchemeSetting>,
     /// Only notes of this host ("." = local): sent where the endpoint has a
     /// parameter for it, and applied to the notes in every mode.
     pub host: Option<String>,
@@ -96,6 +112,24 @@ pub struct SourceConfig {
     pub location: Option<String>,
     /// Seconds a 429 without `Retry-After` or `resetMs` waits at most (default 60).
     pub rate_limit_wait_cap: Option<f64>,
+}
+
+/// `[datasets.X.source] id_scheme`: detected from the instance's notes, or fixed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub enum IdSchemeSetting {
+    Auto,
+    Fixed(crate::source::ids::IdScheme),
+}
+
+impl TryFrom<String> for IdSchemeSetting {
+    type Error = String;
+    fn try_from(name: String) -> Result<Self, String> {
+        match name.as_str() {
+            "auto" => Ok(IdSchemeSetting::Auto),
+            other => other.parse().map(IdSchemeSetting::Fixed),
+        }
+    }
 }
 
 /// `[datasets.X.source] filter`: which notes to keep by their text.
@@ -234,6 +268,16 @@ impl Role {
 
     pub fn is_collector(self) -> bool {
         self != Role::Complement
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        [Role::Primary, Role::Backup, Role::Complement]
+            .into_iter()
+            .find(|role| role.as_str() == s)
+            .ok_or_else(|| format!("unknown role {s:?}"))
     }
 }
 
@@ -583,6 +627,26 @@ filter = "none"
         assert!(
             err.contains("settle_delay") && err.contains("90s, 5m"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn typed_source_settings_name_the_accepted_spellings() {
+        let path = Path::new("c.toml");
+        let typo = EXAMPLE.replace("mode = \"search\"", "mode = \"serch\"");
+        let err = Config::from_toml(path, &typo).unwrap_err().to_string();
+        assert!(
+            err.contains("line ") && err.contains("search, local-timeline, global-timeline, notes"),
+            "{err}"
+        );
+        let typo = EXAMPLE.replace("id_scheme = \"auto\"", "id_scheme = \"aidxx\"");
+        let err = Config::from_toml(path, &typo).unwrap_err().to_string();
+        assert!(err.contains("auto, aid, aidx"), "{err}");
+        let fixed = EXAMPLE.replace("id_scheme = \"auto\"", "id_scheme = \"aidx\"");
+        let config = Config::from_toml(path, &fixed).unwrap();
+        assert_eq!(
+            config.datasets["jp"].source.id_scheme,
+            Some(IdSchemeSetting::Fixed(crate::source::ids::IdScheme::Aidx))
         );
     }
 

@@ -6,7 +6,7 @@
 
 use thiserror::Error;
 
-use crate::catalog::CatalogError;
+use crate::catalog::{CatalogError, RunOutcome};
 use crate::config::ConfigError;
 use crate::scan::ScanError;
 use crate::slot::SlotError;
@@ -40,6 +40,20 @@ pub enum Error {
     Interrupted,
 }
 
+impl From<crate::fill::FillError> for Error {
+    fn from(e: crate::fill::FillError) -> Self {
+        use crate::fill::FillError;
+        match e {
+            FillError::Catalog(e) => Error::Catalog(e),
+            FillError::Source(e) => Error::Source(e),
+            FillError::Store(e) => Error::Store(e),
+            e @ (FillError::NoComplement(_) | FillError::NeverScanned { .. }) => {
+                Error::Usage(e.to_string())
+            }
+        }
+    }
+}
+
 impl From<ScanError> for Error {
     fn from(e: ScanError) -> Self {
         match e {
@@ -63,6 +77,16 @@ impl Error {
             Error::Store(_) | Error::Source(_) | Error::Runtime(_) => EXIT_FAILURE,
             Error::Interrupted => EXIT_INTERRUPTED,
         }
+    }
+}
+
+/// The exit status of a command that ran to its end with this outcome.
+pub fn exit_code(outcome: RunOutcome) -> i32 {
+    match outcome {
+        RunOutcome::Ok | RunOutcome::DryRun => EXIT_OK,
+        RunOutcome::GapsRemain => EXIT_GAPS_REMAIN,
+        RunOutcome::Stopped | RunOutcome::Failed => EXIT_FAILURE,
+        RunOutcome::Interrupted => EXIT_INTERRUPTED,
     }
 }
 

@@ -1,6 +1,6 @@
 //! slotfill: keeps time-slotted JSON Lines datasets in object storage complete.
 //!
-//! The pipeline is scan → fill → verify over a SQLite catalog. Each concept has
+//! The pipeline is scan → fill → verify (→ promote) over a SQLite catalog. Each concept has
 //! its module: [`slot`] (time and keys), [`config`], [`catalog`], [`store`]
 //! (S3 and local directories), [`scan`], [`source`] (the origin API), and
 //! [`report`]. [`commands`] glues them into what the CLI runs.
@@ -9,12 +9,12 @@ pub mod catalog;
 pub mod clock;
 pub mod commands;
 pub mod config;
-pub mod demo;
 pub mod error;
 pub mod fill;
 pub mod logging;
 pub mod notify;
 pub mod progress;
+pub mod promote;
 pub mod redact;
 pub mod report;
 pub mod scan;

@@ -37,7 +37,7 @@ impl Summary {
             missing_before: run.missing_before,
             filled: run.filled,
             still_missing: run.still_missing,
-            status: run.outcome.clone(),
+            status: run.outcome.to_string(),
         }
     }
 

@@ -4,7 +4,8 @@
 //! is taken over.
 //!
 //! The fixtures here (an origin with a seeded dataset, complement places read
-//! directly, end-state comparison) are shared with `faults.rs`.
+//! directly, end-state comparison) are shared with `faults.rs`. The kill
+//! scenarios run against each origin, Misskey and Mastodon (`mastodon_…`).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::os::unix::process::ExitStatusExt as _;
@@ -14,13 +15,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::misskey::{
-    EmulatorConfig, Fault, MisskeyEmulator, NoteSpec, max_id_at, mixed_notes,
-};
+use crate::support::misskey::Fault;
+use crate::support::origin::{Emulator, OriginKind};
 use crate::support::s3::{FaultRule, S3Fault, S3Op, S3Server};
 use crate::support::*;
-
-pub(crate) const EP: &str = "notes/search";
 
 /// A small deterministic generator (splitmix64), so kill schedules replay.
 pub(crate) struct Rng(u64);
@@ -166,15 +164,16 @@ fn walk(root: &Path, dir: &Path, out: &mut BTreeSet<String>) {
 
 /// A window of slots: some in the primary, the rest missing, each missing
 /// slot with a seeded number of notes at the emulated origin (some with none).
+/// The origin is Misskey or Mastodon ([`Origin::of`]): the guarantees tested
+/// over it are the same.
 pub(crate) struct Origin {
-    pub emulator: MisskeyEmulator,
+    pub emulator: Emulator,
     pub first: i64,
     pub last: i64,
     /// Slots whose object the primary holds.
     pub present: BTreeSet<i64>,
     /// Missing slots and the notes the origin holds for each (0: an empty slot).
     pub missing: BTreeMap<i64, usize>,
-    since_ids: HashMap<String, i64>,
     expected: std::sync::Mutex<HashMap<i64, Vec<Value>>>,
     /// Complement objects already found complete and exact.
     checked: std::sync::Mutex<BTreeSet<String>>,
@@ -185,7 +184,12 @@ impl Origin {
     /// every fiftieth (from the 25th) is empty at the origin, the others hold
     /// `notes` raw notes (before the search filter) with notes on both edges.
     pub(crate) fn new(seed: u64, slots: usize, notes: (u64, u64)) -> Origin {
-        let emulator = MisskeyEmulator::start(EmulatorConfig::default());
+        Origin::of(OriginKind::Misskey, seed, slots, notes)
+    }
+
+    /// The same window at an origin of `kind`.
+    pub(crate) fn of(kind: OriginKind, seed: u64, slots: usize, notes: (u64, u64)) -> Origin {
+        let emulator = Emulator::start(kind);
         let first = AUG1_JST - 24 * SLOT;
         let last = first + (slots as i64 - 1) * SLOT;
         let mut rng = Rng::new(seed);
@@ -195,7 +199,7 @@ impl Origin {
             let (start_ms, end_ms) = (slot * 1000, (slot + SLOT) * 1000);
             if i % 10 == 0 {
                 present.insert(slot);
-                emulator.add_notes(mixed_notes(start_ms, end_ms, 20, seed ^ i as u64));
+                emulator.add_mixed(start_ms, end_ms, 20, seed ^ i as u64, false);
                 continue;
             }
             if i % 50 == 25 {
@@ -203,25 +207,15 @@ impl Origin {
                 continue;
             }
             let n = rng.range(notes.0, notes.1) as usize;
-            emulator.add_notes(mixed_notes(start_ms, end_ms, n, seed ^ i as u64));
-            for ms in [start_ms, start_ms, end_ms - 1] {
-                emulator.add_note(NoteSpec::public_local(ms, &format!("edge {ms}")));
-            }
+            emulator.add_mixed(start_ms, end_ms, n, seed ^ i as u64, true);
             missing.insert(slot, n);
         }
-        let scheme = emulator.scheme();
-        let since_ids = missing
-            .keys()
-            .chain(present.iter())
-            .map(|&slot| (max_id_at(scheme, slot * 1000 - 1), slot))
-            .collect();
         Origin {
             emulator,
             first,
             last,
             present,
             missing,
-            since_ids,
             expected: Default::default(),
             checked: Default::default(),
         }
@@ -232,10 +226,7 @@ impl Origin {
         let mut cache = self.expected.lock().unwrap();
         cache
             .entry(slot)
-            .or_insert_with(|| {
-                self.emulator
-                    .expected(EP, slot * 1000, (slot + SLOT) * 1000)
-            })
+            .or_insert_with(|| self.emulator.expected(slot * 1000, (slot + SLOT) * 1000))
             .clone()
     }
 
@@ -267,10 +258,7 @@ impl Origin {
 
     /// The source section pointing at the emulator.
     pub(crate) fn source(&self) -> String {
-        format!(
-            "[datasets.jp.source]\nkind = \"misskey\"\nbase_url = \"{}\"\nmode = \"search\"\nid_scheme = \"auto\"\n",
-            self.emulator.base_url()
-        )
+        self.emulator.source()
     }
 
     /// A workspace for dataset `jp` over `primary` (filled with the present
@@ -292,12 +280,23 @@ impl Origin {
         Workspace::new(&config)
     }
 
-    /// The slot a request is for, from its `sinceId`; None for requests without one.
+    /// The slot a request is the first page of (Misskey: any page, by its
+    /// `sinceId`; Mastodon: a slot's first page, by its `max_id`); None for
+    /// other requests. A refetch of a slot always makes its first page.
     pub(crate) fn slot_of(&self, request: &Value) -> Option<i64> {
-        let since = request.get("sinceId")?.as_str()?;
-        Some(*self.since_ids.get(since).unwrap_or_else(|| {
-            panic!("request with a sinceId that is no slot's lower bound: {request}")
-        }))
+        let kind = self.emulator.kind();
+        let Some(ms) = self.emulator.first_ms_of(request, SLOT * 1000) else {
+            let bounded = kind == OriginKind::Misskey && request.get("sinceId").is_some();
+            assert!(
+                !bounded,
+                "request with a sinceId that is no slot's lower bound: {request}"
+            );
+            return None;
+        };
+        let slot = ms / 1000;
+        let known = self.missing.contains_key(&slot) || self.present.contains(&slot);
+        assert!(known, "request for no slot of the window: {request}");
+        Some(slot)
     }
 
     /// Page requests per slot among `requests`.
@@ -311,8 +310,9 @@ impl Origin {
         out
     }
 
+    /// Every page request the origin received (Misskey: to its search endpoint).
     pub(crate) fn search_requests(&self) -> Vec<Value> {
-        self.emulator.requests_to(EP)
+        self.emulator.page_requests()
     }
 
     /// Waits until requests a killed process sent have all arrived (no call for 100 ms).
@@ -569,7 +569,8 @@ fn spawn_and_kill(
 /// slots in flight: its start-up calls (id-scheme detection and the engine
 /// probe, each at most once per slot task) and every page of the slots in flight.
 fn waste_bound(o: &Origin, concurrency: u64) -> u64 {
-    let pages = |notes: usize| (notes as u64 + 6).div_ceil(100) + 1;
+    let limit = o.emulator.page_limit();
+    let pages = |notes: usize| (notes as u64 + 6).div_ceil(limit) + 1;
     let max_pages = o.missing.values().map(|n| pages(*n)).max().unwrap();
     concurrency * 2 + concurrency * max_pages
 }
@@ -730,7 +731,16 @@ fn crash_loop(
 /// stay within what the processes in flight could have spent.
 #[test]
 fn fill_killed_at_twenty_instants_ends_like_an_uninterrupted_fill() {
-    let o = Origin::new(0x5107_f111, 130, (130, 300));
+    fill_killed_at_twenty_instants(OriginKind::Misskey);
+}
+
+#[test]
+fn mastodon_fill_killed_at_twenty_instants_ends_like_an_uninterrupted_fill() {
+    fill_killed_at_twenty_instants(OriginKind::Mastodon);
+}
+
+fn fill_killed_at_twenty_instants(kind: OriginKind) {
+    let o = Origin::of(kind, 0x5107_f111, 130, (130, 300));
     assert!(o.fillable().len() >= 100, "{} fillable", o.fillable().len());
     let dirs = tempfile::tempdir().unwrap();
     // Every 9th origin call answers 150 ms late, so kills land with pages in flight.
@@ -804,7 +814,16 @@ fn fill_killed_at_twenty_instants_ends_like_an_uninterrupted_fill() {
 /// `run` of the same origin does.
 #[test]
 fn run_killed_while_listing_filling_and_verifying_on_s3_ends_like_a_clean_run() {
-    let o = Origin::new(0x5107_f112, 60, (130, 260));
+    run_killed_while_listing_filling_and_verifying(OriginKind::Misskey);
+}
+
+#[test]
+fn mastodon_run_killed_while_listing_filling_and_verifying_on_s3_ends_like_a_clean_run() {
+    run_killed_while_listing_filling_and_verifying(OriginKind::Mastodon);
+}
+
+fn run_killed_while_listing_filling_and_verifying(kind: OriginKind) {
+    let o = Origin::of(kind, 0x5107_f112, 60, (130, 260));
     let reference = reference(
         &o,
         Place::bucket("crash-ref-primary", "misskey"),

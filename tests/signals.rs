@@ -54,11 +54,19 @@ impl Quiet {
         self.first + i * SLOT
     }
 
+    /// `command` over the whole window.
     fn run(&self, command: &str, extra: &[&str]) -> Run {
         let (start, end) = (arg_time(self.slot(0)), arg_time(self.slot(5)));
         let mut args = vec![command, "-d", "jp", "--start", &start, "--end", &end];
         args.extend(extra);
         self.ws.slotfill(&args)
+    }
+
+    /// `command` from the first slot to `end` (a slot's argument, or `now`).
+    fn run_until(&self, command: &str, end: &str) -> Run {
+        let start = arg_time(self.slot(0));
+        self.ws
+            .slotfill(&[command, "-d", "jp", "--start", &start, "--end", end])
     }
 
     fn state(&self, i: i64) -> String {
@@ -196,16 +204,7 @@ fn the_slot_in_progress_is_pending_never_fetched_and_never_a_gap() {
     let now = q.slot(4) + 240;
     let iso = |t: i64| chrono::DateTime::from_timestamp(t, 0).unwrap().to_rfc3339();
     q.ws.set_env("SLOTFILL_NOW", &iso(now));
-    let run = q.ws.slotfill(&[
-        "run",
-        "-d",
-        "jp",
-        "--start",
-        &arg_time(q.slot(0)),
-        "--end",
-        "now",
-    ]);
-    let run = run.ok();
+    let run = q.run_until("run", "now").ok();
     assert_eq!(q.state(4), "pending");
     assert!(q.object(4).is_none(), "the unfinished slot is not written");
     // Slot 3 ended 4 minutes ago: still within the settle delay (5 minutes).
@@ -222,16 +221,7 @@ fn the_slot_in_progress_is_pending_never_fetched_and_never_a_gap() {
     // Once it has ended plus the settle delay, the same command fills it.
     q.ws.env.retain(|(k, _)| k != "SLOTFILL_NOW");
     q.ws.set_env("SLOTFILL_NOW", &iso(q.slot(5) + 300));
-    q.ws.slotfill(&[
-        "run",
-        "-d",
-        "jp",
-        "--start",
-        &arg_time(q.slot(0)),
-        "--end",
-        &arg_time(q.slot(4)),
-    ])
-    .ok();
+    q.run_until("run", &arg_time(q.slot(4))).ok();
     assert_eq!(q.state(4), "ok");
     assert_eq!(q.state(3), "empty");
 }
@@ -324,16 +314,7 @@ fn fill_on_a_window_never_scanned_says_how_to_scan_it() {
     );
     assert_eq!(q.emulator.calls(), 0);
     // Half scanned: the rest is named, the scanned part is filled.
-    q.ws.slotfill(&[
-        "scan",
-        "-d",
-        "jp",
-        "--start",
-        &arg_time(q.slot(0)),
-        "--end",
-        &arg_time(q.slot(2)),
-    ])
-    .ok();
+    q.run_until("scan", &arg_time(q.slot(2))).ok();
     let fill = q.run("fill", &[]).ok();
     assert!(
         fill.stdout

@@ -1,6 +1,6 @@
 //! The integration tests: one binary, a module per area. Each test runs the
 //! real `slotfill` binary against a real S3 server (SeaweedFS behind a
-//! counting proxy), a real SQLite catalog and an emulated Misskey.
+//! counting proxy), a real SQLite catalog and an emulated Misskey or Mastodon.
 
 mod support;
 
@@ -10,8 +10,10 @@ mod bench_smoke;
 mod crash;
 mod faults;
 mod fill;
+mod mastodon;
 mod nightly;
 mod objects;
+mod promote;
 mod scan;
 mod scope;
 mod secrets;

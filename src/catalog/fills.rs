@@ -184,7 +184,7 @@ impl Catalog {
             params![
                 done.attempt_id,
                 now,
-                done.outcome.as_str(),
+                done.outcome,
                 done.notes as i64,
                 done.origin_calls as i64,
                 done.retries as i64,

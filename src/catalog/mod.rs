@@ -3,7 +3,7 @@
 //! # Schema
 //! Created by the migrations in `migrations/` (embedded with refinery) and
 //! documented for users in `docs/catalog.md`: datasets, locations, objects,
-//! listings, slots, runs, fill_attempts, leases, and the `gaps` and
+//! listings, slots, runs, fill_attempts, leases, promotions, and the `gaps` and
 //! `coverage_by_day` views.
 //!
 //! # Locking and pragmas
@@ -21,9 +21,12 @@
 //! Statements are `prepare_cached`; a day's listing is written in one
 //! transaction with upserts, so a rescan costs a handful of statements per day.
 
+mod activity;
 mod fills;
 mod lease;
 mod objects;
+mod promotions;
+mod query;
 mod runs;
 mod slots;
 
@@ -36,10 +39,13 @@ use thiserror::Error;
 
 use crate::config::{Dataset, Role};
 
+pub use activity::RunRecord;
 pub use fills::{AttemptOutcome, CandidateQuery, FillCandidate, FinishedAttempt};
 pub use lease::{Lease, LeaseError, this_host};
 pub use objects::{KnownObject, ListedDay, ObjectRecord};
-pub use runs::{RunId, RunSummary};
+pub use promotions::{Promotion, PromotionCandidate, TargetObject};
+pub use query::QueryError;
+pub use runs::{RunId, RunOutcome, RunSummary};
 pub use slots::{DayStates, SlotRow};
 
 mod embedded {
@@ -174,7 +180,8 @@ impl Catalog {
         &self.path
     }
 
-    /// The raw connection, for reports and ad hoc SQL.
+    /// The raw connection, for tests.
+    #[cfg(test)]
     pub fn connection(&self) -> &Connection {
         &self.conn
     }
@@ -215,7 +222,7 @@ impl Catalog {
             tx.execute(
                 "INSERT INTO locations (dataset_id, url, role, position, active) VALUES (?1, ?2, ?3, ?4, 1)
                  ON CONFLICT (dataset_id, url) DO UPDATE SET role = excluded.role, position = excluded.position, active = 1",
-                params![id, url, role.as_str(), position as i64],
+                params![id, url, role, position as i64],
             )?;
         }
         tx.commit()?;
@@ -256,7 +263,7 @@ impl Catalog {
             .query_map([id], |r| {
                 Ok(LocationRow {
                     id: r.get(0)?,
-                    role: role_from_text(&r.get::<_, String>(1)?),
+                    role: parse_column(r, 1, "locations.role")?,
                     position: r.get(2)?,
                     url: r.get(3)?,
                 })
@@ -345,6 +352,25 @@ pub(crate) fn parse_column<T: std::str::FromStr<Err = String>>(
     column: &'static str,
 ) -> rusqlite::Result<T> {
     let text: String = row.get(index)?;
+    parse_text(index, column, &text)
+}
+
+/// [`parse_column`] for a column that may be NULL.
+pub(crate) fn parse_optional_column<T: std::str::FromStr<Err = String>>(
+    row: &rusqlite::Row<'_>,
+    index: usize,
+    column: &'static str,
+) -> rusqlite::Result<Option<T>> {
+    let text: Option<String> = row.get(index)?;
+    text.map(|text| parse_text(index, column, &text))
+        .transpose()
+}
+
+fn parse_text<T: std::str::FromStr<Err = String>>(
+    index: usize,
+    column: &'static str,
+    text: &str,
+) -> rusqlite::Result<T> {
     text.parse().map_err(|e: String| {
         rusqlite::Error::FromSqlConversionFailure(
             index,
@@ -369,13 +395,18 @@ fn same_settings(ds: &Dataset, minutes: u32, offset: &str, template: &str) -> Re
     Ok(())
 }
 
-pub(crate) fn role_from_text(s: &str) -> Role {
-    match s {
-        "primary" => Role::Primary,
-        "backup" => Role::Backup,
-        _ => Role::Complement,
-    }
+/// The enums the catalog stores as text, written by their `as_str`.
+macro_rules! stored_as_text {
+    ($($t:ty),*) => {$(
+        impl rusqlite::types::ToSql for $t {
+            fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+                Ok(rusqlite::types::ToSqlOutput::from(self.as_str()))
+            }
+        }
+    )*};
 }
+
+stored_as_text!(crate::state::State, Role, AttemptOutcome, RunOutcome);
 
 /// A catalog shared by async tasks. Every call runs on tokio's blocking pool,
 /// inside the caller's tracing span, so SQLite never stalls the runtime.
@@ -408,127 +439,7 @@ impl SharedCatalog {
         .await
         .expect("catalog task panicked")
     }
-
-    /// Direct access from synchronous code (no runtime needed).
-    pub fn lock(&self) -> std::sync::MutexGuard<'_, Catalog> {
-        self.inner
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
-    use super::*;
-    use crate::config::{Config, Overrides};
-
-    pub fn dataset() -> Dataset {
-        let toml = r#"
-[datasets.jp]
-primary = "s3://b/misskey"
-backup = ["s3://b-backup/misskey"]
-complement = "s3://b/misskey_complement"
-"#;
-        Config::from_toml(Path::new("x.toml"), toml)
-            .unwrap()
-            .dataset("jp", &Overrides::default())
-            .unwrap()
-    }
-
-    #[test]
-    fn migrating_twice_is_harmless_and_settings_are_guarded() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("c.db");
-        let ds = dataset();
-        let row = Catalog::open(&path).unwrap().ensure_dataset(&ds).unwrap();
-        assert_eq!(row.locations.len(), 3);
-        let again = Catalog::open(&path).unwrap().ensure_dataset(&ds).unwrap();
-        assert_eq!(row.id, again.id);
-        assert_eq!(row.locations, again.locations);
-        let mut wider = ds.clone();
-        wider.spec =
-            crate::slot::SlotSpec::new(30, "+09:00", crate::config::DEFAULT_KEY_TEMPLATE).unwrap();
-        let err = Catalog::open(&path)
-            .unwrap()
-            .ensure_dataset(&wider)
-            .unwrap_err();
-        assert!(err.to_string().contains("10-minute"), "{err}");
-    }
-
-    #[test]
-    fn a_version_1_catalog_keeps_every_row_through_the_rebuild_of_version_2() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("c.db");
-        let mut conn = Connection::open(&path).unwrap();
-        conn.pragma_update(None, "foreign_keys", true).unwrap();
-        embedded::migrations::runner()
-            .set_target(refinery::Target::Version(1))
-            .run(&mut conn)
-            .unwrap();
-        conn.execute_batch(
-            "INSERT INTO datasets VALUES (1, 'jp', 10, '+09:00', 't', 'x');
-             INSERT INTO locations VALUES (1, 1, 's3://b/p', 'primary', 0, 1);
-             INSERT INTO objects (id, location_id, key, slot_start, size, lines, status, seen_at)
-                 VALUES (7, 1, 'k', 600, 200000, 500, 'ok', 'x');
-             INSERT INTO slots VALUES (1, 600, 'l', '2025-08-01', 'ok', 'primary', 7, 'x', NULL);
-             INSERT INTO slots VALUES (1, 1200, 'l', '2025-08-01', 'missing', NULL, NULL, 'x', 'r');
-             INSERT INTO fill_attempts (dataset_id, slot_start, started_at, outcome, object_id)
-                 VALUES (1, 600, 'x', 'exists', 7);",
-        )
-        .unwrap();
-        drop(conn);
-        let catalog = Catalog::open(&path).unwrap();
-        let c = catalog.connection();
-        let count = |sql: &str| c.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap();
-        assert_eq!(
-            count("SELECT COUNT(*) FROM objects WHERE id = 7 AND lines = 500"),
-            1
-        );
-        assert_eq!(count("SELECT COUNT(*) FROM slots"), 2);
-        assert_eq!(
-            count("SELECT object_id FROM slots WHERE slot_start = 600"),
-            7
-        );
-        assert_eq!(
-            count("SELECT COUNT(*) FROM fill_attempts WHERE object_id = 7"),
-            1
-        );
-        assert_eq!(count("SELECT COUNT(*) FROM pragma_foreign_key_check"), 0);
-        assert_eq!(count("PRAGMA foreign_keys"), 1, "on again after migrating");
-        // The new states are accepted; views are back.
-        assert_eq!(count("SELECT slots FROM gaps WHERE first_slot = 1200"), 1);
-        c.execute(
-            "UPDATE slots SET state = 'empty' WHERE slot_start = 1200",
-            [],
-        )
-        .unwrap();
-        assert_eq!(count("SELECT COUNT(*) FROM gaps"), 0);
-        assert_eq!(count("SELECT SUM(empty) FROM coverage_by_day"), 1);
-    }
-
-    #[test]
-    fn newer_and_foreign_files_are_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("c.db");
-        drop(Catalog::open(&path).unwrap());
-        let conn = Connection::open(&path).unwrap();
-        conn.execute(
-            "INSERT INTO refinery_schema_history (version, name, applied_on, checksum) VALUES (99, 'future', '', '0')",
-            [],
-        )
-        .unwrap();
-        drop(conn);
-        assert!(matches!(
-            Catalog::open(&path),
-            Err(CatalogError::NewerSchema { .. })
-        ));
-        let junk = dir.path().join("junk.db");
-        std::fs::write(&junk, vec![b'x'; 4096]).unwrap();
-        let err = Catalog::open(&junk).err().unwrap().to_string();
-        assert!(err.contains("not a slotfill catalog"), "{err}");
-        assert!(matches!(
-            Catalog::open_read_only(&dir.path().join("none.db")),
-            Err(CatalogError::Absent(_))
-        ));
-    }
-}
+pub(crate) mod tests;

@@ -22,7 +22,7 @@ pub struct KnownObject {
 }
 
 /// One object as a listing (and possibly a download) saw it.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ObjectRecord {
     pub key: String,
     pub slot_start: i64,

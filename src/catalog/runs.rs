@@ -1,5 +1,7 @@
 //! Runs: one row per command, with its outcome and counts.
 
+use std::str::FromStr;
+
 use rusqlite::params;
 
 use super::{Catalog, Result};
@@ -7,10 +9,72 @@ use super::{Catalog, Result};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RunId(pub i64);
 
+/// How a command ended, as `runs.outcome` records it. The exit status each
+/// stands for is decided in one place, [`crate::error::exit_code`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RunOutcome {
+    #[default]
+    Ok,
+    /// verify/run: gaps remain.
+    GapsRemain,
+    /// A dry run: nothing fetched or written.
+    DryRun,
+    /// A fill stopped early (failed slots in a row, or its lease was lost).
+    Stopped,
+    Failed,
+    Interrupted,
+}
+
+impl RunOutcome {
+    pub const ALL: [RunOutcome; 6] = [
+        RunOutcome::Ok,
+        RunOutcome::GapsRemain,
+        RunOutcome::DryRun,
+        RunOutcome::Stopped,
+        RunOutcome::Failed,
+        RunOutcome::Interrupted,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunOutcome::Ok => "ok",
+            RunOutcome::GapsRemain => "gaps_remain",
+            RunOutcome::DryRun => "dry_run",
+            RunOutcome::Stopped => "stopped",
+            RunOutcome::Failed => "failed",
+            RunOutcome::Interrupted => "interrupted",
+        }
+    }
+
+    /// The run did not do its work (the command fails with exit 1 or 130).
+    pub fn is_failure(self) -> bool {
+        matches!(
+            self,
+            RunOutcome::Stopped | RunOutcome::Failed | RunOutcome::Interrupted
+        )
+    }
+}
+
+impl FromStr for RunOutcome {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        RunOutcome::ALL
+            .into_iter()
+            .find(|o| o.as_str() == s)
+            .ok_or_else(|| format!("unknown run outcome {s:?}"))
+    }
+}
+
+impl std::fmt::Display for RunOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What a command did, written when it ends.
 #[derive(Debug, Clone, Default)]
 pub struct RunSummary {
-    pub outcome: String,
+    pub outcome: RunOutcome,
     pub slots: Option<u64>,
     pub missing_before: Option<u64>,
     pub filled: Option<u64>,

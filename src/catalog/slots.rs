@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use rusqlite::{TransactionBehavior, params};
 
-use super::{Catalog, DatasetRow, Result, parse_column, role_from_text};
+use super::{Catalog, DatasetRow, Result, parse_column, parse_optional_column};
 use crate::config::Role;
 use crate::slot::{SlotSpec, SlotStart};
 use crate::state::State;
@@ -100,7 +100,7 @@ impl Catalog {
                     Candidate {
                         object_id: r.get(1)?,
                         state: parse_column(r, 2, "objects.status")?,
-                        role: role_from_text(&r.get::<_, String>(3)?),
+                        role: parse_column(r, 3, "locations.role")?,
                         position: r.get(4)?,
                     },
                 ))
@@ -130,7 +130,7 @@ impl Catalog {
                 let (state, ok_role, object_id) = match best.get(&slot) {
                     Some(c) => (
                         c.state,
-                        (c.state == State::Ok).then_some(c.role.as_str()),
+                        (c.state == State::Ok).then_some(c.role),
                         Some(c.object_id),
                     ),
                     None => (State::Missing, None, None),
@@ -145,7 +145,7 @@ impl Catalog {
                     slot,
                     spec.local_iso(slot),
                     spec.day_of(slot).to_string(),
-                    state.as_str(),
+                    state,
                     ok_role,
                     object_id,
                     now
@@ -188,10 +188,7 @@ impl Catalog {
                 slot_start: r.get(0)?,
                 start_local: r.get(1)?,
                 state: parse_column(r, 2, "slots.state")?,
-                ok_role: r
-                    .get::<_, Option<String>>(3)?
-                    .as_deref()
-                    .map(role_from_text),
+                ok_role: parse_optional_column(r, 3, "slots.ok_role")?,
                 location: r.get(4)?,
                 key: r.get(5)?,
                 size: r.get(6)?,

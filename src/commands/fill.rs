@@ -2,15 +2,16 @@
 
 use std::sync::Arc;
 
-use crate::catalog::RunSummary;
+use crate::catalog::{RunOutcome, RunSummary};
 use crate::config::Dataset;
 use crate::error::{Error, Result};
 use crate::fill::{FillOptions, FillReport};
+use crate::report::format::{name_some, plural};
 use crate::source::NoteSource;
 
-use super::source::{self, SourceFlags, SourcePlan};
-use super::{Global, Outcome, Selection, Session, require_window, resolve, until_interrupted};
-use crate::report::format::plural;
+use super::session::failure_of;
+use super::{Global, Notify, Outcome, Selection, Session, require_window, resolve};
+use crate::source::open::{self as source, SourceFlags, SourcePlan};
 
 /// Fill options given on the command line.
 #[derive(Debug, Clone, Default)]
@@ -41,31 +42,19 @@ pub async fn fill(global: &Global, cmd: &FillCommand) -> Result<Outcome> {
     // Before the catalog is opened: a scope that cannot be honoured records nothing.
     let plan = source::plan(&resolved.ds, &cmd.flags.source)?;
     let session = Session::open(resolved).await?;
-    let source = source::build(&plan, &session).await?;
-    let run = session.start_run(global, "fill").await?;
+    let source = source::build(&plan, &session.resolved.config.s3).await?;
     let options = fill_options(window, &cmd.flags, &plan);
-    let result = until_interrupted(run_fill(&session, source, Some(run), &options)).await;
-    let summary = match &result {
-        Ok(report) => RunSummary {
-            outcome: if report.stopped.is_some() {
-                "stopped"
-            } else if report.failure().is_some() {
-                "failed"
-            } else {
-                "ok"
-            }
-            .to_string(),
-            missing_before: Some(report.candidates.len() as u64),
-            filled: Some(report.completed()),
-            origin_calls: Some(report.origin_calls),
-            requests: Some(session.requests()),
-            error: report.failure(),
-            ..Default::default()
-        },
-        Err(_) => RunSummary::default(),
-    };
-    session.finish_run(run, &result, summary).await?;
-    let report = result?;
+    let (session_ref, options_ref) = (&session, &options);
+    let (report, summary) = session
+        .record(global, "fill", Notify::Never, |run| async move {
+            let report = run_fill(session_ref, source, Some(run), options_ref).await?;
+            let summary = RunSummary {
+                requests: Some(session_ref.requests()),
+                ..fill_summary(&report, options_ref)
+            };
+            Ok((report, summary))
+        })
+        .await?;
     print!(
         "{}",
         describe(
@@ -75,9 +64,31 @@ pub async fn fill(global: &Global, cmd: &FillCommand) -> Result<Outcome> {
             cmd.flags.early_coverage_seconds
         )
     );
-    match report.failure() {
-        Some(cause) => Err(Error::Runtime(cause)),
-        None => Ok(Outcome::OK),
+    match failure_of(&summary) {
+        Some(e) => Err(e),
+        None => Ok(summary.outcome.into()),
+    }
+}
+
+/// How a fill ended, for the runs table: a fill that stopped, or whose every
+/// attempted slot failed, failed.
+pub fn fill_summary(report: &FillReport, options: &FillOptions) -> RunSummary {
+    let outcome = if options.dry_run {
+        RunOutcome::DryRun
+    } else if report.stopped.is_some() {
+        RunOutcome::Stopped
+    } else if report.failure().is_some() {
+        RunOutcome::Failed
+    } else {
+        RunOutcome::Ok
+    };
+    RunSummary {
+        outcome,
+        missing_before: Some(report.candidates.len() as u64),
+        filled: Some(report.completed()),
+        origin_calls: Some(report.origin_calls),
+        error: report.failure(),
+        ..Default::default()
     }
 }
 
@@ -129,13 +140,7 @@ pub async fn run_fill(
         options,
     )
     .await
-    .map_err(|e| match e {
-        crate::fill::FillError::Catalog(e) => Error::Catalog(e),
-        crate::fill::FillError::Source(e) => Error::Source(e),
-        crate::fill::FillError::Store(e) => Error::Store(e),
-        e @ (crate::fill::FillError::NoComplement(_)
-        | crate::fill::FillError::NeverScanned { .. }) => Error::Usage(e.to_string()),
-    })
+    .map_err(Error::from)
 }
 
 /// What the fill did, for people.
@@ -197,17 +202,20 @@ pub fn describe(
         r.empty,
         r.failed
     ));
-    let attempted = r.attempted().max(1);
+    let per_slot = (r.origin_calls - r.probe_calls) as f64 / r.attempted().max(1) as f64;
+    let before = if r.probe_calls > 0 {
+        format!("{} before the first slot, ", r.probe_calls)
+    } else {
+        String::new()
+    };
     out.push_str(&format!(
-        "origin calls: {} ({:.1} per slot), retries: {}\n",
-        r.origin_calls,
-        r.origin_calls as f64 / attempted as f64,
-        r.retries
+        "origin calls: {} ({before}{per_slot:.1} per slot), retries: {}\n",
+        r.origin_calls, r.retries
     ));
     if r.left_out > 0 {
         out.push_str(&format!(
-            "{} notes left out by the visibility policy\n",
-            r.left_out
+            "{} left out by the visibility policy\n",
+            plural(r.left_out, "note")
         ));
     }
     if r.filled > 0 {
@@ -225,21 +233,16 @@ pub fn describe(
     }
     if r.empty > 0 {
         let named: Vec<String> = r.empty_slots.iter().map(|s| spec.local_iso(*s)).collect();
-        let more = if r.empty as usize > named.len() {
-            ", …"
-        } else {
-            ""
-        };
         out.push_str(&format!(
-            "{} confirmed empty at the origin (recorded as zero-line objects, re-checked after {}): {}{more}\n",
+            "{} confirmed empty at the origin (recorded as zero-line objects, re-checked after {}): {}\n",
             plural(r.empty, "slot"),
             crate::config::format_duration(ds.empty_recheck_after),
-            named.join(", ")
+            name_some(&named, r.empty)
         ));
     }
     if let Some(neighbours) = r.suspicious_empty {
         out.push_str(&format!(
-            "warning: {} of {} slots came back empty while their neighbours hold about {neighbours:.0} notes each; check the source's mode, host and token\n",
+            "warning: {} of {} slots came back empty while their neighbours hold about {neighbours:.0} notes each; check the source's settings (mode or timeline, host, token)\n",
             r.empty,
             r.attempted()
         ));

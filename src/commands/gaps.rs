@@ -1,7 +1,6 @@
 //! `slotfill gaps` and `slotfill status`: answers from the catalog alone, no network.
 
 use crate::catalog::Catalog;
-use crate::config::Config;
 use crate::error::Result;
 use crate::report::format::plural;
 use crate::report::{Format, gaps::write_gaps};
@@ -62,8 +61,8 @@ pub fn included_states(ds: &crate::config::Dataset) -> Vec<State> {
 
 /// A short summary per dataset: slots by state.
 pub fn status(global: &Global, dataset: Option<&str>) -> Result<Outcome> {
-    let config = Config::load(&global.config)?;
-    let catalog = Catalog::open_read_only(global.catalog.as_ref().unwrap_or(&config.catalog))?;
+    let config = global.load_config()?;
+    let catalog = Catalog::open_read_only(&config.catalog)?;
     let names: Vec<String> = match dataset {
         Some(name) => vec![name.to_string()],
         None => config.datasets.keys().cloned().collect(),

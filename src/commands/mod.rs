@@ -3,44 +3,36 @@
 //! This layer opens what a command needs (config, catalog, stores), records a
 //! run in the catalog, calls the pipeline stages, and prints for people.
 
+pub mod demo;
 pub mod fill;
 pub mod gaps;
+mod promote;
 mod report;
-mod run;
+pub mod run;
 pub mod scan;
-pub mod source;
+mod session;
 pub mod verify;
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
-use crate::catalog::{Catalog, DatasetRow, RunId, RunSummary, SharedCatalog};
 use crate::config::{Config, Dataset, Overrides};
 use crate::error::{Error, Result};
-use crate::scan::ScanTarget;
 use crate::slot::Window;
-use crate::store;
 
-pub use fill::{FillCommand, FillFlags, fill, fill_options, run_fill};
+pub use crate::source::open::SourceFlags;
+pub use fill::{FillCommand, FillFlags, fill};
 pub use gaps::{GapsOptions, gaps, status};
+pub use promote::{PromoteCommand, promote};
 pub use report::{ReportCommand, report, sql};
-pub use run::{RunCommand, RunJob, RunProgress, run};
-pub use scan::{ScanCommand, run_scan, scan};
-pub use source::SourceFlags;
+pub use run::{RunCommand, run};
+pub use scan::{ScanCommand, scan};
+pub use session::{Notify, Session};
 pub use verify::{VerifyCommand, verify};
 
 /// Runs a future until it ends or the process is asked to stop (SIGINT, SIGTERM).
 /// Work in flight is dropped; what was committed stays, and a rerun resumes.
 pub async fn until_interrupted<T>(work: impl std::future::Future<Output = Result<T>>) -> Result<T> {
-    until_stopped(work, stop_signal()).await
-}
-
-/// Runs a future until it ends or `stop` completes; then the work in flight is
-/// dropped and the result is [`Error::Interrupted`].
-pub async fn until_stopped<T>(
-    work: impl std::future::Future<Output = Result<T>>,
-    stop: impl std::future::Future<Output = ()>,
-) -> Result<T> {
+    let stop = stop_signal();
     tokio::select! {
         result = work => result,
         () = stop => Err(Error::Interrupted),
@@ -106,6 +98,14 @@ impl Outcome {
     pub const OK: Outcome = Outcome { exit_code: 0 };
 }
 
+impl From<crate::catalog::RunOutcome> for Outcome {
+    fn from(outcome: crate::catalog::RunOutcome) -> Self {
+        Outcome {
+            exit_code: crate::error::exit_code(outcome),
+        }
+    }
+}
+
 /// The configured dataset and its resolved window.
 pub struct Resolved {
     pub config: Config,
@@ -113,25 +113,53 @@ pub struct Resolved {
     pub window: Option<Window>,
 }
 
-pub fn resolve(global: &Global, sel: &Selection) -> Result<Resolved> {
-    let mut config = Config::load(&global.config)?;
-    if let Some(catalog) = &global.catalog {
-        config.catalog = catalog.clone();
+impl Global {
+    /// The config file, with `--catalog` applied.
+    pub fn load_config(&self) -> Result<Config> {
+        let mut config = Config::load(&self.config)?;
+        if let Some(catalog) = &self.catalog {
+            config.catalog = catalog.clone();
+        }
+        Ok(config)
     }
+
+    /// The catalog: `--catalog`, else the config file's (read only when needed).
+    pub fn catalog_path(&self) -> Result<PathBuf> {
+        match &self.catalog {
+            Some(path) => Ok(path.clone()),
+            None => Ok(Config::load(&self.config)?.catalog),
+        }
+    }
+}
+
+pub fn resolve(global: &Global, sel: &Selection) -> Result<Resolved> {
+    let config = global.load_config()?;
     let ds = config.dataset(&sel.dataset, &sel.overrides)?;
     if let Some(webhook) = &ds.notify_webhook {
         crate::redact::register_secret(webhook);
     }
-    let window = match (&sel.start, &sel.end) {
-        (Some(start), Some(end)) => Some(Window::parse(&ds.spec, start, end, crate::clock::now())?),
-        (None, None) => None,
-        _ => {
-            return Err(Error::Usage(
-                "give both --start and --end, or neither".to_string(),
-            ));
-        }
-    };
+    let window = parse_window(&ds, sel.start.as_deref(), sel.end.as_deref())?;
     Ok(Resolved { config, ds, window })
+}
+
+/// `--start` and `--end` in a dataset's slots and offset: both, or neither.
+pub fn parse_window(
+    ds: &Dataset,
+    start: Option<&str>,
+    end: Option<&str>,
+) -> Result<Option<Window>> {
+    match (start, end) {
+        (Some(start), Some(end)) => Ok(Some(Window::parse(
+            &ds.spec,
+            start,
+            end,
+            crate::clock::now(),
+        )?)),
+        (None, None) => Ok(None),
+        _ => Err(Error::Usage(
+            "give both --start and --end, or neither".to_string(),
+        )),
+    }
 }
 
 pub fn require_window(resolved: &Resolved) -> Result<Window> {
@@ -140,121 +168,4 @@ pub fn require_window(resolved: &Resolved) -> Result<Window> {
             "this command needs --start and --end (e.g. --start -3d --end -2d)".to_string(),
         )
     })
-}
-
-/// A dataset opened for work: catalog registered, stores connected.
-pub struct Session {
-    pub resolved: Resolved,
-    pub db: SharedCatalog,
-    pub row: DatasetRow,
-    pub targets: Vec<ScanTarget>,
-}
-
-impl Session {
-    pub async fn open(resolved: Resolved) -> Result<Session> {
-        let mut catalog = Catalog::open(&resolved.config.catalog)?;
-        let row = catalog.ensure_dataset(&resolved.ds)?;
-        let mut targets = Vec::new();
-        for location in &row.locations {
-            let store = store::open(&location.url, &resolved.config.s3).await?;
-            targets.push(ScanTarget {
-                row: location.clone(),
-                store,
-            });
-        }
-        Ok(Session {
-            resolved,
-            db: SharedCatalog::new(catalog),
-            row,
-            targets,
-        })
-    }
-
-    pub fn complement(&self) -> Option<&ScanTarget> {
-        self.targets
-            .iter()
-            .find(|t| t.row.role == crate::config::Role::Complement)
-    }
-
-    pub fn requests(&self) -> u64 {
-        self.targets
-            .iter()
-            .map(|t| t.store.stats().requests())
-            .sum()
-    }
-
-    pub fn store_of(&self, url: &str) -> Option<Arc<dyn store::ObjectStore>> {
-        self.targets
-            .iter()
-            .find(|t| t.row.url == url)
-            .map(|t| t.store.clone())
-    }
-
-    /// Records the start of a run of `command` over the session's window.
-    pub async fn start_run(&self, global: &Global, command: &str) -> Result<RunId> {
-        self.start_run_over(global, command, self.resolved.window)
-            .await
-    }
-
-    /// Records the start of a run of `command` over `window`.
-    pub async fn start_run_over(
-        &self,
-        global: &Global,
-        command: &str,
-        window: Option<Window>,
-    ) -> Result<RunId> {
-        let window = window.map(|w| {
-            let spec = &self.resolved.ds.spec;
-            (spec.local_iso(w.first), spec.local_iso(w.last))
-        });
-        let (id, command, args) = (self.row.id, command.to_string(), global.args.clone());
-        Ok(self
-            .db
-            .call(move |c| {
-                c.start_run(
-                    Some(id),
-                    &command,
-                    &args,
-                    window.as_ref().map(|(a, b)| (a.as_str(), b.as_str())),
-                )
-            })
-            .await?)
-    }
-
-    /// Posts a run's summary to the webhook given on the command line or in
-    /// the config, if any; a failing webhook is only a warning.
-    pub async fn notify(
-        &self,
-        flag: Option<&str>,
-        window: Window,
-        command: &str,
-        summary: &RunSummary,
-    ) {
-        let ds = &self.resolved.ds;
-        if let Some(url) = flag.or(ds.notify_webhook.as_deref()) {
-            let note = crate::notify::Summary::new(ds, window, command, summary);
-            crate::notify::send(url, &note).await;
-        }
-    }
-
-    /// Records how a run ended; a failure is recorded with its message.
-    pub async fn finish_run<T>(
-        &self,
-        run: RunId,
-        result: &Result<T>,
-        mut summary: RunSummary,
-    ) -> Result<()> {
-        if let Err(e) = result {
-            // A fill that stopped keeps saying so; anything else that erred failed.
-            if summary.outcome != "stopped" {
-                summary.outcome = match e {
-                    Error::Interrupted => "interrupted",
-                    _ => "failed",
-                }
-                .to_string();
-            }
-            summary.error = Some(crate::redact::one_line(&e.to_string()));
-        }
-        Ok(self.db.call(move |c| c.finish_run(run, &summary)).await?)
-    }
 }

@@ -10,9 +10,8 @@ use crate::report::Format;
 use crate::report::format::plural;
 use crate::report::heatmap::write_heatmap;
 use crate::report::query::{CANNED, Params, canned, run_query};
-use crate::slot::Window;
 
-use super::{Global, Outcome};
+use super::{Global, Outcome, parse_window};
 
 #[derive(Debug, Clone, Default)]
 pub struct ReportCommand {
@@ -26,14 +25,6 @@ pub struct ReportCommand {
     /// Where the heatmap goes.
     pub out: Option<PathBuf>,
     pub thin_seconds: Option<f64>,
-}
-
-/// The catalog path: `--catalog`, else the config file's.
-fn catalog_path(global: &Global) -> Result<PathBuf> {
-    match &global.catalog {
-        Some(path) => Ok(path.clone()),
-        None => Ok(Config::load(&global.config)?.catalog),
-    }
 }
 
 pub fn report(global: &Global, cmd: &ReportCommand) -> Result<Outcome> {
@@ -59,26 +50,23 @@ pub fn report(global: &Global, cmd: &ReportCommand) -> Result<Outcome> {
         thin_seconds: cmd.thin_seconds,
         ..Default::default()
     };
-    let window = match (&cmd.start, &cmd.end) {
-        (None, None) => None,
-        (Some(start), Some(end)) => {
-            let dataset = cmd.dataset.as_deref().ok_or_else(|| {
-                Error::Usage("--start/--end need --dataset (for its slots and offset)".to_string())
-            })?;
-            let config = Config::load(&global.config)?;
-            let spec = config.dataset(dataset, &Overrides::default())?.spec;
-            let window = Window::parse(&spec, start, end, crate::clock::now())?;
-            params.first = Some(window.first);
-            params.last = Some(window.last);
-            Some((window, spec))
-        }
-        _ => {
+    let window = match (&cmd.start, &cmd.dataset) {
+        (None, _) => None,
+        (Some(_), None) => {
             return Err(Error::Usage(
-                "give both --start and --end, or neither".to_string(),
+                "--start/--end need --dataset (for its slots and offset)".to_string(),
             ));
         }
+        (Some(_), Some(dataset)) => {
+            let ds = Config::load(&global.config)?.dataset(dataset, &Overrides::default())?;
+            let window = parse_window(&ds, cmd.start.as_deref(), cmd.end.as_deref())?
+                .expect("a window: --start is given");
+            params.first = Some(window.first);
+            params.last = Some(window.last);
+            Some((window, ds.spec))
+        }
     };
-    let catalog = Catalog::open_read_only(&catalog_path(global)?)?;
+    let catalog = Catalog::open_read_only(&global.catalog_path()?)?;
     if let Some(dataset) = &cmd.dataset {
         known_dataset(global, &catalog, dataset)?;
     }
@@ -107,13 +95,7 @@ pub fn report(global: &Global, cmd: &ReportCommand) -> Result<Outcome> {
             names.join(", ")
         ))
     })?;
-    run_query(
-        catalog.connection(),
-        report.sql,
-        &params,
-        cmd.format,
-        &mut out,
-    )?;
+    run_query(&catalog, report.sql, &params, cmd.format, &mut out)?;
     Ok(Outcome::OK)
 }
 
@@ -141,16 +123,10 @@ fn write_svg(path: &Path, write: impl FnOnce(&mut dyn Write) -> Result<u64>) -> 
 
 /// Ad hoc read-only SQL on the catalog.
 pub fn sql(global: &Global, query: &str, format: Format) -> Result<Outcome> {
-    let catalog = Catalog::open_read_only(&catalog_path(global)?)?;
+    let catalog = Catalog::open_read_only(&global.catalog_path()?)?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    run_query(
-        catalog.connection(),
-        query,
-        &Params::default(),
-        format,
-        &mut out,
-    )?;
+    run_query(&catalog, query, &Params::default(), format, &mut out)?;
     Ok(Outcome::OK)
 }
 

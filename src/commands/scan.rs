@@ -1,12 +1,12 @@
 //! `slotfill scan`
 
-use crate::catalog::RunSummary;
+use crate::catalog::{RunOutcome, RunSummary};
 use crate::error::Result;
 use crate::report::format::plural;
 use crate::scan::{ScanOptions, ScanReport};
 use crate::state::State;
 
-use super::{Global, Outcome, Selection, Session, require_window, resolve};
+use super::{Global, Notify, Outcome, Selection, Session, require_window, resolve};
 
 #[derive(Debug, Clone, Default)]
 pub struct ScanCommand {
@@ -19,21 +19,20 @@ pub async fn scan(global: &Global, cmd: &ScanCommand) -> Result<Outcome> {
     let resolved = resolve(global, &cmd.selection)?;
     let window = require_window(&resolved)?;
     let session = Session::open(resolved).await?;
-    let run = session.start_run(global, "scan").await?;
     let options = ScanOptions {
         window,
         concurrency: cmd.concurrency,
         progress: cmd.progress,
     };
-    let result = run_scan(&session, &options).await;
-    let summary = match &result {
-        Ok(report) => summary_of(report, "ok"),
-        Err(_) => RunSummary::default(),
-    };
-    session.finish_run(run, &result, summary).await?;
-    let report = result?;
+    let (report, summary) = session
+        .record(global, "scan", Notify::Never, |_| async {
+            let report = run_scan(&session, &options).await?;
+            let summary = summary_of(&report, RunOutcome::Ok);
+            Ok((report, summary))
+        })
+        .await?;
     print!("{}", describe(&session, &report));
-    Ok(Outcome::OK)
+    Ok(summary.outcome.into())
 }
 
 /// Runs a scan over the session's locations.
@@ -48,9 +47,9 @@ pub async fn run_scan(session: &Session, options: &ScanOptions) -> Result<ScanRe
     .await?)
 }
 
-pub fn summary_of(report: &ScanReport, outcome: &str) -> RunSummary {
+pub fn summary_of(report: &ScanReport, outcome: RunOutcome) -> RunSummary {
     RunSummary {
-        outcome: outcome.to_string(),
+        outcome,
         slots: Some(report.slots.total()),
         missing_before: Some(report.slots.gaps()),
         still_missing: Some(report.slots.gaps()),

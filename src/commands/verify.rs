@@ -5,15 +5,15 @@
 
 use std::collections::BTreeMap;
 
-use crate::catalog::{RunSummary, SlotRow};
-use crate::error::{EXIT_GAPS_REMAIN, Result};
-use crate::report::format::plural;
+use crate::catalog::{RunOutcome, RunSummary, SlotRow};
+use crate::error::Result;
+use crate::report::format::{name_some, plural};
 use crate::scan::ScanOptions;
 use crate::slot::Window;
 use crate::state::State;
 
 use super::scan::run_scan;
-use super::{Global, Outcome, Selection, Session, require_window, resolve};
+use super::{Global, Notify, Outcome, Selection, Session, require_window, resolve};
 
 /// How many slots verify lists by name.
 pub const LISTED: usize = 20;
@@ -43,12 +43,12 @@ pub struct Verdict {
 }
 
 impl Verdict {
-    pub fn exit_code(&self) -> i32 {
-        if self.gaps > 0 { EXIT_GAPS_REMAIN } else { 0 }
-    }
-
-    pub fn outcome(&self) -> &'static str {
-        if self.gaps > 0 { "gaps_remain" } else { "ok" }
+    pub fn outcome(&self) -> RunOutcome {
+        if self.gaps > 0 {
+            RunOutcome::GapsRemain
+        } else {
+            RunOutcome::Ok
+        }
     }
 }
 
@@ -56,27 +56,22 @@ pub async fn verify(global: &Global, cmd: &VerifyCommand) -> Result<Outcome> {
     let resolved = resolve(global, &cmd.selection)?;
     let window = require_window(&resolved)?;
     let session = Session::open(resolved).await?;
-    let run = session.start_run(global, "verify").await?;
-    let result = verify_window(&session, window, cmd.concurrency, cmd.progress).await;
-    let summary = match &result {
-        Ok(v) => RunSummary {
-            outcome: v.outcome().to_string(),
-            slots: Some(v.slots),
-            still_missing: Some(v.gaps),
-            requests: Some(session.requests()),
-            ..Default::default()
-        },
-        Err(_) => RunSummary::default(),
-    };
-    session.finish_run(run, &result, summary.clone()).await?;
-    let verdict = result?;
+    let notify = Notify::Webhook(cmd.notify_webhook.clone());
+    let (verdict, summary) = session
+        .record(global, "verify", notify, |_| async {
+            let verdict = verify_window(&session, window, cmd.concurrency, cmd.progress).await?;
+            let summary = RunSummary {
+                outcome: verdict.outcome(),
+                slots: Some(verdict.slots),
+                still_missing: Some(verdict.gaps),
+                requests: Some(session.requests()),
+                ..Default::default()
+            };
+            Ok((verdict, summary))
+        })
+        .await?;
     print!("{}", describe(&session, window, &verdict));
-    session
-        .notify(cmd.notify_webhook.as_deref(), window, "verify", &summary)
-        .await;
-    Ok(Outcome {
-        exit_code: verdict.exit_code(),
-    })
+    Ok(summary.outcome.into())
 }
 
 /// Rescans and collects the verdict for a window.
@@ -172,15 +167,10 @@ pub fn describe(session: &Session, window: Window, v: &Verdict) -> String {
             .iter()
             .map(|r| r.start_local.as_str())
             .collect();
-        let more = if v.empty as usize > named.len() {
-            ", …"
-        } else {
-            ""
-        };
         out.push_str(&format!(
-            "{} confirmed empty at the origin (resolved; --empty-is-gap counts them as gaps): {}{more}\n",
+            "{} confirmed empty at the origin (resolved; --empty-is-gap counts them as gaps): {}\n",
             plural(v.empty, "slot"),
-            named.join(", ")
+            name_some(&named, v.empty)
         ));
     }
     if v.pending > 0 {

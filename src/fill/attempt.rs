@@ -112,7 +112,13 @@ async fn attempt(ctx: &Context<'_>, candidate: &FillCandidate) -> (Ending, Optio
         }
     }
     let (start_ms, end_ms) = (slot * 1000, (slot + ctx.ds.spec.width_secs()) * 1000);
-    let mut sink = match NoteSink::new(start_ms, end_ms, ctx.options.filter.clone()) {
+    let sink = NoteSink::new(
+        start_ms,
+        end_ms,
+        ctx.options.filter.clone(),
+        ctx.source.shape(),
+    );
+    let mut sink = match sink {
         Ok(sink) => sink,
         Err(e) => {
             let message = format!("cannot create a spool file: {e}");
@@ -240,9 +246,7 @@ async fn finish(
         .unwrap_or(0) as u64;
     let coverage = object
         .as_ref()
-        .and_then(|o| o.earliest.as_deref())
-        .and_then(crate::source::sink::parse_created_at)
-        .map(|ms| (ms - slot * 1000) as f64 / 1000.0);
+        .and_then(|o| crate::scan::coverage_seconds(slot, o.earliest.as_deref()));
     let failed = matches!(outcome, AttemptOutcome::Failed | AttemptOutcome::Partial);
     if failed {
         let failures = ctx.consecutive_failures.fetch_add(1, Ordering::SeqCst) + 1;

@@ -27,7 +27,7 @@
 //! [`object`] (the complement object), [`lease`] (one filler per dataset).
 
 mod attempt;
-mod lease;
+pub(crate) mod lease;
 mod object;
 pub mod plan;
 
@@ -128,9 +128,9 @@ pub struct FillReport {
     /// Notes the visibility policy kept out of the slots' objects.
     pub left_out: u64,
     pub origin_calls: u64,
+    /// Of `origin_calls`, those made once before the first slot (the probes).
+    pub probe_calls: u64,
     pub retries: u64,
-    /// Rate-limit answers (429) the origin gave and the fill waited out.
-    pub rate_limited: u64,
     /// Earliest note minus slot start, summed over filled slots (for the average).
     pub coverage_seconds_total: f64,
     /// Filled slots with coverage beyond `thin_coverage_seconds`.
@@ -195,7 +195,6 @@ impl FillReport {
         self.left_out += slot.left_out.unwrap_or(0);
         self.origin_calls += slot.fetch.calls;
         self.retries += slot.fetch.retries;
-        self.rate_limited += slot.fetch.rate_limited;
         self.coverage_seconds_total += slot.coverage.unwrap_or(0.0);
         let thin = thin_after
             .zip(slot.coverage)
@@ -345,8 +344,8 @@ async fn probe(
     let mut stats = Fetch::default();
     let probed = source.probe(&mut stats).await;
     report.origin_calls += stats.calls;
+    report.probe_calls += stats.calls;
     report.retries += stats.retries;
-    report.rate_limited += stats.rate_limited;
     Ok(probed?)
 }
 
@@ -377,3 +376,6 @@ async fn suspicious_empty(
     Ok((with_data.len() * 2 > report.empty_slots.len())
         .then(|| with_data.iter().sum::<f64>() / with_data.len() as f64))
 }
+
+#[cfg(test)]
+mod tests;

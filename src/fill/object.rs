@@ -2,7 +2,7 @@
 //! metadata, or found and counted when it already exists.
 
 use crate::catalog::{AttemptOutcome, ObjectRecord};
-use crate::scan::{ScanError, inspect};
+use crate::scan::{ComplementMeta, ScanError, inspect};
 use crate::slot::SlotStart;
 use crate::source::SlotFile;
 use crate::state::State;
@@ -50,32 +50,14 @@ pub async fn write_object(
     file: &SlotFile,
     condition: WriteCondition,
 ) -> Result<(AttemptOutcome, Option<ObjectRecord>), StoreError> {
-    let spec = &ctx.ds.spec;
-    let coverage = file
-        .earliest_ms
-        .map(|ms| (ms - slot * 1000) as f64 / 1000.0);
-    let metadata = vec![
-        ("slot".to_string(), spec.local_iso(slot)),
-        ("note-count".to_string(), file.notes.to_string()),
-        (
-            "earliest".to_string(),
-            file.earliest.clone().unwrap_or_default(),
-        ),
-        (
-            "latest".to_string(),
-            file.latest.clone().unwrap_or_default(),
-        ),
-        ("complete".to_string(), "true".to_string()),
-        ("source".to_string(), ctx.source.describe()),
-        (
-            "coverage-seconds".to_string(),
-            format!("{:.3}", coverage.unwrap_or(0.0)),
-        ),
-        (
-            "slotfill-version".to_string(),
-            env!("CARGO_PKG_VERSION").to_string(),
-        ),
-    ];
+    let meta = ComplementMeta {
+        complete: Some(true),
+        note_count: Some(file.notes as i64),
+        earliest: file.earliest.clone(),
+        latest: file.latest.clone(),
+        promoted: false,
+    };
+    let metadata = meta.to_metadata(slot, ctx.ds.spec.local_iso(slot), ctx.source.describe());
     let request = PutRequest {
         content_type: "application/x-ndjson".to_string(),
         metadata,

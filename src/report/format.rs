@@ -22,6 +22,17 @@ pub fn plural(n: impl Into<u64>, noun: &str) -> String {
     format!("{n} {noun}{}", if es { "es" } else { "s" })
 }
 
+/// The first slots of a list of `total`, comma-separated, with "…" when some are left out.
+pub fn name_some<S: AsRef<str>>(named: &[S], total: u64) -> String {
+    let names: Vec<&str> = named.iter().map(AsRef::as_ref).collect();
+    let more = if total as usize > names.len() {
+        ", …"
+    } else {
+        ""
+    };
+    format!("{}{more}", names.join(", "))
+}
+
 /// Quotes a CSV field when it needs it (RFC 4180).
 pub fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n', '\r']) {

@@ -3,11 +3,10 @@
 
 use std::io::Write;
 
-use rusqlite::types::ValueRef;
-use rusqlite::{Connection, ToSql};
-use serde_json::Value;
+use rusqlite::ToSql;
 
 use super::format::{Format, write_rows};
+use crate::catalog::{Catalog, QueryError};
 use crate::error::{Error, Result};
 
 /// A canned query: its name, what it shows, and its SQL.
@@ -67,66 +66,109 @@ pub struct Params {
     pub thin_seconds: Option<f64>,
 }
 
-fn json_of(v: ValueRef<'_>) -> Value {
-    match v {
-        ValueRef::Null => Value::Null,
-        ValueRef::Integer(i) => Value::from(i),
-        ValueRef::Real(f) => serde_json::Number::from_f64(f)
-            .map(Value::Number)
-            .unwrap_or(Value::Null),
-        ValueRef::Text(t) => Value::String(String::from_utf8_lossy(t).into_owned()),
-        ValueRef::Blob(b) => Value::String(format!("<{} bytes>", b.len())),
-    }
-}
-
-/// Runs one read-only statement and writes its rows; returns the row count.
+/// Runs one read-only statement on the catalog and writes its rows; returns the row count.
 pub fn run_query(
-    conn: &Connection,
+    catalog: &Catalog,
     sql: &str,
     params: &Params,
     format: Format,
     out: &mut dyn Write,
 ) -> Result<u64> {
-    let sql_error = |e: rusqlite::Error| Error::Usage(format!("SQL error: {e}"));
-    let mut stmt = conn.prepare(sql).map_err(sql_error)?;
-    if !stmt.readonly() {
-        return Err(Error::Usage(
-            "slotfill sql only reads: the statement would modify the catalog".to_string(),
-        ));
-    }
     let bindings: [(&str, &dyn ToSql); 4] = [
         (":dataset", &params.dataset),
         (":first", &params.first),
         (":last", &params.last),
         (":thin_seconds", &params.thin_seconds),
     ];
-    for (name, value) in bindings {
-        if let Some(index) = stmt.parameter_index(name).map_err(sql_error)? {
-            stmt.raw_bind_parameter(index, value).map_err(sql_error)?;
+    catalog
+        .read_query(sql, &bindings, |columns, rows| {
+            write_rows(out, format, columns, rows)
+        })
+        .map_err(|e| match e {
+            QueryError::Output(_) => Error::Runtime(e.to_string()),
+            _ => Error::Usage(e.to_string()),
+        })
+}
+
+#[cfg(test)]
+mod every_canned_query {
+    use super::*;
+    use crate::catalog::tests::dataset;
+
+    /// A catalog with one of everything the reports read: an ok slot, a filled
+    /// slot whose earliest note is late, a missing slot, an attempt and a run.
+    fn populated() -> (tempfile::TempDir, Catalog) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.db");
+        let mut catalog = Catalog::open(&path).unwrap();
+        let row = catalog.ensure_dataset(&dataset()).unwrap();
+        let (primary, complement) = (row.locations[0].id, row.locations[2].id);
+        let t0 = 1_753_974_000; // 2025-08-01T00:00:00+09:00
+        catalog
+            .connection()
+            .execute_batch(&format!(
+                "INSERT INTO objects (id, location_id, key, slot_start, size, lines, status, seen_at)
+                     VALUES (1, {primary}, 'a', {t0}, 200000, 500, 'ok', 'x');
+                 INSERT INTO objects (id, location_id, key, slot_start, size, lines, complete, note_count,
+                                      earliest, status, seen_at)
+                     VALUES (2, {complement}, 'b', {t0} + 600, 900, 3, 1, 3,
+                             '2025-07-31T15:12:00.000Z', 'ok', 'x');
+                 INSERT INTO slots VALUES (1, {t0}, '2025-08-01T00:00:00+09:00', '2025-08-01', 'ok', 'primary', 1, 'x', NULL);
+                 INSERT INTO slots VALUES (1, {t0} + 600, '2025-08-01T00:10:00+09:00', '2025-08-01', 'ok', 'complement', 2, 'x', NULL);
+                 INSERT INTO slots VALUES (1, {t0} + 1200, '2025-08-01T00:20:00+09:00', '2025-08-01', 'missing', NULL, NULL, 'x', NULL);
+                 INSERT INTO fill_attempts (dataset_id, slot_start, started_at, finished_at, outcome, notes, object_id)
+                     VALUES (1, {t0} + 600, 'x', 'y', 'filled', 3, 2);
+                 INSERT INTO runs (dataset_id, command, args, started_at, outcome)
+                     VALUES (1, 'fill', 'slotfill fill', 'x', 'ok');",
+            ))
+            .unwrap();
+        (dir, catalog)
+    }
+
+    #[test]
+    fn every_sql_file_answers_rows_on_a_populated_catalog() {
+        let (_dir, catalog) = populated();
+        let params = Params {
+            dataset: Some("jp".to_string()),
+            ..Default::default()
+        };
+        for report in CANNED {
+            let mut out = Vec::new();
+            let rows = run_query(&catalog, report.sql, &params, Format::Json, &mut out)
+                .unwrap_or_else(|e| panic!("{}: {e}", report.name));
+            assert!(rows > 0, "{} answered no row", report.name);
+            let parsed: serde_json::Value = serde_json::from_slice(&out).unwrap();
+            assert_eq!(parsed.as_array().unwrap().len() as u64, rows);
         }
     }
-    let columns: Vec<String> = stmt.column_names().map(str::to_string).collect();
-    let width = columns.len();
-    let mut rows = stmt.raw_query();
-    let mut failure = None;
-    let count = {
-        let mut iter = std::iter::from_fn(|| match rows.next() {
-            Ok(Some(row)) => Some(
-                (0..width)
-                    .map(|i| row.get_ref(i).map(json_of).unwrap_or(Value::Null))
-                    .collect(),
-            ),
-            Ok(None) => None,
-            Err(e) => {
-                failure = Some(e);
-                None
-            }
-        });
-        write_rows(out, format, &columns, &mut iter)
-            .map_err(|e| Error::Runtime(format!("cannot write output: {e}")))?
-    };
-    if let Some(e) = failure {
-        return Err(sql_error(e));
+
+    #[test]
+    fn gaps_and_coverage_agree_with_the_views() {
+        let (_dir, catalog) = populated();
+        let rows = |sql: &str| {
+            let mut out = Vec::new();
+            run_query(&catalog, sql, &Params::default(), Format::Json, &mut out).unwrap();
+            serde_json::from_slice::<serde_json::Value>(&out).unwrap()
+        };
+        let report = rows(canned("gaps").unwrap().sql);
+        let view = rows("SELECT first_local AS first_slot, slots FROM gaps");
+        assert_eq!(report[0]["first_slot"], view[0]["first_slot"]);
+        assert_eq!(report.as_array().unwrap().len(), 1);
+        let by_day = rows(canned("coverage-by-day").unwrap().sql);
+        let view = rows("SELECT coverage_pct FROM coverage_by_day");
+        // Two covered slots of the day's 144: against expected slots, not catalogued ones.
+        assert_eq!(by_day[0]["coverage_pct"], 1.39);
+        assert_eq!(view[0]["coverage_pct"], 1.39);
+        // Ad hoc SQL that writes is refused before it runs.
+        let err = run_query(
+            &catalog,
+            "DELETE FROM runs",
+            &Params::default(),
+            Format::Csv,
+            &mut Vec::new(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("only reads"), "{err}");
     }
-    Ok(count)
 }

@@ -30,7 +30,7 @@ use crate::slot::Window;
 use crate::state::State;
 use crate::store::{ListedObject, ObjectStore, StoreError, StoreStats};
 pub use count::{LineCount, count_lines};
-pub use judge::{ComplementMeta, judge};
+pub use judge::{ComplementMeta, coverage_seconds, judge};
 
 /// Downloads in flight at most, whatever `--concurrency` says: each open
 /// connection holds about 0.5 MB of HTTP client buffers, and past this the
@@ -285,6 +285,8 @@ fn decide(
     let meta = ComplementMeta {
         complete: known.complete,
         note_count: known.note_count,
+        // A collector object has `complete` only when it is a promoted copy.
+        promoted: role.is_collector() && known.complete.is_some(),
         ..Default::default()
     };
     let facts = known.lines.map(|lines| LineCount {
@@ -379,13 +381,17 @@ pub async fn inspect(
     slot_start: i64,
 ) -> Result<(ObjectRecord, u64), ScanError> {
     let role = target.row.role;
-    // Complement objects are counted whole: their line count is checked against their metadata.
-    let cap = role.is_collector().then_some(rules.max_lines);
     let mut attempt = 0;
     let (count, metadata) = loop {
         attempt += 1;
         let result = async {
             let mut read = target.store.read(&object.key).await?;
+            // Complement objects (and promoted copies of them) are counted whole:
+            // their line count is checked against their metadata.
+            let whole = ComplementMeta::for_role(role, &read.metadata)
+                .complete
+                .is_some();
+            let cap = (role.is_collector() && !whole).then_some(rules.max_lines);
             let count = count_lines(&mut read.body, cap)
                 .await
                 .map_err(|e| StoreError::Io {
@@ -413,11 +419,7 @@ pub async fn inspect(
         }
     };
     StoreStats::bump(&target.store.stats().bytes_read, count.bytes);
-    let meta = if role == Role::Complement {
-        ComplementMeta::from_metadata(&metadata)
-    } else {
-        ComplementMeta::default()
-    };
+    let meta = ComplementMeta::for_role(role, &metadata);
     let status = judge(role, object.size, Some(&count), &meta, rules);
     let record = ObjectRecord {
         key: object.key,

@@ -256,8 +256,8 @@ async fn run_record(State(state): State<Arc<AppState>>, Path(id): Path<String>) 
     let active = state.active_run(id);
     let found = state
         .read(move |c| {
-            let record = super::queries::run(c, id)?;
-            let attempts = super::queries::finished_attempts(c, id)?;
+            let record = c.run_record(id)?;
+            let attempts = c.finished_attempts(id)?;
             Ok((record, attempts))
         })
         .await;
@@ -280,7 +280,6 @@ async fn run_record(State(state): State<Arc<AppState>>, Path(id): Path<String>) 
     if let Some(run) = active {
         doc["progress"] = json!({
             "phase": run.progress.phase(),
-            "gaps_found": run.progress.gaps(),
             "slots_attempted": attempts,
         });
     }

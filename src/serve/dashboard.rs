@@ -20,8 +20,8 @@ use crate::report::gaps::{Period, PeriodBuilder};
 use crate::slot::Window;
 use crate::state::State as SlotState;
 
-use super::queries::{self, RunRecord};
 use super::{ActiveRun, AppState};
+use crate::catalog::RunRecord;
 
 /// Days the heatmap shows.
 pub const HEATMAP_DAYS: u64 = 14;
@@ -127,17 +127,17 @@ fn section(
     };
     if let Some(run) = active {
         let attempted = if run.run_id > 0 {
-            queries::finished_attempts(c, run.run_id)?
+            c.finished_attempts(run.run_id)?
         } else {
             0
         };
         out.active = Some((run, attempted));
     }
-    let Some(id) = queries::dataset_id(c, &ds.name)? else {
+    let Some(id) = c.dataset_id(&ds.name)? else {
         return Ok(out);
     };
     out.catalogued = true;
-    out.runs = queries::recent_runs(c, id, RUNS_LISTED)?;
+    out.runs = c.recent_runs(id, RUNS_LISTED)?;
     let Some(extent) = c.slot_extent(id)? else {
         return Ok(out);
     };
@@ -181,7 +181,7 @@ fn render(body: &mut String, s: &Section) {
         Some((run, attempted)) => {
             let _ = write!(
                 body,
-                "<p class=\"running\">In progress: {} {} — {}; {} of {} gap slots attempted.</p>",
+                "<p class=\"running\">In progress: {} {} — {}; {} attempted so far.</p>",
                 escape(run.kind),
                 if run.run_id > 0 {
                     format!("#{}", run.run_id)
@@ -189,8 +189,7 @@ fn render(body: &mut String, s: &Section) {
                     String::new()
                 },
                 run.progress.phase(),
-                attempted,
-                run.progress.gaps()
+                crate::report::format::plural(*attempted, "slot"),
             );
         }
         None => body.push_str("<p class=\"idle\">No run in progress.</p>"),

@@ -20,7 +20,7 @@ use prometheus_client::registry::Registry;
 
 use crate::state::State as SlotState;
 
-use super::{AppState, queries};
+use super::AppState;
 
 type Labels = Vec<(&'static str, String)>;
 type FloatGauge = Gauge<f64, AtomicU64>;
@@ -40,7 +40,7 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
             let mut slots = Vec::new();
             let mut newest_valid = Vec::new();
             for name in &names {
-                let Some(id) = queries::dataset_id(c, name)? else {
+                let Some(id) = c.dataset_id(name)? else {
                     continue;
                 };
                 let counts = match c.slot_extent(id)? {
@@ -53,15 +53,15 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
                 {
                     slots.push((name.clone(), s, counts.get(s)));
                 }
-                if let Some(slot) = queries::newest_ok_slot(c, id, false)? {
+                if let Some(slot) = c.newest_ok_slot(id, false)? {
                     newest_valid.push((name.clone(), slot));
                 }
             }
             Ok(CatalogFacts {
                 slots,
                 newest_valid,
-                last_runs: queries::last_runs(c)?,
-                attempts: queries::fill_attempts(c)?,
+                last_runs: c.last_runs()?,
+                attempts: c.fill_attempt_counts()?,
             })
         })
         .await;

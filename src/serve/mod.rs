@@ -5,9 +5,9 @@
 //!
 //! - [`api`]: the HTTP listener: `/healthz`, the dashboard, `/metrics`, and
 //!   `/api/…` (bearer token, bodies up to 1 MiB);
-//! - [`runs`]: triggered and scheduled runs, each a [`crate::commands::RunJob`]
-//!   (the code path of `slotfill run`) with its run record, one per dataset at
-//!   a time;
+//! - [`runs`]: triggered and scheduled runs, each `slotfill run`'s pipeline
+//!   inside the one run lifecycle (`Session::record`): a run record, the
+//!   notification, one run per dataset at a time;
 //! - [`events`]: S3 event notifications keep the catalog current without a scan;
 //! - [`watch`]: the freshness watch lists the newest day prefixes, alerts once
 //!   per incident and fills overdue slots;
@@ -23,7 +23,6 @@ pub mod api;
 pub mod dashboard;
 pub mod events;
 pub mod metrics;
-mod queries;
 pub mod runs;
 pub mod schedule;
 pub mod settings;
@@ -35,9 +34,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::catalog::Catalog;
-use crate::commands::{Global, Outcome, Resolved, RunProgress, Session};
+use crate::commands::{Global, Outcome, Resolved, Session};
 use crate::config::{Config, Dataset};
 use crate::error::{Error, Result};
+use runs::RunProgress;
 
 pub use settings::Settings;
 

@@ -1,13 +1,21 @@
-//! Triggered and scheduled runs: each is a [`RunJob`], the code path of
-//! `slotfill run`, with its run record; one per dataset at a time.
+//! Triggered and scheduled runs: each is the body of `slotfill run`
+//! ([`pipeline`]) inside the one run lifecycle ([`Session::record`]): a run
+//! record, notification, `interrupted` on SIGINT/SIGTERM. One per dataset at
+//! a time.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 
-use crate::commands::{FillFlags, Global, RunCommand, RunJob};
+use async_trait::async_trait;
+
+use crate::commands::fill::{FillFlags, fill_options, require_complement};
+use crate::commands::run::{Stages, pipeline};
+use crate::commands::{Global, Notify, Session};
 use crate::error::Error;
 use crate::slot::Window;
+use crate::source::{Fetch, NoteSink, NoteSource, SourceError};
 
-use super::{AppState, Claim};
+use super::{AppState, Claim, DatasetCounters, DatasetHandle};
 
 /// What a run asks for besides its window.
 #[derive(Debug, Clone, Default)]
@@ -50,6 +58,33 @@ impl From<Error> for StartError {
     }
 }
 
+/// How far a run in progress has got, for the dashboard and `/api/runs/{id}`.
+#[derive(Debug, Default)]
+pub struct RunProgress {
+    phase: AtomicU8,
+}
+
+impl RunProgress {
+    const PHASES: [&'static str; 5] = ["starting", "scanning", "filling", "verifying", "done"];
+
+    /// `starting`, `scanning`, `filling`, `verifying` or `done`.
+    pub fn phase(&self) -> &'static str {
+        Self::PHASES[usize::from(self.phase.load(Ordering::Relaxed)).min(4)]
+    }
+
+    pub fn enter(&self, name: &str) {
+        if let Some(i) = Self::PHASES.iter().position(|p| *p == name) {
+            self.phase.store(i as u8, Ordering::Relaxed);
+        }
+    }
+
+    /// The pipeline reports each stage as it finishes: scan, fill, verify.
+    fn stage_done(&self) {
+        let next = (self.phase.load(Ordering::Relaxed) + 1).min(4);
+        self.phase.store(next, Ordering::Relaxed);
+    }
+}
+
 /// Opens and records a run of `dataset`, then carries it out in the background.
 pub async fn start(
     state: &Arc<AppState>,
@@ -66,46 +101,70 @@ pub async fn start(
         return Err(StartError::Failed("the server is stopping".to_string()));
     }
     let claim = Claim::take(state, dataset, "run").ok_or_else(|| busy(state, dataset))?;
-    let lease = lease_holder(state, dataset).await;
-    if let Some(holder) = lease {
+    if let Some(holder) = lease_holder(state, dataset).await {
         return Err(StartError::Busy(format!(
             "dataset {dataset} is being filled by another slotfill ({holder})"
         )));
     }
-    let cmd = RunCommand {
-        fill: FillFlags {
-            max_slots: request.max_slots,
-            dry_run: request.dry_run,
-            concurrency: 4,
-            ..Default::default()
-        },
-        scan_concurrency: 8,
+    let flags = FillFlags {
+        max_slots: request.max_slots,
+        dry_run: request.dry_run,
+        concurrency: 4,
         ..Default::default()
+    };
+    // As `slotfill run` does, before the catalog is opened.
+    require_complement(&handle.ds)?;
+    let plan = crate::source::open::plan(&handle.ds, &flags.source)?;
+    let session = Session::open(state.resolved(&handle.ds, window)).await?;
+    let source = crate::source::open::build(&plan, &session.resolved.config.s3).await?;
+    let source: Arc<dyn NoteSource> = Arc::new(Counted {
+        inner: source,
+        handle: handle.clone(),
+    });
+    let options = fill_options(window, &flags, &plan);
+    let stages = Stages {
+        scan_concurrency: 8,
+        progress: false,
+        early_coverage_seconds: None,
     };
     let global = Global {
         args: request.origin.clone(),
         ..state.global.clone()
     };
-    let resolved = state.resolved(&handle.ds, window);
-    let job = RunJob::open(&global, resolved, &cmd).await?.log_output();
-    let run_id = job.id().0;
-    let progress = job.progress();
-    claim.set_run(run_id, progress.clone());
-    tracing::info!(run_id, dataset, origin = %request.origin, "run started");
-    let task_state = state.clone();
-    let stop = state.shutdown.clone();
+    let progress = Arc::new(RunProgress::default());
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+    let task_progress = progress.clone();
     let task = tokio::spawn(async move {
-        let _claim = claim;
-        let result = job.execute(async move { stop.wait().await }).await;
-        super::add(&handle.counters.origin_calls, progress.origin_calls());
-        super::add(&handle.counters.rate_limited, progress.rate_limited());
-        match result {
-            Ok(outcome) => tracing::info!(run_id, exit = outcome.exit_code, "run finished"),
-            Err(e) => tracing::warn!(run_id, error = %e, "run ended with an error"),
+        let claim = claim;
+        let mut started = Some(started_tx);
+        let recorded = session
+            .record(&global, "run", Notify::Webhook(None), |run| {
+                claim.set_run(run.0, task_progress.clone());
+                task_progress.enter("scanning");
+                if let Some(tx) = started.take() {
+                    let _ = tx.send(run.0);
+                }
+                let say_progress = task_progress.clone();
+                pipeline(&session, source, run, &options, &stages, move |text| {
+                    say_progress.stage_done();
+                    for line in text.lines() {
+                        tracing::info!(run = run.0, "{line}");
+                    }
+                })
+            })
+            .await;
+        task_progress.enter("done");
+        match recorded {
+            Ok((_, summary)) => tracing::info!(outcome = %summary.outcome, "run finished"),
+            Err(e) => tracing::warn!(error = %e, "run ended with an error"),
         }
-        drop(task_state);
+        drop(claim);
     });
     state.track(task);
+    let run_id = started_rx
+        .await
+        .map_err(|_| StartError::Failed("the run could not be recorded".to_string()))?;
+    tracing::info!(run_id, dataset, origin = %request.origin, "run started");
     Ok(run_id)
 }
 
@@ -127,15 +186,7 @@ async fn lease_holder(state: &AppState, dataset: &str) -> Option<String> {
     let now = crate::clock::now_text();
     state
         .read(move |c| {
-            let held = c
-                .connection()
-                .query_row(
-                    "SELECT l.pid, l.host FROM leases l JOIN datasets d ON d.id = l.dataset_id
-                     WHERE d.name = ?1 AND l.expires_at > ?2",
-                    rusqlite::params![name, now],
-                    |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)),
-                )
-                .ok();
+            let held = c.live_lease(&name, &now)?;
             Ok(held
                 .filter(|(held_pid, host)| {
                     // A holder on this host whose process is gone does not count.
@@ -148,4 +199,57 @@ async fn lease_holder(state: &AppState, dataset: &str) -> Option<String> {
         .await
         .ok()
         .flatten()
+}
+
+/// The dataset's origin, counting its calls and rate limits as they happen
+/// (for `/metrics`); everything else is the origin's own.
+pub struct Counted {
+    pub inner: Arc<dyn NoteSource>,
+    pub handle: Arc<DatasetHandle>,
+}
+
+impl Counted {
+    fn count(&self, fetch: &Fetch) {
+        let c: &DatasetCounters = &self.handle.counters;
+        super::add(&c.origin_calls, fetch.calls);
+        super::add(&c.rate_limited, fetch.rate_limited);
+    }
+}
+
+#[async_trait]
+impl NoteSource for Counted {
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+
+    async fn fetch(
+        &self,
+        start_ms: i64,
+        end_ms: i64,
+        sink: &mut NoteSink,
+    ) -> Result<Fetch, SourceError> {
+        let fetch = self.inner.fetch(start_ms, end_ms, sink).await?;
+        self.count(&fetch);
+        Ok(fetch)
+    }
+
+    fn estimated_calls(&self, notes: u64) -> u64 {
+        self.inner.estimated_calls(notes)
+    }
+
+    fn shape(&self) -> crate::source::RecordShape {
+        self.inner.shape()
+    }
+
+    fn call_interval(&self) -> std::time::Duration {
+        self.inner.call_interval()
+    }
+
+    async fn probe(&self, stats: &mut Fetch) -> Result<(), SourceError> {
+        let mut own = Fetch::default();
+        let probed = self.inner.probe(&mut own).await;
+        self.count(&own);
+        stats.absorb(&own);
+        probed
+    }
 }

@@ -21,14 +21,17 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::catalog::RunSummary;
-use crate::commands::{FillFlags, Global, SourceFlags};
-use crate::error::{Error, Result};
+use crate::commands::fill::{FillFlags, fill_options, fill_summary, run_fill};
+use crate::commands::{Global, Notify, Session};
+use crate::error::Result;
 use crate::scan::ScanOptions;
 use crate::slot::{SlotStart, Window};
+use crate::source::NoteSource;
 use crate::state::State;
 
+use super::runs::RunProgress;
 use super::settings::Freshness;
-use super::{AppState, Claim, DatasetHandle, queries};
+use super::{AppState, Claim, DatasetHandle};
 
 /// An open incident.
 #[derive(Debug, Clone)]
@@ -107,7 +110,7 @@ async fn check(handle: &DatasetHandle, freshness: &Freshness) -> Result<Check> {
         concurrency: 8,
         progress: false,
     };
-    crate::commands::run_scan(&handle.session, &options).await?;
+    crate::commands::scan::run_scan(&handle.session, &options).await?;
     // Overdue: a gap whose slot ended more than `grace` ago.
     let overdue_before = (now - freshness.grace).timestamp() - spec.width_secs();
     let id = handle.session.row.id;
@@ -122,7 +125,7 @@ async fn check(handle: &DatasetHandle, freshness: &Freshness) -> Result<Check> {
                 }
                 Ok(())
             })?;
-            let newest = queries::newest_ok_slot(c, id, true)?;
+            let newest = c.newest_ok_slot(id, true)?;
             Ok::<_, crate::catalog::CatalogError>((overdue, newest))
         })
         .await?;
@@ -253,7 +256,7 @@ fn human_age(seconds: i64) -> String {
 }
 
 /// Fills the overdue slots, recorded as a `fill` run, unless a run holds the dataset.
-async fn fill_overdue(state: &Arc<AppState>, handle: &DatasetHandle, overdue: &[SlotStart]) {
+async fn fill_overdue(state: &Arc<AppState>, handle: &Arc<DatasetHandle>, overdue: &[SlotStart]) {
     let ds = &handle.ds;
     if ds.complement().is_none() {
         tracing::warn!(dataset = %ds.name, "freshness fill = true, but the dataset has no complement location");
@@ -277,66 +280,52 @@ async fn fill_overdue(state: &Arc<AppState>, handle: &DatasetHandle, overdue: &[
 
 async fn fill_window(
     state: &Arc<AppState>,
-    handle: &DatasetHandle,
+    handle: &Arc<DatasetHandle>,
     claim: &Claim,
     window: Window,
 ) -> Result<()> {
-    let session = &handle.session;
     let flags = FillFlags {
         concurrency: 4,
-        source: SourceFlags::default(),
         ..Default::default()
     };
-    let plan = crate::commands::source::plan(&handle.ds, &flags.source)?;
-    let source = crate::commands::source::build(&plan, session).await?;
-    let options = crate::commands::fill_options(window, &flags, &plan);
+    let plan = crate::source::open::plan(&handle.ds, &flags.source)?;
+    // A session of its own, over the overdue slots: the run record names them.
+    let session = Session::open(state.resolved(&handle.ds, window)).await?;
+    let source = crate::source::open::build(&plan, &session.resolved.config.s3).await?;
+    let source: Arc<dyn NoteSource> = Arc::new(super::runs::Counted {
+        inner: source,
+        handle: handle.clone(),
+    });
+    let options = fill_options(window, &flags, &plan);
     let global = Global {
         args: "slotfill serve: freshness watch fill of overdue slots".to_string(),
         ..state.global.clone()
     };
-    let run = session
-        .start_run_over(&global, "fill", Some(window))
-        .await?;
-    let progress = Arc::new(crate::commands::RunProgress::default());
-    progress.enter_phase("filling");
-    claim.set_run(run.0, progress);
-    let requests_before = session.requests();
-    let stop = state.shutdown.clone();
-    let result = crate::commands::until_stopped(
-        crate::commands::run_fill(session, source, Some(run), &options),
-        async move { stop.wait().await },
-    )
-    .await;
-    let summary = match &result {
-        Ok(report) => {
-            super::add(&handle.counters.origin_calls, report.origin_calls);
-            super::add(&handle.counters.rate_limited, report.rate_limited);
-            tracing::info!(
-                dataset = %handle.ds.name,
-                filled = report.completed(),
-                empty = report.empty,
-                failed = report.failed + report.partial,
-                "watch filled overdue slots"
-            );
-            RunSummary {
-                outcome: if report.failure().is_some() {
-                    "failed"
-                } else {
-                    "ok"
-                }
-                .to_string(),
-                missing_before: Some(report.candidates.len() as u64),
-                filled: Some(report.completed()),
-                origin_calls: Some(report.origin_calls),
-                requests: Some(session.requests() - requests_before),
-                error: report.failure(),
-                ..Default::default()
+    let progress = Arc::new(RunProgress::default());
+    progress.enter("filling");
+    let (report, summary) = session
+        .record(&global, "fill", Notify::Never, |run| {
+            claim.set_run(run.0, progress.clone());
+            let (session, options) = (&session, &options);
+            async move {
+                let report = run_fill(session, source, Some(run), options).await?;
+                let summary = RunSummary {
+                    requests: Some(session.requests()),
+                    ..fill_summary(&report, options)
+                };
+                Ok((report, summary))
             }
-        }
-        Err(_) => RunSummary::default(),
-    };
-    session.finish_run(run, &result, summary).await?;
-    result.map(|_| ()).map_err(|e: Error| e)
+        })
+        .await?;
+    tracing::info!(
+        dataset = %handle.ds.name,
+        filled = report.completed(),
+        empty = report.empty,
+        failed = report.failed + report.partial,
+        outcome = %summary.outcome,
+        "watch filled overdue slots"
+    );
+    Ok(())
 }
 
 #[cfg(test)]

@@ -128,6 +128,11 @@ impl NoteSource for Archive {
         format!("archive:{}", self.store.location())
     }
 
+    /// Indexing the archive is the probe: done once, before the first slot.
+    async fn probe(&self, stats: &mut Fetch) -> Result<(), SourceError> {
+        self.spans(stats).await.map(|_| ())
+    }
+
     async fn fetch(
         &self,
         start_ms: i64,

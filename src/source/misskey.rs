@@ -17,12 +17,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use rand::Rng;
 use reqwest::StatusCode;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use tokio::sync::OnceCell;
 
+use super::http::{self, Answer, CallFailure, RetryPolicy, error_chain, transport_cause};
 use super::ids::IdScheme;
 use super::pacer::Pacer;
 use super::sink::{NoteSink, parse_created_at};
@@ -30,11 +30,11 @@ use super::{Fetch, NoteSource, SourceError};
 use crate::redact::scrub;
 
 pub const PAGE_LIMIT: usize = 100;
-/// Consecutive rate-limit answers tolerated for one call before giving up on it.
-const MAX_RATE_LIMIT_WAITS: u32 = 30;
-const MAX_WAIT: Duration = Duration::from_secs(15 * 60);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which endpoint a fill reads; spelled in the config and on the command line
+/// as `search`, `local-timeline`, `global-timeline` or `notes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(try_from = "String")]
 pub enum Mode {
     Search,
     LocalTimeline,
@@ -59,6 +59,13 @@ impl Mode {
             Mode::GlobalTimeline => "global-timeline",
             Mode::Notes => "notes",
         }
+    }
+}
+
+impl TryFrom<String> for Mode {
+    type Error = String;
+    fn try_from(name: String) -> Result<Self, String> {
+        name.parse()
     }
 }
 
@@ -120,20 +127,6 @@ pub struct Misskey {
     compare: OnceCell<BoundCompare>,
 }
 
-/// One answer from the origin, classified.
-enum Answer {
-    Page(Vec<Box<RawValue>>),
-    RateLimited(Option<Duration>),
-    Transient { code: String, message: String },
-    Fatal(SourceError),
-}
-
-/// Why a call gave up.
-enum CallFailure {
-    Exhausted { code: String, message: String },
-    Fatal(SourceError),
-}
-
 #[derive(serde::Deserialize)]
 struct MisskeyErrorBody {
     error: MisskeyError,
@@ -152,17 +145,8 @@ struct MisskeyError {
 impl Misskey {
     pub fn new(settings: MisskeySettings) -> Result<Misskey, SourceError> {
         let base = settings.base_url.trim_end_matches('/');
-        if !(base.starts_with("http://") || base.starts_with("https://")) {
-            return Err(SourceError::Config(format!(
-                "source base_url {base:?} must start with http:// or https://"
-            )));
-        }
-        let http = reqwest::Client::builder()
-            .timeout(settings.timeout)
-            .connect_timeout(Duration::from_secs(10))
-            .user_agent(concat!("slotfill/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| SourceError::Config(format!("cannot build the HTTP client: {e}")))?;
+        http::check_base_url(base)?;
+        let http = http::client(settings.timeout)?;
         Ok(Misskey {
             url: format!("{base}/api/{}", settings.mode.endpoint()),
             pacer: Arc::new(Pacer::new(settings.sleep)),
@@ -342,67 +326,21 @@ impl Misskey {
         SourceError::Config(scrub(&text, &self.secrets()))
     }
 
+    fn policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            retries: self.settings.retries,
+            retry_wait: self.settings.retry_wait,
+            rate_limit_wait_cap: self.settings.rate_limit_wait_cap,
+        }
+    }
+
     /// A call with retries: rate limits are waited out, transient failures backed off.
     async fn call(
         &self,
         body: &Value,
         stats: &mut Fetch,
     ) -> Result<Vec<Box<RawValue>>, CallFailure> {
-        let (mut failures, mut rate_limits) = (0u32, 0u32);
-        loop {
-            stats.calls += 1;
-            match self.call_once(body).await {
-                Answer::Page(page) => return Ok(page),
-                Answer::Fatal(e) => return Err(CallFailure::Fatal(e)),
-                Answer::RateLimited(wait) => {
-                    rate_limits += 1;
-                    stats.rate_limited += 1;
-                    if rate_limits > MAX_RATE_LIMIT_WAITS {
-                        return Err(CallFailure::Exhausted {
-                            code: "rate_limited".into(),
-                            message: format!(
-                                "still rate limited after {MAX_RATE_LIMIT_WAITS} waits"
-                            ),
-                        });
-                    }
-                    let wait = match wait {
-                        Some(told) => told.clamp(Duration::from_millis(500), MAX_WAIT),
-                        // At least 0.5 s, unless the cap is set shorter.
-                        None => self
-                            .backoff(rate_limits)
-                            .max(Duration::from_millis(500))
-                            .min(self.settings.rate_limit_wait_cap),
-                    };
-                    tracing::info!(
-                        wait_ms = wait.as_millis() as u64,
-                        "origin rate limit: waiting"
-                    );
-                    crate::progress::origin_waits_until(std::time::Instant::now() + wait);
-                    stats.retries += 1;
-                    self.pacer.back_off(wait).await;
-                }
-                Answer::Transient { code, message } => {
-                    failures += 1;
-                    if failures > self.settings.retries {
-                        let message = format!("{message}; gave up after {failures} tries");
-                        return Err(CallFailure::Exhausted { code, message });
-                    }
-                    let wait = self.backoff(failures);
-                    tracing::warn!(%code, %message, attempt = failures, wait_ms = wait.as_millis() as u64, "origin call failed; retrying");
-                    stats.retries += 1;
-                    tokio::time::sleep(wait).await;
-                }
-            }
-        }
-    }
-
-    /// Exponential backoff with full jitter on top of the base wait.
-    fn backoff(&self, attempt: u32) -> Duration {
-        let base = self.settings.retry_wait;
-        let exponential =
-            base.saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1).min(10)));
-        let jitter = rand::rng().random_range(0.0..=1.0) * base.as_secs_f64();
-        (exponential + Duration::from_secs_f64(jitter)).min(MAX_WAIT)
+        http::call(&self.policy(), &self.pacer, stats, || self.call_once(body)).await
     }
 
     /// The instance's id scheme: configured, or detected from its newest notes.
@@ -417,10 +355,7 @@ impl Misskey {
                 let page = self
                     .call(&self.body(None, None, 10), stats)
                     .await
-                    .map_err(|f| match f {
-                        CallFailure::Fatal(e) => e,
-                        CallFailure::Exhausted { message, .. } => unreachable_origin(&message),
-                    })?;
+                    .map_err(CallFailure::into_probe_error)?;
                 let ids: Vec<String> = page.iter().filter_map(|raw| note_id(raw)).collect();
                 let scheme = IdScheme::detect(ids.iter().map(String::as_str)).ok_or_else(|| {
                     SourceError::Config(format!(
@@ -553,40 +488,6 @@ fn note_id(raw: &RawValue) -> Option<String> {
     note_head(raw).map(|(id, _)| id)
 }
 
-/// Names the real cause of a failed exchange: connection refused, DNS, TLS, timeout.
-fn transport_cause(e: &reqwest::Error, timeout: Duration) -> (&'static str, String) {
-    let chain = error_chain(e).to_lowercase();
-    if e.is_timeout() {
-        return (
-            "timeout",
-            format!("no answer within {} s (--timeout)", timeout.as_secs_f64()),
-        );
-    }
-    let cause = if chain.contains("connection refused") {
-        ("connect", "connection refused")
-    } else if chain.contains("dns error") || chain.contains("failed to lookup address") {
-        ("dns", "the host name does not resolve (DNS)")
-    } else if chain.contains("certificate") || chain.contains("tls") || chain.contains("handshake")
-    {
-        ("tls", "the TLS handshake failed")
-    } else if e.is_connect() {
-        ("connect", "cannot connect")
-    } else {
-        ("network", "the connection failed")
-    };
-    (cause.0, cause.1.to_string())
-}
-
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut current = e.source();
-    while let Some(next) = current {
-        parts.push(next.to_string());
-        current = next.source();
-    }
-    parts.join(": ")
-}
-
 #[async_trait]
 impl NoteSource for Misskey {
     fn describe(&self) -> String {
@@ -616,14 +517,9 @@ impl NoteSource for Misskey {
         if self.settings.id_scheme.is_none() {
             return self.scheme(stats).await.map(|_| ());
         }
-        match self.call(&self.body(None, None, 1), stats).await {
-            Ok(_) => Ok(()),
-            Err(CallFailure::Fatal(e)) => Err(e),
-            Err(CallFailure::Exhausted { message, .. }) => Err(unreachable_origin(&message)),
-        }
+        self.call(&self.body(None, None, 1), stats)
+            .await
+            .map(|_| ())
+            .map_err(CallFailure::into_probe_error)
     }
-}
-
-fn unreachable_origin(message: &str) -> SourceError {
-    SourceError::Origin(format!("the origin did not answer: {message}"))
 }

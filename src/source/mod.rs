@@ -6,22 +6,35 @@
 //!
 //! - [`misskey`]: the Misskey HTTP API, paged newest-first between id bounds
 //!   built from time ([`ids`]), behind one global [`pacer::Pacer`].
+//! - [`mastodon`]: a Mastodon server's public timelines, paged newest-first
+//!   by snowflake ids built from time.
 //! - [`archive`]: JSON Lines files at another location (a dump or another
 //!   archive), assigned to slots by `createdAt`.
 //!
 //! What a source returns is not yet what may be written: the sink applies the
-//! dataset's client-side scope and its [`visibility`] policy to every note.
+//! dataset's client-side scope and its [`visibility`] policy to every note,
+//! reading each origin's records through its [`record::RecordShape`]; the
+//! retries and rate-limit waits every HTTP origin shares are in [`http`].
+//!
+//! Adding an origin: a module here implementing [`NoteSource`], its kind and
+//! settings in `config.rs`, and its arm in `commands/source.rs` (`plan` checks
+//! the settings before the catalog is opened, `build` connects).
 
 pub mod archive;
+pub mod http;
 pub mod ids;
+pub mod mastodon;
 pub mod misskey;
+pub mod open;
 pub mod pacer;
+pub mod record;
 pub mod sink;
 pub mod visibility;
 
 use async_trait::async_trait;
 use thiserror::Error;
 
+pub use record::RecordShape;
 pub use sink::{NoteFilter, NoteSink, SlotFile};
 pub use visibility::{Visibility, VisibilityPolicy};
 
@@ -80,6 +93,11 @@ pub trait NoteSource: Send + Sync {
 
     /// Origin calls a slot of `notes` notes costs, for dry-run estimates.
     fn estimated_calls(&self, notes: u64) -> u64;
+
+    /// How this origin's records name the fields slotfill reads.
+    fn shape(&self) -> RecordShape {
+        RecordShape::Misskey
+    }
 
     /// The pause between two calls (`--sleep`), for dry-run estimates.
     fn call_interval(&self) -> std::time::Duration {

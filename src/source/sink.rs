@@ -16,33 +16,11 @@ use std::collections::HashSet;
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 
 use chrono::DateTime;
-use serde::Deserialize;
 use serde_json::value::RawValue;
 use tempfile::NamedTempFile;
 
+use super::record::{Author, RecordHead, RecordShape};
 use super::visibility::VisibilityPolicy;
-
-/// The fields slotfill reads from a note; everything else passes through untouched.
-#[derive(Debug, Deserialize)]
-struct NoteHead<'a> {
-    #[serde(borrow)]
-    id: std::borrow::Cow<'a, str>,
-    #[serde(rename = "createdAt", borrow)]
-    created_at: std::borrow::Cow<'a, str>,
-    #[serde(default, borrow)]
-    text: Option<std::borrow::Cow<'a, str>>,
-    #[serde(default, borrow)]
-    visibility: Option<std::borrow::Cow<'a, str>>,
-    #[serde(default, borrow)]
-    user: Option<UserHead<'a>>,
-}
-
-#[derive(Debug, Deserialize)]
-struct UserHead<'a> {
-    /// null for the instance's own users (misskey-api.md §6).
-    #[serde(default, borrow)]
-    host: Option<std::borrow::Cow<'a, str>>,
-}
 
 /// Which notes to keep besides the time range.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -56,19 +34,16 @@ pub struct NoteFilter {
 }
 
 impl NoteFilter {
-    fn in_scope(&self, head: &NoteHead) -> bool {
+    fn in_scope(&self, head: &RecordHead) -> bool {
         let host_ok = match self.host.as_deref() {
             None => true,
             // A note without its author cannot be placed: out of scope, never guessed.
-            Some(want) => {
-                head.user
-                    .as_ref()
-                    .is_some_and(|user| match (want, user.host.as_deref()) {
-                        (".", host) => host.is_none(),
-                        (want, Some(host)) => host.eq_ignore_ascii_case(want),
-                        (_, None) => false,
-                    })
-            }
+            Some(want) => match (want, &head.author) {
+                (_, Author::Unknown) => false,
+                (".", author) => *author == Author::Local,
+                (want, Author::Remote(host)) => host.eq_ignore_ascii_case(want),
+                (_, Author::Local) => false,
+            },
         };
         host_ok && (!self.japanese || head.text.as_deref().is_some_and(has_japanese))
     }
@@ -96,6 +71,7 @@ pub struct NoteSink {
     start_ms: i64,
     end_ms: i64,
     filter: NoteFilter,
+    shape: RecordShape,
     seen: HashSet<String>,
     entries: Vec<Entry>,
     spool: BufWriter<NamedTempFile>,
@@ -117,7 +93,7 @@ pub struct SlotFile {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
-    #[error("note is not a JSON object with id and createdAt: {0}")]
+    #[error("record is not a JSON object with an id and a creation time: {0}")]
     BadNote(String),
     #[error("spool file: {0}")]
     Io(#[from] std::io::Error),
@@ -144,11 +120,18 @@ pub fn has_japanese(text: &str) -> bool {
 }
 
 impl NoteSink {
-    pub fn new(start_ms: i64, end_ms: i64, filter: NoteFilter) -> std::io::Result<Self> {
+    /// A sink for `[start_ms, end_ms)` of records of `shape`.
+    pub fn new(
+        start_ms: i64,
+        end_ms: i64,
+        filter: NoteFilter,
+        shape: RecordShape,
+    ) -> std::io::Result<Self> {
         Ok(NoteSink {
             start_ms,
             end_ms,
             filter,
+            shape,
             seen: HashSet::new(),
             entries: Vec::new(),
             spool: BufWriter::with_capacity(256 * 1024, NamedTempFile::new()?),
@@ -179,8 +162,8 @@ impl NoteSink {
     /// Offers one note (its raw JSON); returns what happened to it.
     pub fn push(&mut self, raw: &RawValue) -> Result<Pushed, SinkError> {
         let json = raw.get();
-        let head: NoteHead =
-            serde_json::from_str(json).map_err(|_| SinkError::BadNote(abbreviate(json)))?;
+        let head = RecordHead::parse(self.shape, json)
+            .ok_or_else(|| SinkError::BadNote(abbreviate(json)))?;
         let created_ms = parse_created_at(&head.created_at)
             .ok_or_else(|| SinkError::BadNote(abbreviate(json)))?;
         self.oldest_seen_ms = Some(
@@ -198,7 +181,10 @@ impl NoteSink {
             return Ok(Pushed::Filtered);
         }
         // After the scope: the count says what the policy alone kept out.
-        if !self.filter.visibility.admits(head.visibility.as_deref()) {
+        if !head
+            .visibility
+            .is_some_and(|v| self.filter.visibility.allows(v))
+        {
             self.left_out += 1;
             return Ok(Pushed::LeftOut);
         }
@@ -230,8 +216,10 @@ impl NoteSink {
             out.write_all(b"\n")?;
             bytes += u64::from(entry.len) + 1;
             if i == 0 || i + 1 == self.entries.len() {
-                let head: NoteHead = serde_json::from_slice(&buffer)
-                    .map_err(|_| SinkError::BadNote(String::new()))?;
+                let json =
+                    std::str::from_utf8(&buffer).map_err(|_| SinkError::BadNote(String::new()))?;
+                let head = RecordHead::parse(self.shape, json)
+                    .ok_or_else(|| SinkError::BadNote(abbreviate(json)))?;
                 if i == 0 {
                     earliest = Some(head.created_at.to_string());
                 }
@@ -280,7 +268,7 @@ mod tests {
 
     fn sink(filter: NoteFilter) -> NoteSink {
         let start = parse_created_at("2025-07-31T15:40:00.000Z").unwrap();
-        NoteSink::new(start, start + 600_000, filter).unwrap()
+        NoteSink::new(start, start + 600_000, filter, RecordShape::Misskey).unwrap()
     }
 
     #[test]

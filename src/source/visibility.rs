@@ -10,8 +10,8 @@
 //! dataset lists them. A note whose visibility is missing or unknown is left
 //! out too: guessing could only ever widen what is archived.
 //!
-//! Mastodon (no source yet) names the same four levels differently; a
-//! Mastodon source maps them with [`Visibility::from_mastodon`].
+//! Mastodon names the same four levels differently; its statuses are mapped
+//! with [`Visibility::from_mastodon`] (see [`super::record`]).
 
 use std::fmt;
 

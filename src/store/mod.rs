@@ -3,8 +3,10 @@
 //! A store is opened for one *location* (`s3://bucket/prefix` or
 //! `file:///dir`); every key it takes or returns is relative to that location.
 //! Reads are streamed and writes come from a file on disk, so memory never
-//! grows with object size.
+//! grows with object size. [`copy`] moves an object between two locations
+//! (server-side when both are on one S3 endpoint).
 
+mod copy;
 mod local;
 mod s3;
 
@@ -18,6 +20,7 @@ use thiserror::Error;
 use tokio::io::AsyncRead;
 
 use crate::config::S3Settings;
+pub use copy::{CopyMethod, CopyOutcome, CopyRequest, CopySource, copy, normalize_etag};
 pub use local::LocalStore;
 pub use s3::S3Store;
 
@@ -126,6 +129,21 @@ pub trait ObjectStore: Send + Sync {
     async fn put_file(&self, key: &str, path: &Path, request: &PutRequest) -> Result<PutOutcome>;
     /// Proves, leaving nothing behind, that the location exists and accepts writes.
     async fn check_writable(&self) -> Result<()>;
+    /// The address of `key` for a server-side copy, if this store has one (S3).
+    fn copy_source(&self, _key: &str) -> Option<CopySource> {
+        None
+    }
+    /// Copies `source` into `key` without the bytes leaving the server;
+    /// `Ok(None)` when this store cannot (not S3, or another endpoint): the
+    /// caller then streams the object instead.
+    async fn copy_within(
+        &self,
+        _source: &CopySource,
+        _key: &str,
+        _request: &PutRequest,
+    ) -> Result<Option<PutOutcome>> {
+        Ok(None)
+    }
     /// Requests made so far (lists count per page).
     fn stats(&self) -> &StoreStats;
 }

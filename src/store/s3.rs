@@ -17,8 +17,8 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_smithy_types::date_time::Format;
 
 use super::{
-    ListedObject, Listing, ObjectHead, ObjectRead, ObjectStore, PutOutcome, PutRequest, Result,
-    StoreError, StoreStats, WriteCondition,
+    CopySource, ListedObject, Listing, ObjectHead, ObjectRead, ObjectStore, PutOutcome, PutRequest,
+    Result, StoreError, StoreStats, WriteCondition,
 };
 use crate::config::S3Settings;
 
@@ -28,6 +28,8 @@ pub struct S3Store {
     bucket: String,
     /// The key prefix of the location, with a trailing `/` unless empty.
     root: String,
+    /// The configured endpoint: server-side copies only happen within one.
+    endpoint: Option<String>,
     stats: StoreStats,
 }
 
@@ -66,6 +68,7 @@ impl S3Store {
             client: Client::from_conf(config),
             bucket: bucket.to_string(),
             root,
+            endpoint: settings.endpoint_url.clone(),
             stats: StoreStats::default(),
         })
     }
@@ -290,6 +293,69 @@ impl ObjectStore for S3Store {
         }
     }
 
+    fn copy_source(&self, key: &str) -> Option<CopySource> {
+        Some(CopySource {
+            endpoint: self.endpoint.clone(),
+            bucket: self.bucket.clone(),
+            key: self.full_key(key),
+            if_match: None,
+        })
+    }
+
+    /// CopyObject with the metadata replaced and the target's condition sent
+    /// (`If-None-Match: *` or `If-Match`), plus `x-amz-copy-source-if-match`
+    /// so that a source replaced meanwhile is not copied either.
+    async fn copy_within(
+        &self,
+        source: &CopySource,
+        key: &str,
+        request: &PutRequest,
+    ) -> Result<Option<PutOutcome>> {
+        if source.endpoint != self.endpoint {
+            return Ok(None);
+        }
+        let metadata: HashMap<String, String> = request.metadata.iter().cloned().collect();
+        let mut copy = self
+            .client
+            .copy_object()
+            .bucket(&self.bucket)
+            .key(self.full_key(key))
+            .copy_source(format!(
+                "{}/{}",
+                source.bucket,
+                percent_encode_key(&source.key)
+            ))
+            .metadata_directive(aws_sdk_s3::types::MetadataDirective::Replace)
+            .content_type(&request.content_type)
+            .set_metadata(Some(metadata))
+            .set_copy_source_if_match(source.if_match.clone());
+        copy = match &request.condition {
+            WriteCondition::IfAbsent => copy.if_none_match("*"),
+            WriteCondition::IfMatch(etag) => copy.if_match(etag),
+            WriteCondition::Always => copy,
+        };
+        let response = copy.send().await;
+        StoreStats::bump(&self.stats.puts, 1);
+        match response {
+            Ok(out) => Ok(Some(PutOutcome::Created {
+                etag: out
+                    .copy_object_result()
+                    .and_then(|r| r.e_tag())
+                    .map(str::to_string),
+            })),
+            Err(e) if e.code() == Some("NoSuchBucket") => Err(self.error(e)),
+            Err(e)
+                if status_of(&e) == Some(412)
+                    || e.code() == Some("PreconditionFailed")
+                    || (matches!(request.condition, WriteCondition::IfMatch(_))
+                        && e.code() == Some("NoSuchKey")) =>
+            {
+                Ok(Some(PutOutcome::AlreadyExists))
+            }
+            Err(e) => Err(self.error(e)),
+        }
+    }
+
     /// HEAD of the bucket, then a PUT conditional on an ETag no object has: S3
     /// checks the permission before the condition, so the refused condition
     /// proves the write would be allowed, and nothing is written.
@@ -323,6 +389,20 @@ impl ObjectStore for S3Store {
     fn stats(&self) -> &StoreStats {
         &self.stats
     }
+}
+
+/// `x-amz-copy-source` is a URL path: every byte but unreserved ones and `/` is escaped.
+fn percent_encode_key(key: &str) -> String {
+    let mut out = String::with_capacity(key.len());
+    for b in key.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
 }
 
 /// The key of the conditional write that proves a location accepts writes (never created).

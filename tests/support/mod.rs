@@ -2,7 +2,9 @@
 //! catalog, local dirs), running the real `slotfill` binary, and test data.
 #![allow(dead_code)]
 
+pub mod mastodon;
 pub mod misskey;
+pub mod origin;
 pub mod s3;
 
 use std::path::{Path, PathBuf};

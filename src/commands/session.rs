@@ -1,0 +1,163 @@
+//! A dataset opened for work, and the one lifecycle every recorded command
+//! follows: start a run record, do the work until it ends or the process is
+//! asked to stop, record how it ended, notify.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use crate::catalog::{Catalog, DatasetRow, RunId, RunOutcome, RunSummary, SharedCatalog};
+use crate::error::{Error, Result};
+use crate::scan::ScanTarget;
+use crate::slot::Window;
+use crate::store;
+
+use super::{Global, Resolved, until_interrupted};
+
+/// Whether a run's end is posted to a webhook.
+#[derive(Debug, Clone, Default)]
+pub enum Notify {
+    #[default]
+    Never,
+    /// To this URL (the command line's), else the dataset's `notify_webhook`.
+    Webhook(Option<String>),
+}
+
+/// A dataset opened for work: catalog registered, stores connected.
+pub struct Session {
+    pub resolved: Resolved,
+    pub db: SharedCatalog,
+    pub row: DatasetRow,
+    pub targets: Vec<ScanTarget>,
+}
+
+impl Session {
+    pub async fn open(resolved: Resolved) -> Result<Session> {
+        let mut catalog = Catalog::open(&resolved.config.catalog)?;
+        let row = catalog.ensure_dataset(&resolved.ds)?;
+        let mut targets = Vec::new();
+        for location in &row.locations {
+            let store = store::open(&location.url, &resolved.config.s3).await?;
+            targets.push(ScanTarget {
+                row: location.clone(),
+                store,
+            });
+        }
+        Ok(Session {
+            resolved,
+            db: SharedCatalog::new(catalog),
+            row,
+            targets,
+        })
+    }
+
+    pub fn complement(&self) -> Option<&ScanTarget> {
+        self.targets
+            .iter()
+            .find(|t| t.row.role == crate::config::Role::Complement)
+    }
+
+    pub fn requests(&self) -> u64 {
+        self.targets
+            .iter()
+            .map(|t| t.store.stats().requests())
+            .sum()
+    }
+
+    pub fn store_of(&self, url: &str) -> Option<Arc<dyn store::ObjectStore>> {
+        self.targets
+            .iter()
+            .find(|t| t.row.url == url)
+            .map(|t| t.store.clone())
+    }
+
+    /// Records the start of a run of `command`.
+    async fn start_run(&self, global: &Global, command: &str) -> Result<RunId> {
+        let window = self.resolved.window.map(|w| {
+            let spec = &self.resolved.ds.spec;
+            (spec.local_iso(w.first), spec.local_iso(w.last))
+        });
+        let (id, command, args) = (self.row.id, command.to_string(), global.args.clone());
+        Ok(self
+            .db
+            .call(move |c| {
+                c.start_run(
+                    Some(id),
+                    &command,
+                    &args,
+                    window.as_ref().map(|(a, b)| (a.as_str(), b.as_str())),
+                )
+            })
+            .await?)
+    }
+
+    /// Runs `work` as a recorded run of `command`: the run record is started
+    /// first (its id is handed to the work), the work runs until it ends or
+    /// SIGINT/SIGTERM arrives, and how it ended is recorded and, if asked,
+    /// posted. An error is recorded as `failed` (or `interrupted`) with its
+    /// message. The value and the summary are returned for the command to
+    /// print; a summary with a failing outcome (a fill that stopped) then ends
+    /// the command through [`failure_of`].
+    pub async fn record<T, F, W>(
+        &self,
+        global: &Global,
+        command: &str,
+        notify: Notify,
+        work: W,
+    ) -> Result<(T, RunSummary)>
+    where
+        W: FnOnce(RunId) -> F,
+        F: Future<Output = Result<(T, RunSummary)>>,
+    {
+        let run = self.start_run(global, command).await?;
+        let result = until_interrupted(work(run)).await;
+        let summary = match &result {
+            Ok((_, summary)) => summary.clone(),
+            Err(e) => RunSummary {
+                outcome: match e {
+                    Error::Interrupted => RunOutcome::Interrupted,
+                    _ => RunOutcome::Failed,
+                },
+                error: Some(crate::redact::one_line(&e.to_string())),
+                ..RunSummary::default()
+            },
+        };
+        let recorded = summary.clone();
+        self.db.call(move |c| c.finish_run(run, &recorded)).await?;
+        if let (Notify::Webhook(flag), Some(window)) = (&notify, self.resolved.window)
+            && summary.outcome != RunOutcome::DryRun
+        {
+            self.notify(flag.as_deref(), window, command, &summary)
+                .await;
+        }
+        let (value, summary) = result?;
+        Ok((value, summary))
+    }
+
+    /// Posts a run's summary to the webhook given on the command line or in
+    /// the config, if any; a failing webhook is only a warning.
+    async fn notify(
+        &self,
+        flag: Option<&str>,
+        window: Window,
+        command: &str,
+        summary: &RunSummary,
+    ) {
+        let ds = &self.resolved.ds;
+        if let Some(url) = flag.or(ds.notify_webhook.as_deref()) {
+            let note = crate::notify::Summary::new(ds, window, command, summary);
+            crate::notify::send(url, &note).await;
+        }
+    }
+}
+
+/// The error a run with a failing outcome ends the command with.
+pub fn failure_of(summary: &RunSummary) -> Option<Error> {
+    summary.outcome.is_failure().then(|| {
+        Error::Runtime(
+            summary
+                .error
+                .clone()
+                .unwrap_or_else(|| format!("the run ended {}", summary.outcome)),
+        )
+    })
+}

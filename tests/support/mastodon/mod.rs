@@ -1,0 +1,316 @@
+//! In-process emulator of Mastodon's public timelines for integration tests
+//! (`shared/misskey-api.md` §7): `GET /api/v1/timelines/public` with `local`,
+//! `remote`, `only_media`, `max_id`, `since_id`, `min_id` and `limit` (default
+//! 20, capped at 40); every bound exclusive; `max_id`/`since_id` newest first,
+//! `min_id` the page right after it, reversed; the Link header (none on an
+//! empty page); snowflake ids sent as strings, back-dated ones with a random
+//! millisecond in their second; rack-attack's fixed-window throttles with
+//! `X-RateLimit-*` on every answer and `{"error":"Too many requests"}` 429s
+//! without `Retry-After`; `{"error": "…"}` bodies (401/422 when a user is
+//! required); injected faults ([`Fault`], shared with the Misskey emulator).
+//!
+//! Layout: this file holds the public types and the handle; `feed` the
+//! statuses, ids and the timeline's filters and paging; `http` throttles,
+//! authentication, faults and the HTTP plumbing.
+#![allow(dead_code)]
+
+mod feed;
+mod http;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::net::TcpListener;
+
+pub use super::misskey::Fault;
+use http::{Shared, lock, serve_connection};
+
+/// One rack-attack throttle: `limit` requests per fixed window of `period_secs`.
+#[derive(Clone, Debug)]
+pub struct Throttle {
+    pub limit: u64,
+    pub period_secs: u64,
+    /// Counts only paging requests (any `max_id`/`min_id`/`since_id`/`page`).
+    pub paging_only: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct MastodonConfig {
+    /// The server needs a signed-in user for its public timelines
+    /// (`local_live_feed_access` / `remote_live_feed_access`).
+    pub require_token: bool,
+    /// The status of that refusal: 422 in older versions, 401 in newer ones.
+    pub auth_status: u16,
+    /// Valid access tokens; any other gives 401.
+    pub tokens: Vec<String>,
+    pub throttles: Vec<Throttle>,
+}
+
+impl Default for MastodonConfig {
+    /// Anonymous access; the stock limits: 300 / 5 min for the API, and
+    /// 300 / 15 min more for paging requests.
+    fn default() -> Self {
+        MastodonConfig {
+            require_token: false,
+            auth_status: 401,
+            tokens: Vec::new(),
+            throttles: vec![
+                Throttle {
+                    limit: 300,
+                    period_secs: 300,
+                    paging_only: false,
+                },
+                Throttle {
+                    limit: 300,
+                    period_secs: 900,
+                    paging_only: true,
+                },
+            ],
+        }
+    }
+}
+
+/// What a status looks like.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StatusSpec {
+    pub created_at_ms: i64,
+    pub author: &'static str,
+    /// From another server: `acct` is `author@remote.example`.
+    pub remote: bool,
+    /// A remote status with a past `published`: its id's millisecond is random
+    /// within its second.
+    pub backdated: bool,
+    /// `public`, `unlisted`, `private` or `direct`.
+    pub visibility: &'static str,
+    pub reply_to_other: bool,
+    pub self_reply: bool,
+    pub reblog: bool,
+    pub media: bool,
+    /// A suspended or silenced author: left out of the public feed.
+    pub suspended: bool,
+    pub text: String,
+}
+
+impl StatusSpec {
+    pub fn local(created_at_ms: i64, text: &str) -> Self {
+        StatusSpec {
+            created_at_ms,
+            author: "alice",
+            remote: false,
+            backdated: false,
+            visibility: "public",
+            reply_to_other: false,
+            self_reply: false,
+            reblog: false,
+            media: false,
+            suspended: false,
+            text: text.to_string(),
+        }
+    }
+
+    /// A remote status, back-dated (its id only second-accurate).
+    pub fn backdated(created_at_ms: i64, text: &str) -> Self {
+        StatusSpec {
+            remote: true,
+            backdated: true,
+            author: "carol",
+            ..Self::local(created_at_ms, text)
+        }
+    }
+
+    pub fn visible(mut self, visibility: &'static str) -> Self {
+        self.visibility = visibility;
+        self
+    }
+}
+
+fn splitmix(x: &mut u64) -> u64 {
+    *x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let z = (*x ^ (*x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    let z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// `count` deterministic, varied statuses in `[start_ms, end_ms)`: mostly
+/// public local, plus remote (some back-dated), unlisted, private and direct
+/// ones, boosts, replies to others and to oneself, media, suspended authors.
+/// About one in eight shares the previous status's millisecond.
+pub fn mixed_statuses(start_ms: i64, end_ms: i64, count: usize, seed: u64) -> Vec<StatusSpec> {
+    let (mut s, mut prev) = (seed, start_ms);
+    let span = (end_ms - start_ms).max(1) as u64;
+    let authors = ["alice", "bob", "dave", "erin"];
+    (0..count)
+        .map(|i| {
+            let r = splitmix(&mut s);
+            if i == 0 || !r.is_multiple_of(8) {
+                prev = start_ms + (splitmix(&mut s) % span) as i64;
+            }
+            let text = super::misskey::sample_text(r >> 32);
+            let mut n = StatusSpec::local(prev, &text);
+            n.author = authors[(r >> 40) as usize % authors.len()];
+            match (r >> 3) % 20 {
+                0..=2 => n.remote = true,
+                3 | 4 => n = StatusSpec::backdated(prev - prev.rem_euclid(1000), &text),
+                5 => n.visibility = "unlisted",
+                6 => n.visibility = "private",
+                7 => n.visibility = "direct",
+                8 => n.reblog = true,
+                9 => n.reply_to_other = true,
+                10 => n.self_reply = true,
+                11 => n.media = true,
+                12 => n.suspended = true,
+                _ => {}
+            }
+            n
+        })
+        .collect()
+}
+
+/// A running emulator; stops (closing every connection) on Drop.
+pub struct MastodonEmulator {
+    shared: Arc<Shared>,
+    addr: std::net::SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+type Stop = tokio::sync::oneshot::Receiver<()>;
+
+async fn accept_loop(shared: Arc<Shared>, listener: std::net::TcpListener, mut stop: Stop) {
+    let listener = TcpListener::from_std(listener).expect("tokio listener");
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            Ok((sock, _)) = listener.accept() => {
+                let _ = sock.set_nodelay(true);
+                tokio::spawn(serve_connection(shared.clone(), sock));
+            }
+        }
+    }
+}
+
+/// The query of a timeline: `local`, `public` or `remote`.
+fn timeline_query(timeline: &str) -> BTreeMap<String, String> {
+    let mut q = BTreeMap::new();
+    match timeline {
+        "local" => drop(q.insert("local".to_string(), "true".to_string())),
+        "remote" => drop(q.insert("remote".to_string(), "true".to_string())),
+        "public" => {}
+        other => panic!("unknown timeline {other}"),
+    }
+    q
+}
+
+impl MastodonEmulator {
+    /// Binds 127.0.0.1:0 and serves on a dedicated thread with its own tokio runtime.
+    pub fn start(cfg: MastodonConfig) -> MastodonEmulator {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let addr = listener.local_addr().expect("local addr");
+        let shared = Arc::new(Shared {
+            cfg,
+            state: Mutex::default(),
+            log: Mutex::default(),
+            base: format!("http://{addr}"),
+        });
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let sh = shared.clone();
+        let serve = move || {
+            let mut rt = tokio::runtime::Builder::new_multi_thread();
+            let rt = rt.worker_threads(2).enable_all().build();
+            let rt = rt.expect("tokio runtime");
+            rt.block_on(accept_loop(sh, listener, rx));
+            rt.shutdown_timeout(Duration::from_millis(500));
+        };
+        let thread = std::thread::Builder::new().name("mastodon-emulator".into());
+        let thread = Some(thread.spawn(serve).expect("spawn emulator thread"));
+        MastodonEmulator {
+            shared,
+            addr,
+            stop: Some(tx),
+            thread,
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub fn base_url(&self) -> String {
+        self.shared.base.clone()
+    }
+
+    /// Stores a status; returns its id.
+    pub fn add_status(&self, spec: StatusSpec) -> String {
+        lock(&self.shared.state).add(spec)
+    }
+
+    pub fn add_statuses(&self, specs: impl IntoIterator<Item = StatusSpec>) -> Vec<String> {
+        let mut st = lock(&self.shared.state);
+        specs.into_iter().map(|s| st.add(s)).collect()
+    }
+
+    /// Ground truth: the statuses `timeline` holds with `start_ms ≤ created_at <
+    /// end_ms`, as the exact JSON served, sorted by created_at then id.
+    pub fn expected(&self, timeline: &str, start_ms: i64, end_ms: i64) -> Vec<Value> {
+        lock(&self.shared.state).expected(&timeline_query(timeline), start_ms, end_ms)
+    }
+
+    /// Like [`Self::expected`], for a timeline read with `only_media=true`.
+    pub fn expected_media(&self, timeline: &str, start_ms: i64, end_ms: i64) -> Vec<Value> {
+        let mut q = timeline_query(timeline);
+        q.insert("only_media".to_string(), "true".to_string());
+        lock(&self.shared.state).expected(&q, start_ms, end_ms)
+    }
+
+    /// A page as the server would answer `query` (`key=value&…`), ids only.
+    pub fn page_ids(&self, query: &str) -> Vec<String> {
+        let q: BTreeMap<String, String> = query
+            .split('&')
+            .filter_map(|p| p.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let st = lock(&self.shared.state);
+        st.page(&q).iter().map(|s| s.id.to_string()).collect()
+    }
+
+    /// All calls received, including faulted and throttled ones.
+    pub fn calls(&self) -> u64 {
+        lock(&self.shared.log).calls
+    }
+
+    /// The query of every request, in order.
+    pub fn requests(&self) -> Vec<BTreeMap<String, String>> {
+        lock(&self.shared.log).queries.clone()
+    }
+
+    /// 429s the throttles answered.
+    pub fn throttled(&self) -> u64 {
+        lock(&self.shared.log).throttled
+    }
+
+    /// Queues faults: each upcoming call consumes one.
+    pub fn fail_next(&self, faults: impl IntoIterator<Item = Fault>) {
+        lock(&self.shared.log).queue.extend(faults);
+    }
+
+    /// Every n-th call from now on gets `fault` (0 disables); queued faults take precedence.
+    pub fn fail_every(&self, n: u64, fault: Fault) {
+        let mut log = lock(&self.shared.log);
+        (log.every, log.every_seen) = ((n > 0).then_some((n, fault)), 0);
+    }
+
+    pub fn seen_authorization_headers(&self) -> Vec<String> {
+        lock(&self.shared.log).auth.clone()
+    }
+}
+
+impl Drop for MastodonEmulator {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
