@@ -153,6 +153,13 @@ pub enum Command {
         #[arg(long)]
         endpoint_url: Option<String>,
     },
+    /// The always-on mode: an HTTP API for runs and storage events, a freshness
+    /// watch, schedules, a dashboard and Prometheus metrics (docs/serve.md).
+    Serve {
+        /// Address to listen on (overrides `[serve] listen`; default 127.0.0.1:8080).
+        #[arg(long, value_name = "ADDR:PORT")]
+        listen: Option<String>,
+    },
     /// The nightly job: scan, fill, verify.
     Run {
         #[command(flatten)]
@@ -490,6 +497,9 @@ pub async fn dispatch(cli: Cli, global: Global) -> slotfill::error::Result<comma
                 notify_webhook,
             };
             commands::verify(&global, &cmd).await
+        }
+        Command::Serve { listen } => {
+            slotfill::serve::serve(&global, &slotfill::serve::ServeCommand { listen }).await
         }
         Command::Run {
             window,

@@ -201,6 +201,8 @@ pub struct DatasetConfig {
     /// Count confirmed-empty slots as gaps (verify and run exit 3), as `--empty-is-gap`.
     #[serde(default)]
     pub empty_is_gap: bool,
+    /// The freshness watch of `slotfill serve` (checked by [`crate::serve::settings`]).
+    pub freshness: Option<crate::serve::settings::FreshnessConfig>,
 }
 
 /// Defaults of the dataset settings that have one (each in this one place).
@@ -220,6 +222,8 @@ struct ConfigFile {
     s3: S3Settings,
     #[serde(default)]
     datasets: BTreeMap<String, DatasetConfig>,
+    #[serde(default)]
+    serve: crate::serve::settings::ServeConfig,
 }
 
 /// A loaded configuration file.
@@ -230,6 +234,8 @@ pub struct Config {
     pub notify_webhook: Option<String>,
     pub s3: S3Settings,
     pub datasets: BTreeMap<String, DatasetConfig>,
+    /// `[serve]`, for `slotfill serve` (checked by [`crate::serve::settings`]).
+    pub serve: crate::serve::settings::ServeConfig,
 }
 
 /// Command-line overrides of a dataset's settings.
@@ -351,6 +357,7 @@ impl Config {
             notify_webhook: file.notify_webhook,
             s3: file.s3,
             datasets: file.datasets,
+            serve: file.serve,
         })
     }
 

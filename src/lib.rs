@@ -18,6 +18,7 @@ pub mod promote;
 pub mod redact;
 pub mod report;
 pub mod scan;
+pub mod serve;
 pub mod slot;
 pub mod source;
 pub mod state;

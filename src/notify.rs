@@ -59,37 +59,51 @@ impl Summary {
 }
 
 #[derive(Serialize)]
-struct Payload<'a> {
-    content: String,
-    text: String,
-    slotfill: &'a Summary,
+struct Payload<'a, T: Serialize> {
+    content: &'a str,
+    text: &'a str,
+    slotfill: &'a T,
 }
 
 /// Posts the summary; failures are warnings.
 pub async fn send(url: &str, summary: &Summary) {
-    let text = summary.text();
+    send_message(url, &summary.text(), summary).await;
+}
+
+/// Posts a message (`content` and `text`) with its details under `slotfill`;
+/// failures are warnings. Returns whether the webhook accepted it.
+pub async fn send_message<T: Serialize>(url: &str, text: &str, details: &T) -> bool {
     let payload = Payload {
-        content: text.clone(),
+        content: text,
         text,
-        slotfill: summary,
+        slotfill: details,
     };
     let client = match reqwest::Client::builder()
         .timeout(Duration::from_secs(15))
         .build()
     {
         Ok(client) => client,
-        Err(_) => return,
+        Err(_) => return false,
     };
     match client.post(url).json(&payload).send().await {
-        Ok(response) if response.status().is_success() => tracing::info!("notification sent"),
-        Ok(response) => tracing::warn!(
-            status = response.status().as_u16(),
-            "the notification webhook refused the message"
-        ),
-        Err(e) => tracing::warn!(
-            timeout = e.is_timeout(),
-            connect = e.is_connect(),
-            "could not reach the notification webhook"
-        ),
+        Ok(response) if response.status().is_success() => {
+            tracing::info!("notification sent");
+            true
+        }
+        Ok(response) => {
+            tracing::warn!(
+                status = response.status().as_u16(),
+                "the notification webhook refused the message"
+            );
+            false
+        }
+        Err(e) => {
+            tracing::warn!(
+                timeout = e.is_timeout(),
+                connect = e.is_connect(),
+                "could not reach the notification webhook"
+            );
+            false
+        }
     }
 }

@@ -17,4 +17,5 @@ mod promote;
 mod scan;
 mod scope;
 mod secrets;
+mod serve;
 mod signals;

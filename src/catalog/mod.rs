@@ -21,6 +21,7 @@
 //! Statements are `prepare_cached`; a day's listing is written in one
 //! transaction with upserts, so a rescan costs a handful of statements per day.
 
+mod activity;
 mod fills;
 mod lease;
 mod objects;
@@ -38,8 +39,9 @@ use thiserror::Error;
 
 use crate::config::{Dataset, Role};
 
+pub use activity::RunRecord;
 pub use fills::{AttemptOutcome, CandidateQuery, FillCandidate, FinishedAttempt};
-pub use lease::{Lease, LeaseError};
+pub use lease::{Lease, LeaseError, this_host};
 pub use objects::{KnownObject, ListedDay, ObjectRecord};
 pub use promotions::{Promotion, PromotionCandidate, TargetObject};
 pub use query::QueryError;

@@ -94,6 +94,32 @@ impl Catalog {
             .map_err(Into::into)
     }
 
+    /// The live object at one key of a location, if the catalog has one.
+    pub fn live_object(&self, location_id: i64, key: &str) -> Result<Option<KnownObject>> {
+        Ok(self
+            .known_objects(location_id, key)?
+            .into_iter()
+            .find_map(|(k, known)| (k == key).then_some(known)))
+    }
+
+    /// Records one object seen outside a listing (a storage event), in one transaction.
+    pub fn record_object(&mut self, location_id: i64, object: &ObjectRecord) -> Result<()> {
+        let now = crate::clock::now_text();
+        let tx = self.conn.transaction()?;
+        upsert_object(&tx, location_id, object, &now)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Marks an object gone (deleted from its location): it no longer counts.
+    pub fn mark_gone(&mut self, object_id: i64) -> Result<()> {
+        self.conn.execute(
+            "UPDATE objects SET gone_at = ?2 WHERE id = ?1 AND gone_at IS NULL",
+            params![object_id, crate::clock::now_text()],
+        )?;
+        Ok(())
+    }
+
     /// Records one listed day prefix in one transaction.
     pub fn record_listing(&mut self, day: &ListedDay) -> Result<()> {
         let now = crate::clock::now_text();

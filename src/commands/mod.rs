@@ -4,14 +4,14 @@
 //! run in the catalog, calls the pipeline stages, and prints for people.
 
 pub mod demo;
-mod fill;
-mod gaps;
+pub mod fill;
+pub mod gaps;
 mod promote;
 mod report;
-mod run;
-mod scan;
+pub mod run;
+pub mod scan;
 mod session;
-mod verify;
+pub mod verify;
 
 use std::path::PathBuf;
 
@@ -32,21 +32,40 @@ pub use verify::{VerifyCommand, verify};
 /// Runs a future until it ends or the process is asked to stop (SIGINT, SIGTERM).
 /// Work in flight is dropped; what was committed stays, and a rerun resumes.
 pub async fn until_interrupted<T>(work: impl std::future::Future<Output = Result<T>>) -> Result<T> {
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
+    let stop = stop_signal();
     tokio::select! {
         result = work => result,
-        _ = tokio::signal::ctrl_c() => Err(Error::Interrupted),
-        _ = terminate => Err(Error::Interrupted),
+        () = stop => Err(Error::Interrupted),
+    }
+}
+
+/// Completes when the process receives SIGINT or SIGTERM. The handlers are
+/// installed when this is called, not when the future is first polled, so a
+/// signal that arrives in between is not lost (nor does it kill the process).
+pub fn stop_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{Signal, SignalKind, signal};
+        let terminate = signal(SignalKind::terminate()).ok();
+        let interrupt = signal(SignalKind::interrupt()).ok();
+        async fn received(signal: Option<Signal>) {
+            match signal {
+                Some(mut signal) => {
+                    signal.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        }
+        async move {
+            tokio::select! {
+                () = received(terminate) => {}
+                () = received(interrupt) => {}
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    async {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
 

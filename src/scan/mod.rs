@@ -133,11 +133,13 @@ pub async fn scan(
             "listing",
         ),
     };
-    let jobs = targets
-        .iter()
-        .flat_map(|target| days.iter().map(move |day| (target, *day)));
+    // By index, not by reference: a closure taking a borrowed target would keep
+    // the scan's future from being `Send` (a long-running server spawns it).
+    let jobs: Vec<(usize, NaiveDate)> = (0..targets.len())
+        .flat_map(|target| days.iter().map(move |day| (target, *day)))
+        .collect();
     futures::stream::iter(jobs)
-        .map(|(target, day)| scan_day(&ctx, target, day))
+        .map(|(target, day)| scan_day(&ctx, &targets[target], day))
         .buffer_unordered(concurrency)
         .try_for_each(|_| async { Ok(()) })
         .await?;
@@ -327,6 +329,31 @@ fn unchecked(object: &ListedObject, previous: Option<&KnownObject>) -> Decision 
         last_modified: object.last_modified.clone(),
         status: Some(State::Unchecked),
         ..Default::default()
+    })
+}
+
+/// Examines one object the way a listing of its day would, for a caller that
+/// learned of it otherwise (a storage event): nothing when the catalog already
+/// knows it as it is (same size and ETag, same verdict), no download when its
+/// size already makes it too small, otherwise a download, a count and the
+/// judge's verdict. Returns the record to store and the bytes read.
+pub async fn examine(
+    target: &ScanTarget,
+    ds: &Dataset,
+    object: ListedObject,
+    slot_start: i64,
+    previous: Option<&KnownObject>,
+) -> Result<Option<(ObjectRecord, u64)>, ScanError> {
+    Ok(match decide(target.row.role, &object, previous, ds) {
+        Decision::Unchanged => None,
+        Decision::Rejudged(record) | Decision::TooSmall(record) => Some((
+            ObjectRecord {
+                slot_start,
+                ..record
+            },
+            0,
+        )),
+        Decision::Count => Some(inspect(target, &ds.rules, object, slot_start).await?),
     })
 }
 

@@ -94,6 +94,7 @@ where
             Answer::Fatal(e) => return Err(CallFailure::Fatal(e)),
             Answer::RateLimited(wait) => {
                 rate_limits += 1;
+                stats.rate_limited += 1;
                 if rate_limits > MAX_RATE_LIMIT_WAITS {
                     return Err(CallFailure::Exhausted {
                         code: "rate_limited".into(),

@@ -61,6 +61,8 @@ pub struct Fetch {
     pub complete: bool,
     pub calls: u64,
     pub retries: u64,
+    /// Rate-limit answers (429) waited out.
+    pub rate_limited: u64,
     /// Why the fetch is not complete (an origin error code, "page_budget", ...).
     pub error_code: Option<String>,
     /// The same for people: the real cause (connection refused to …, HTTP 503 …).
@@ -71,6 +73,7 @@ impl Fetch {
     pub fn absorb(&mut self, other: &Fetch) {
         self.calls += other.calls;
         self.retries += other.retries;
+        self.rate_limited += other.rate_limited;
     }
 }
 

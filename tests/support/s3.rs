@@ -206,6 +206,12 @@ impl S3Server {
         sdk(format!("head {bucket}/{key}"), req).map(|o| o.metadata.unwrap_or_default())
     }
 
+    /// The object's ETag as S3 returns it (quoted), or None if it does not exist.
+    pub fn etag(&self, bucket: &str, key: &str) -> Option<String> {
+        let req = self.direct.head_object().bucket(bucket).key(key).send();
+        sdk(format!("head {bucket}/{key}"), req).and_then(|o| o.e_tag)
+    }
+
     pub fn delete(&self, bucket: &str, key: &str) {
         let req = self.direct.delete_object().bucket(bucket).key(key).send();
         sdk(format!("delete {bucket}/{key}"), req);
