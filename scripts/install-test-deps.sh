@@ -15,10 +15,8 @@ install_chromium() {
          "the dashboard's browser test will be skipped" >&2
     return 0
   fi
-  # A fresh machine has no package lists yet.
-  if ! apt-cache show chromium >/dev/null 2>&1; then
-    apt-get update -qq
-  fi
+  # A fresh machine has no package lists yet, or old ones naming versions gone since.
+  apt-get update -qq || true
   if DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; then
     echo "installed Chromium from Debian's packages"
   else
