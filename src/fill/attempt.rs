@@ -6,7 +6,7 @@ use tracing::Instrument;
 
 use crate::catalog::{AttemptOutcome, FillCandidate, FinishedAttempt, ObjectRecord};
 use crate::slot::SlotStart;
-use crate::source::{Fetch, NoteSink};
+use crate::source::{Failure, Fetch, NoteSink};
 use crate::state::State;
 use crate::store::WriteCondition;
 
@@ -77,10 +77,9 @@ impl Ending {
         }
     }
 
-    fn failed(fetch: Fetch, code: &str, message: String) -> Self {
+    fn failed(fetch: Fetch, failure: Failure) -> Self {
         let fetch = Fetch {
-            error_code: Some(code.to_string()),
-            error_message: Some(message),
+            failure: Some(failure),
             ..fetch
         };
         Ending::new(AttemptOutcome::Failed, fetch)
@@ -123,13 +122,16 @@ async fn attempt(ctx: &Context<'_>, candidate: &FillCandidate) -> (Ending, Optio
         Err(e) => {
             let message = format!("cannot create a spool file: {e}");
             tracing::error!("{message}");
-            return (Ending::failed(Fetch::default(), "spool", message), None);
+            return (
+                Ending::failed(Fetch::default(), Failure::Spool(message)),
+                None,
+            );
         }
     };
     let fetch = match fetch_slot(ctx, start_ms, end_ms, &mut sink).await {
         Ok(fetch) => fetch,
         Err(e) => {
-            let ending = Ending::failed(Fetch::default(), "config", e.to_string());
+            let ending = Ending::failed(Fetch::default(), Failure::Config(e.to_string()));
             return (ending, Some(e.into()));
         }
     };
@@ -149,7 +151,7 @@ async fn settle(
 ) -> (Ending, Option<FillError>) {
     let slot = candidate.slot_start;
     if !fetch.complete {
-        let outcome = if fetch.error_code.as_deref() == Some("page_budget") {
+        let outcome = if fetch.failure.as_ref().is_some_and(Failure::is_partial) {
             AttemptOutcome::Partial
         } else {
             AttemptOutcome::Failed
@@ -176,7 +178,7 @@ async fn settle(
         Err(e) => {
             let message = format!("cannot write the slot file: {e}");
             tracing::error!("{message}");
-            return (Ending::failed(fetch, "spool", message), None);
+            return (Ending::failed(fetch, Failure::Spool(message)), None);
         }
     };
     match write_object(ctx, key, slot, &file, condition).await {
@@ -184,12 +186,12 @@ async fn settle(
         // Wrong credentials or a missing bucket fail every slot alike: stop at once
         // instead of fetching more slots from the origin for nothing.
         Err(e) if e.is_configuration() => (
-            Ending::failed(fetch, "store", e.to_string()),
+            Ending::failed(fetch, Failure::Store(e.to_string())),
             Some(FillError::Store(e)),
         ),
         Err(e) => {
             tracing::error!(error = %e, "writing the complement object failed");
-            (Ending::failed(fetch, "store", e.to_string()), None)
+            (Ending::failed(fetch, Failure::Store(e.to_string())), None)
         }
     }
 }
@@ -218,8 +220,7 @@ async fn fetch_slot(
         total.absorb(&fetch);
         if !fetch.complete {
             total.complete = false;
-            total.error_code = fetch.error_code;
-            total.error_message = fetch.error_message;
+            total.failure = fetch.failure;
             break;
         }
         window_end = window_start;
@@ -267,7 +268,7 @@ async fn finish(
         origin_calls: fetch.calls,
         retries: fetch.retries,
         coverage_seconds: coverage,
-        error_code: fetch.error_code.clone(),
+        error_code: fetch.failure.as_ref().map(|f| f.code().to_string()),
         object: object.map(|o| (ctx.complement.row.id, o)),
         retry_after,
         left_out,
@@ -282,9 +283,9 @@ async fn finish(
     );
     let failure = failed.then(|| {
         fetch
-            .error_message
-            .clone()
-            .or_else(|| fetch.error_code.clone())
+            .failure
+            .as_ref()
+            .map(Failure::message)
             .unwrap_or_else(|| "the fetch did not complete".to_string())
     });
     Ok(SlotResult {

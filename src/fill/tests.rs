@@ -77,7 +77,7 @@ impl NoteSource for Scripted {
         Ok(Fetch {
             complete,
             calls: 1,
-            error_code: (!complete).then(|| "page_budget".to_string()),
+            failure: (!complete).then_some(crate::source::Failure::PageBudget { pages: 1 }),
             ..Default::default()
         })
     }

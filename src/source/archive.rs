@@ -14,7 +14,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::OnceCell;
 
 use super::sink::{NoteSink, parse_created_at};
-use super::{Fetch, NoteSource, SourceError};
+use super::{Failure, Fetch, NoteSource, SourceError};
 use crate::store::ObjectStore;
 
 struct FileSpan {
@@ -161,8 +161,7 @@ impl NoteSource for Archive {
         match failed {
             Some(message) => {
                 tracing::warn!(%message, "archive read failed");
-                stats.error_code = Some("archive_read".into());
-                stats.error_message = Some(message);
+                stats.failure = Some(Failure::ArchiveRead(message));
             }
             None => stats.complete = true,
         }

@@ -28,7 +28,7 @@ use super::http::{self, Answer, CallFailure, RetryPolicy, error_chain, transport
 use super::pacer::Pacer;
 use super::record::RecordShape;
 use super::sink::NoteSink;
-use super::{Fetch, NoteSource, SourceError, Visibility, VisibilityPolicy};
+use super::{Failure, Fetch, NoteSource, SourceError, Visibility, VisibilityPolicy};
 use crate::redact::scrub;
 
 /// Mastodon's cap: `2 × DEFAULT_STATUSES_LIMIT`.
@@ -316,14 +316,12 @@ impl Mastodon {
                 Err(CallFailure::Fatal(e)) => return Err(e),
                 Err(CallFailure::Exhausted { code, message }) => {
                     tracing::warn!(%code, %message, "giving up on this range for now");
-                    stats.error_code = Some(code);
-                    stats.error_message = Some(format!("the origin failed: {message}"));
+                    stats.failure = Some(Failure::Origin { code, message });
                     return Ok(stats);
                 }
             };
             let Some(oldest) = self.absorb(&page, sink) else {
-                stats.error_code = Some("bad_note".into());
-                stats.error_message = Some("a status without a numeric id".into());
+                stats.failure = Some(Failure::BadRecord("a status without a numeric id".into()));
                 return Ok(stats);
             };
             match oldest {
@@ -338,11 +336,9 @@ impl Mastodon {
                 Some(oldest) => max_id = oldest,
             }
         }
-        stats.error_code = Some("page_budget".into());
-        stats.error_message = Some(format!(
-            "the slot needs more than {} (the page budget, --max-pages)",
-            crate::report::format::plural(u64::from(self.settings.max_pages), "page")
-        ));
+        stats.failure = Some(Failure::PageBudget {
+            pages: self.settings.max_pages,
+        });
         Ok(stats)
     }
 

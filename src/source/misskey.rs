@@ -26,7 +26,7 @@ use super::http::{self, Answer, CallFailure, RetryPolicy, error_chain, transport
 use super::ids::IdScheme;
 use super::pacer::Pacer;
 use super::sink::{NoteSink, parse_created_at};
-use super::{Fetch, NoteSource, SourceError};
+use super::{Failure, Fetch, NoteSource, SourceError};
 use crate::redact::scrub;
 
 pub const PAGE_LIMIT: usize = 100;
@@ -410,8 +410,7 @@ impl Misskey {
             Ok(scheme) => scheme,
             Err(SourceError::Origin(message)) => {
                 tracing::warn!(%message, "giving up on this range for now");
-                stats.error_code = Some("id_scheme".into());
-                stats.error_message = Some(message);
+                stats.failure = Some(Failure::IdScheme(message));
                 return Ok(stats);
             }
             Err(e) => return Err(e),
@@ -425,8 +424,7 @@ impl Misskey {
                 Err(CallFailure::Fatal(e)) => return Err(e),
                 Err(CallFailure::Exhausted { code, message }) => {
                     tracing::warn!(%code, %message, "giving up on this range for now");
-                    stats.error_code = Some(code);
-                    stats.error_message = Some(format!("the origin failed: {message}"));
+                    stats.failure = Some(Failure::Origin { code, message });
                     return Ok(stats);
                 }
             };
@@ -437,12 +435,13 @@ impl Misskey {
             let seen_before = sink.distinct_seen();
             let mut oldest: Option<(String, i64)> = None;
             for raw in &page {
+                let bad = || Failure::BadRecord("a note without an id or createdAt".into());
                 let Some((id, created_ms)) = note_head(raw) else {
-                    stats.error_code = Some("bad_note".into());
+                    stats.failure = Some(bad());
                     return Ok(stats);
                 };
                 if sink.push(raw).is_err() {
-                    stats.error_code = Some("bad_note".into());
+                    stats.failure = Some(bad());
                     return Ok(stats);
                 }
                 if oldest.as_ref().is_none_or(|(o, _)| id < *o) {
@@ -464,11 +463,9 @@ impl Misskey {
                 BoundCompare::Millisecond => scheme.min_id_at(oldest_ms + scheme.resolution_ms()),
             };
         }
-        stats.error_code = Some("page_budget".into());
-        stats.error_message = Some(format!(
-            "the slot needs more than {} (the page budget, --max-pages)",
-            crate::report::format::plural(u64::from(self.settings.max_pages), "page")
-        ));
+        stats.failure = Some(Failure::PageBudget {
+            pages: self.settings.max_pages,
+        });
         Ok(stats)
     }
 }

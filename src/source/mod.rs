@@ -63,10 +63,70 @@ pub struct Fetch {
     pub retries: u64,
     /// Rate-limit answers (429) waited out.
     pub rate_limited: u64,
-    /// Why the fetch is not complete (an origin error code, "page_budget", ...).
-    pub error_code: Option<String>,
-    /// The same for people: the real cause (connection refused to …, HTTP 503 …).
-    pub error_message: Option<String>,
+    /// Why the fetch is not complete.
+    pub failure: Option<Failure>,
+}
+
+/// Why a fetch did not complete, or why an attempt wrote no object: shared by
+/// the sources, fill and the catalog (`fill_attempts.error_code` is [`Failure::code`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// The origin failed after every retry; `code` says how (`timeout`,
+    /// `connect`, `http_503`, `rate_limited`, `bad_json`, …).
+    Origin { code: String, message: String },
+    /// The slot needs more pages than the page budget (`--max-pages`).
+    PageBudget { pages: u32 },
+    /// The origin sent a record that is not a note (no usable id or time).
+    BadRecord(String),
+    /// The instance's id scheme could not be detected.
+    IdScheme(String),
+    /// An archive file could not be read.
+    ArchiveRead(String),
+    /// The slot file could not be spooled to disk.
+    Spool(String),
+    /// The complement object could not be written.
+    Store(String),
+    /// A configuration error that stopped the run.
+    Config(String),
+}
+
+impl Failure {
+    /// What `fill_attempts.error_code` records. (The catalog itself records
+    /// `interrupted` for attempts a killed process left.)
+    pub fn code(&self) -> &str {
+        match self {
+            Failure::Origin { code, .. } => code,
+            Failure::PageBudget { .. } => "page_budget",
+            Failure::BadRecord(_) => "bad_note",
+            Failure::IdScheme(_) => "id_scheme",
+            Failure::ArchiveRead(_) => "archive_read",
+            Failure::Spool(_) => "spool",
+            Failure::Store(_) => "store",
+            Failure::Config(_) => "config",
+        }
+    }
+
+    /// The real cause, for people.
+    pub fn message(&self) -> String {
+        match self {
+            Failure::Origin { message, .. } => format!("the origin failed: {message}"),
+            Failure::PageBudget { pages } => format!(
+                "the slot needs more than {} (the page budget, --max-pages)",
+                crate::report::format::plural(u64::from(*pages), "page")
+            ),
+            Failure::BadRecord(what) => format!("the origin sent {what}"),
+            Failure::IdScheme(message)
+            | Failure::ArchiveRead(message)
+            | Failure::Spool(message)
+            | Failure::Store(message)
+            | Failure::Config(message) => message.clone(),
+        }
+    }
+
+    /// The fetch ran out of pages rather than failing: the attempt was partial.
+    pub fn is_partial(&self) -> bool {
+        matches!(self, Failure::PageBudget { .. })
+    }
 }
 
 impl Fetch {
