@@ -11,7 +11,16 @@ use serde::Deserialize;
 use thiserror::Error;
 
 use crate::slot::{SlotError, SlotSpec};
-use crate::source::Visibility;
+
+mod duration;
+mod location;
+mod source;
+
+pub use duration::{format_duration, parse_duration};
+pub use location::normalize_location;
+use location::overlaps;
+use source::check_source;
+pub use source::{IdSchemeSetting, SourceConfig, SourceKind, TextFilter};
 
 pub const DEFAULT_KEY_TEMPLATE: &str = "%Y/%m/%d/%H/%Y-%m-%d_%H-%M.jsonl";
 
@@ -65,81 +74,6 @@ impl Default for Rules {
             max_lines: 10_000,
         }
     }
-}
-
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
-#[serde(rename_all = "kebab-case")]
-pub enum SourceKind {
-    #[default]
-    Misskey,
-    /// A Mastodon server's public timelines (`timeline`).
-    Mastodon,
-    Archive,
-}
-
-impl SourceKind {
-    pub fn name(self) -> &'static str {
-        match self {
-            SourceKind::Misskey => "misskey",
-            SourceKind::Mastodon => "mastodon",
-            SourceKind::Archive => "archive",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct SourceConfig {
-    #[serde(default)]
-    pub kind: SourceKind,
-    pub base_url: Option<String>,
-    /// Misskey: "search" | "local-timeline" | "global-timeline" | "notes"
-    pub mode: Option<crate::source::misskey::Mode>,
-    /// Mastodon: "local" | "public" | "remote"
-    pub timeline: Option<crate::source::mastodon::Timeline>,
-    /// Mastodon: only statuses with media attachments (`only_media`).
-    pub only_media: Option<bool>,
-    pub token_env: Option<String>,
-    pub id_scheme: Option<IdSchemeSetting>,
-    /// Only notes of this host ("." = local): sent where the endpoint has a
-    /// parameter for it, and applied to the notes in every mode.
-    pub host: Option<String>,
-    pub filter: Option<TextFilter>,
-    /// The visibilities a note may have to be written (default: public, home).
-    /// Unknown names are refused when the file is read.
-    pub visibility: Option<Vec<Visibility>>,
-    /// For `kind = "archive"`: where the JSON Lines files are.
-    pub location: Option<String>,
-    /// Seconds a 429 without `Retry-After` or `resetMs` waits at most (default 60).
-    pub rate_limit_wait_cap: Option<f64>,
-}
-
-/// `[datasets.X.source] id_scheme`: detected from the instance's notes, or fixed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "String")]
-pub enum IdSchemeSetting {
-    Auto,
-    Fixed(crate::source::ids::IdScheme),
-}
-
-impl TryFrom<String> for IdSchemeSetting {
-    type Error = String;
-    fn try_from(name: String) -> Result<Self, String> {
-        match name.as_str() {
-            "auto" => Ok(IdSchemeSetting::Auto),
-            other => other.parse().map(IdSchemeSetting::Fixed),
-        }
-    }
-}
-
-/// `[datasets.X.source] filter`: which notes to keep by their text.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum TextFilter {
-    #[default]
-    None,
-    /// Notes whose text has kana or kanji.
-    Japanese,
 }
 
 fn default_slot_minutes() -> u32 {
@@ -458,52 +392,6 @@ impl Config {
     }
 }
 
-/// Parses a duration setting: a whole number and a unit, `90s`, `5m`, `12h`, `7d`,
-/// `2w` (`0` alone is zero).
-pub fn parse_duration(text: &str) -> Result<chrono::Duration, String> {
-    let s = text.trim();
-    let bad = || format!("{text:?} is not a duration (a number and a unit: 90s, 5m, 12h, 7d, 2w)");
-    if s == "0" {
-        return Ok(chrono::Duration::zero());
-    }
-    let split = s.len().saturating_sub(1);
-    let (amount, unit) = (s.get(..split).ok_or_else(bad)?, &s[split..]);
-    let amount: i64 = amount.parse().map_err(|_| bad())?;
-    if amount < 0 {
-        return Err(bad());
-    }
-    let duration = match unit {
-        "s" => chrono::Duration::try_seconds(amount),
-        "m" => chrono::Duration::try_minutes(amount),
-        "h" => chrono::Duration::try_hours(amount),
-        "d" => chrono::Duration::try_days(amount),
-        "w" => chrono::Duration::try_weeks(amount),
-        _ => None,
-    };
-    duration.ok_or_else(bad)
-}
-
-/// Writes a duration the way [`parse_duration`] reads it, in its largest whole unit.
-pub fn format_duration(d: chrono::Duration) -> String {
-    let secs = d.num_seconds();
-    [(604_800, "w"), (86_400, "d"), (3_600, "h"), (60, "m")]
-        .into_iter()
-        .find(|(unit, _)| secs != 0 && secs % unit == 0)
-        .map(|(unit, name)| format!("{}{name}", secs / unit))
-        .unwrap_or_else(|| format!("{secs}s"))
-}
-
-/// The source settings that need no command line to be judged.
-fn check_source(source: &SourceConfig) -> Result<(), String> {
-    if source.visibility.as_ref().is_some_and(Vec::is_empty) {
-        return Err(format!(
-            "source visibility lists nothing, so no note could be written; list some of {}",
-            Visibility::accepted()
-        ));
-    }
-    Ok(())
-}
-
 fn resolve(base: &Path, p: &str) -> PathBuf {
     let p = Path::new(p);
     if p.is_absolute() {
@@ -513,198 +401,9 @@ fn resolve(base: &Path, p: &str) -> PathBuf {
     }
 }
 
-/// Checks a location URL and removes trailing slashes: `s3://bucket/prefix`
-/// or `file:///absolute/dir`.
-pub fn normalize_location(url: &str) -> Result<String, String> {
-    if let Some(rest) = url.strip_prefix("s3://") {
-        let rest = rest.trim_end_matches('/');
-        let bucket = rest.split('/').next().unwrap_or("");
-        if bucket.is_empty() {
-            return Err(format!(
-                "location {url:?} has no bucket (s3://bucket/prefix)"
-            ));
-        }
-        return Ok(format!("s3://{rest}"));
-    }
-    if let Some(path) = url.strip_prefix("file://") {
-        if !path.starts_with('/') {
-            return Err(format!(
-                "location {url:?} must be an absolute path (file:///dir)"
-            ));
-        }
-        let trimmed = path.trim_end_matches('/');
-        return Ok(format!(
-            "file://{}",
-            if trimmed.is_empty() { "/" } else { trimmed }
-        ));
-    }
-    Err(format!("location {url:?} must start with s3:// or file://"))
-}
-
-/// Two locations overlap when one's keys could fall under the other's.
-fn overlaps(a: &str, b: &str) -> bool {
-    let (a, b) = (format!("{a}/"), format!("{b}/"));
-    a.starts_with(&b) || b.starts_with(&a)
-}
-
 fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const EXAMPLE: &str = r#"
-catalog = "slotfill.db"
-[s3]
-endpoint_url = "http://127.0.0.1:9000"
-region = "us-east-1"
-force_path_style = true
-[datasets.jp]
-slot_minutes = 10
-utc_offset = "+09:00"
-key_template = "%Y/%m/%d/%H/%Y-%m-%d_%H-%M.jsonl"
-primary = "s3://miyazawa1s3/misskey"
-backup = ["s3://miyazawa1s3-backup/misskey"]
-complement = "s3://miyazawa1s3/misskey_complement"
-[datasets.jp.rules]
-min_bytes = 102400
-min_lines = 100
-max_lines = 10000
-[datasets.jp.source]
-kind = "misskey"
-base_url = "https://misskey.io"
-mode = "search"
-token_env = "MISSKEY_TOKEN"
-id_scheme = "auto"
-host = "."
-filter = "none"
-"#;
-
-    #[test]
-    fn the_documented_example_loads() {
-        let config = Config::from_toml(Path::new("/etc/slotfill/slotfill.toml"), EXAMPLE).unwrap();
-        assert_eq!(config.catalog, Path::new("/etc/slotfill/slotfill.db"));
-        let ds = config.dataset("jp", &Overrides::default()).unwrap();
-        assert_eq!(ds.locations.len(), 3);
-        assert_eq!(ds.complement(), Some("s3://miyazawa1s3/misskey_complement"));
-        assert_eq!(ds.rules, Rules::default());
-    }
-
-    #[test]
-    fn mistakes_are_reported() {
-        let path = Path::new("c.toml");
-        let typo = EXAMPLE.replace("slot_minutes", "slot_minute");
-        let err = Config::from_toml(path, &typo).unwrap_err().to_string();
-        assert!(err.contains("line 8: unknown field `slot_minute`"), "{err}");
-        let wrong_type = EXAMPLE.replace("slot_minutes = 10", "slot_minutes = \"ten\"");
-        assert!(Config::from_toml(path, &wrong_type).is_err());
-        let config = Config::from_toml(path, EXAMPLE).unwrap();
-        let err = config.dataset("us", &Overrides::default()).unwrap_err();
-        assert!(err.to_string().contains("configured: jp"), "{err}");
-        let overlap = Overrides {
-            complement: Some("s3://miyazawa1s3/misskey/fill".into()),
-            ..Default::default()
-        };
-        let err = config.dataset("jp", &overlap).unwrap_err().to_string();
-        assert!(err.contains("overlaps"), "{err}");
-        // A sibling prefix sharing a name stem is not an overlap.
-        let sibling = Overrides {
-            complement: Some("s3://miyazawa1s3/misskey2".into()),
-            ..Default::default()
-        };
-        assert!(config.dataset("jp", &sibling).is_ok());
-        let bad_delay = EXAMPLE.replace(
-            "slot_minutes = 10",
-            "slot_minutes = 10\nsettle_delay = \"5 minutes\"",
-        );
-        let config = Config::from_toml(path, &bad_delay).unwrap();
-        let err = config
-            .dataset("jp", &Overrides::default())
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("settle_delay") && err.contains("90s, 5m"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn typed_source_settings_name_the_accepted_spellings() {
-        let path = Path::new("c.toml");
-        let typo = EXAMPLE.replace("mode = \"search\"", "mode = \"serch\"");
-        let err = Config::from_toml(path, &typo).unwrap_err().to_string();
-        assert!(
-            err.contains("line ") && err.contains("search, local-timeline, global-timeline, notes"),
-            "{err}"
-        );
-        let typo = EXAMPLE.replace("id_scheme = \"auto\"", "id_scheme = \"aidxx\"");
-        let err = Config::from_toml(path, &typo).unwrap_err().to_string();
-        assert!(err.contains("auto, aid, aidx"), "{err}");
-        let fixed = EXAMPLE.replace("id_scheme = \"auto\"", "id_scheme = \"aidx\"");
-        let config = Config::from_toml(path, &fixed).unwrap();
-        assert_eq!(
-            config.datasets["jp"].source.id_scheme,
-            Some(IdSchemeSetting::Fixed(crate::source::ids::IdScheme::Aidx))
-        );
-    }
-
-    #[test]
-    fn durations_and_the_settled_slot() {
-        assert_eq!(parse_duration("90s"), Ok(chrono::Duration::seconds(90)));
-        assert_eq!(parse_duration("7d"), Ok(chrono::Duration::days(7)));
-        assert_eq!(parse_duration("0"), Ok(chrono::Duration::zero()));
-        assert!(parse_duration("5").is_err());
-        assert!(parse_duration("-5m").is_err());
-        assert_eq!(format_duration(chrono::Duration::minutes(90)), "90m");
-        assert_eq!(format_duration(chrono::Duration::days(7)), "1w");
-        assert_eq!(format_duration(chrono::Duration::seconds(45)), "45s");
-        let config = Config::from_toml(Path::new("c.toml"), EXAMPLE).unwrap();
-        let ds = config.dataset("jp", &Overrides::default()).unwrap();
-        assert_eq!(ds.settle_delay, chrono::Duration::minutes(5));
-        // At 00:44:59 the slot [00:20, 00:30) has settled (00:35) but [00:30, 00:40) has not (00:45).
-        let now = chrono::DateTime::parse_from_rfc3339("2025-08-01T00:44:59Z")
-            .unwrap()
-            .to_utc();
-        let t = |s: &str| chrono::DateTime::parse_from_rfc3339(s).unwrap().timestamp();
-        assert_eq!(ds.last_settled_slot(now), t("2025-08-01T00:20:00Z"));
-        let now = chrono::DateTime::parse_from_rfc3339("2025-08-01T00:55:00Z")
-            .unwrap()
-            .to_utc();
-        assert_eq!(ds.last_settled_slot(now), t("2025-08-01T00:40:00Z"));
-    }
-
-    #[test]
-    fn visibility_and_filter_names_are_checked_when_read() {
-        let path = Path::new("c.toml");
-        let config = Config::from_toml(path, EXAMPLE).unwrap();
-        let ds = config.dataset("jp", &Overrides::default()).unwrap();
-        assert_eq!(ds.source.visibility, None, "the default is the policy's");
-        assert_eq!(ds.source.filter, Some(TextFilter::None));
-        let listed = format!("{EXAMPLE}visibility = [\"public\", \"followers\"]\n");
-        let ds = Config::from_toml(path, &listed)
-            .unwrap()
-            .dataset("jp", &Overrides::default())
-            .unwrap();
-        assert_eq!(
-            ds.source.visibility,
-            Some(vec![Visibility::Public, Visibility::Followers])
-        );
-        let unknown = format!("{EXAMPLE}visibility = [\"public\", \"unlisted\"]\n");
-        let err = Config::from_toml(path, &unknown).unwrap_err().to_string();
-        for name in ["unlisted", "public", "home", "followers", "specified"] {
-            assert!(err.contains(name), "{err}");
-        }
-        let typo = EXAMPLE.replace("filter = \"none\"", "filter = \"japanes\"");
-        let err = Config::from_toml(path, &typo).unwrap_err().to_string();
-        assert!(err.contains("japanes") && err.contains("japanese"), "{err}");
-        let empty = format!("{EXAMPLE}visibility = []\n");
-        let err = Config::from_toml(path, &empty)
-            .unwrap()
-            .dataset("jp", &Overrides::default())
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("lists nothing"), "{err}");
-    }
-}
+mod tests;
