@@ -2,6 +2,7 @@
 //! metrics, `/api/runs/{id}`): run records, recent runs, attempts, the newest
 //! valid slot, live leases.
 
+use super::DatasetId;
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
@@ -78,7 +79,7 @@ impl Catalog {
     }
 
     /// The latest runs of a dataset, newest first.
-    pub fn recent_runs(&self, dataset_id: i64, limit: usize) -> Result<Vec<RunRecord>> {
+    pub fn recent_runs(&self, dataset_id: DatasetId, limit: usize) -> Result<Vec<RunRecord>> {
         let sql = format!(
             "SELECT {RUN_COLUMNS} FROM runs r LEFT JOIN datasets d ON d.id = r.dataset_id
              WHERE r.dataset_id = ?1 ORDER BY r.id DESC LIMIT ?2"
@@ -99,7 +100,7 @@ impl Catalog {
     }
 
     /// The dataset's id, if it is catalogued.
-    pub fn dataset_id(&self, name: &str) -> Result<Option<i64>> {
+    pub fn dataset_id(&self, name: &str) -> Result<Option<DatasetId>> {
         Ok(self
             .conn
             .query_row("SELECT id FROM datasets WHERE name = ?1", [name], |r| {
@@ -110,7 +111,11 @@ impl Catalog {
 
     /// The newest slot that is ok, by any location, or only by a collector's
     /// (primary or backup).
-    pub fn newest_ok_slot(&self, dataset_id: i64, collector_only: bool) -> Result<Option<i64>> {
+    pub fn newest_ok_slot(
+        &self,
+        dataset_id: DatasetId,
+        collector_only: bool,
+    ) -> Result<Option<i64>> {
         let sql = if collector_only {
             "SELECT MAX(slot_start) FROM slots WHERE dataset_id = ?1 AND state = 'ok' AND ok_role IN ('primary', 'backup')"
         } else {

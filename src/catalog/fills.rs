@@ -1,5 +1,6 @@
 //! Fill attempts: which slots to fill, and what each attempt did.
 
+use super::{AttemptId, DatasetId, LocationId};
 use std::str::FromStr;
 
 use rusqlite::{OptionalExtension, params};
@@ -67,8 +68,8 @@ impl AttemptOutcome {
 /// Everything recorded when an attempt ends.
 #[derive(Debug, Clone)]
 pub struct FinishedAttempt {
-    pub dataset_id: i64,
-    pub attempt_id: i64,
+    pub dataset_id: DatasetId,
+    pub attempt_id: AttemptId,
     pub slot_start: SlotStart,
     pub outcome: AttemptOutcome,
     pub notes: u64,
@@ -77,7 +78,7 @@ pub struct FinishedAttempt {
     pub coverage_seconds: Option<f64>,
     pub error_code: Option<String>,
     /// The complement object written, with its location id.
-    pub object: Option<(i64, ObjectRecord)>,
+    pub object: Option<(LocationId, ObjectRecord)>,
     /// For empty slots: not before this time again (unless forced).
     pub retry_after: Option<String>,
     /// Notes the visibility policy kept out of the slot (None: nothing fetched).
@@ -105,7 +106,7 @@ impl Catalog {
     /// have settled, and confirmed-empty slots whose re-check is due.
     pub fn fill_candidates(
         &self,
-        dataset_id: i64,
+        dataset_id: DatasetId,
         q: &CandidateQuery,
     ) -> Result<Vec<FillCandidate>> {
         let sql = format!(
@@ -151,15 +152,15 @@ impl Catalog {
     /// Records that an attempt started, before any origin call is made.
     pub fn start_attempt(
         &mut self,
-        dataset_id: i64,
+        dataset_id: DatasetId,
         slot: SlotStart,
         run: Option<RunId>,
-    ) -> Result<i64> {
+    ) -> Result<AttemptId> {
         self.conn.execute(
             "INSERT INTO fill_attempts (dataset_id, slot_start, run_id, started_at) VALUES (?1, ?2, ?3, ?4)",
             params![dataset_id, slot, run.map(|r| r.0), crate::clock::now_text()],
         )?;
-        Ok(self.conn.last_insert_rowid())
+        Ok(AttemptId(self.conn.last_insert_rowid()))
     }
 
     /// Records the end of an attempt, its object and the slot's new state in one transaction.
@@ -236,7 +237,7 @@ impl Catalog {
     /// Closes attempts left unfinished by a killed process whose slot has
     /// since become ok (a scan found the object they wrote, or another
     /// location has it). Call only while holding the dataset's lease.
-    pub fn settle_interrupted_attempts(&mut self, dataset_id: i64) -> Result<usize> {
+    pub fn settle_interrupted_attempts(&mut self, dataset_id: DatasetId) -> Result<usize> {
         Ok(self.conn.execute(
             "UPDATE fill_attempts
              SET finished_at = ?2, error_code = 'interrupted',
@@ -256,7 +257,7 @@ impl Catalog {
     /// `max_distance` seconds away, averaged: what a fill of `slot` likely holds.
     pub fn neighbour_lines(
         &self,
-        dataset_id: i64,
+        dataset_id: DatasetId,
         slot: SlotStart,
         max_distance: i64,
     ) -> Result<Option<f64>> {
@@ -280,7 +281,7 @@ impl Catalog {
     }
 
     /// The average line count of the dataset's valid objects (for estimates).
-    pub fn average_ok_lines(&self, dataset_id: i64) -> Result<Option<f64>> {
+    pub fn average_ok_lines(&self, dataset_id: DatasetId) -> Result<Option<f64>> {
         Ok(self.conn.query_row(
             "SELECT AVG(o.lines) FROM objects o JOIN locations l ON l.id = o.location_id
              WHERE l.dataset_id = ?1 AND o.status = 'ok' AND o.gone_at IS NULL",

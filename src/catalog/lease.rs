@@ -4,6 +4,7 @@
 //! whose holder was killed is taken over once it expires, or at once when the
 //! holder ran on this host and its process is gone.
 
+use super::DatasetId;
 use chrono::Duration;
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 use thiserror::Error;
@@ -27,7 +28,7 @@ pub enum LeaseError {
 
 #[derive(Debug, Clone)]
 pub struct Lease {
-    pub dataset_id: i64,
+    pub dataset_id: DatasetId,
     pub dataset: String,
     pub holder: String,
 }
@@ -48,7 +49,7 @@ fn process_alive(pid: i64) -> bool {
 impl Catalog {
     pub fn acquire_lease(
         &mut self,
-        dataset_id: i64,
+        dataset_id: DatasetId,
         dataset: &str,
         ttl: Duration,
     ) -> Result<Lease> {

@@ -93,14 +93,14 @@ pub struct Catalog {
 /// A dataset's catalog identity and its locations, primary first.
 #[derive(Debug, Clone)]
 pub struct DatasetRow {
-    pub id: i64,
+    pub id: DatasetId,
     pub name: String,
     pub locations: Vec<LocationRow>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocationRow {
-    pub id: i64,
+    pub id: LocationId,
     pub role: Role,
     pub position: i64,
     pub url: String,
@@ -249,7 +249,7 @@ impl Catalog {
 
     /// The catalogued dataset and its active locations.
     pub fn dataset_row(&self, name: &str) -> Result<DatasetRow> {
-        let id: i64 = self
+        let id: DatasetId = self
             .conn
             .query_row("SELECT id FROM datasets WHERE name = ?1", [name], |r| {
                 r.get(0)
@@ -394,6 +394,45 @@ fn same_settings(ds: &Dataset, minutes: u32, offset: &str, template: &str) -> Re
     }
     Ok(())
 }
+
+/// Row ids of the catalog's tables, typed so that one kind cannot be passed for
+/// another; stored as the plain integers SQLite gives them.
+macro_rules! row_id {
+    ($($(#[$doc:meta])* $name:ident),*) => {$(
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(pub i64);
+
+        impl rusqlite::types::ToSql for $name {
+            fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+                Ok(rusqlite::types::ToSqlOutput::from(self.0))
+            }
+        }
+
+        impl rusqlite::types::FromSql for $name {
+            fn column_result(
+                value: rusqlite::types::ValueRef<'_>,
+            ) -> rusqlite::types::FromSqlResult<Self> {
+                value.as_i64().map($name)
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+    )*};
+}
+
+row_id!(
+    /// `datasets.id`
+    DatasetId,
+    /// `locations.id`
+    LocationId,
+    /// `fill_attempts.id`
+    AttemptId
+);
 
 /// The enums the catalog stores as text, written by their `as_str`.
 macro_rules! stored_as_text {

@@ -1,5 +1,6 @@
 //! Objects and listings: what each listed day prefix held.
 
+use super::LocationId;
 use std::collections::HashMap;
 
 use rusqlite::params;
@@ -44,7 +45,7 @@ pub struct ObjectRecord {
 /// The outcome of listing one day prefix of one location.
 #[derive(Debug, Clone, Default)]
 pub struct ListedDay {
-    pub location_id: i64,
+    pub location_id: LocationId,
     pub day: String,
     pub prefix: String,
     pub pages: u32,
@@ -63,7 +64,7 @@ impl Catalog {
     /// The live objects of a location under a key prefix.
     pub fn known_objects(
         &self,
-        location_id: i64,
+        location_id: LocationId,
         prefix: &str,
     ) -> Result<HashMap<String, KnownObject>> {
         let mut stmt = self.conn.prepare_cached(
@@ -95,7 +96,7 @@ impl Catalog {
     }
 
     /// The live object at one key of a location, if the catalog has one.
-    pub fn live_object(&self, location_id: i64, key: &str) -> Result<Option<KnownObject>> {
+    pub fn live_object(&self, location_id: LocationId, key: &str) -> Result<Option<KnownObject>> {
         Ok(self
             .known_objects(location_id, key)?
             .into_iter()
@@ -103,7 +104,7 @@ impl Catalog {
     }
 
     /// Records one object seen outside a listing (a storage event), in one transaction.
-    pub fn record_object(&mut self, location_id: i64, object: &ObjectRecord) -> Result<()> {
+    pub fn record_object(&mut self, location_id: LocationId, object: &ObjectRecord) -> Result<()> {
         let now = crate::clock::now_text();
         let tx = self.conn.transaction()?;
         upsert_object(&tx, location_id, object, &now)?;
@@ -157,7 +158,7 @@ impl Catalog {
 /// Inserts or updates one object inside the caller's transaction.
 pub(super) fn upsert_object(
     tx: &rusqlite::Transaction<'_>,
-    location_id: i64,
+    location_id: LocationId,
     o: &ObjectRecord,
     now: &str,
 ) -> rusqlite::Result<()> {

@@ -1,5 +1,6 @@
 //! Promotions: complement objects copied into a collector location.
 
+use super::{DatasetId, LocationId};
 use rusqlite::params;
 
 use super::objects::upsert_object;
@@ -29,13 +30,13 @@ pub struct TargetObject {
 /// A copy made (or found made), to record.
 #[derive(Debug, Clone)]
 pub struct Promotion {
-    pub dataset_id: i64,
+    pub dataset_id: DatasetId,
     pub run: Option<RunId>,
     pub slot_start: SlotStart,
-    pub source_location_id: i64,
+    pub source_location_id: LocationId,
     pub source_key: String,
     pub source_etag: Option<String>,
-    pub target_location_id: i64,
+    pub target_location_id: LocationId,
     pub target_role: Role,
     /// The object now at the target.
     pub object: ObjectRecord,
@@ -48,9 +49,9 @@ impl Catalog {
     /// Slots of `range` that are ok only through the complement location, oldest first.
     pub fn promotion_candidates(
         &self,
-        dataset_id: i64,
-        complement_location_id: i64,
-        target_location_id: i64,
+        dataset_id: DatasetId,
+        complement_location_id: LocationId,
+        target_location_id: LocationId,
         range: (SlotStart, SlotStart),
     ) -> Result<Vec<PromotionCandidate>> {
         let mut stmt = self.conn.prepare_cached(

@@ -90,7 +90,7 @@ impl Catalog {
     /// Records the start of a command. `args` must already have its secrets removed.
     pub fn start_run(
         &mut self,
-        dataset_id: Option<i64>,
+        dataset_id: Option<super::DatasetId>,
         command: &str,
         args: &str,
         window: Option<(&str, &str)>,

@@ -1,5 +1,6 @@
 //! Slots: the derived state of every catalogued slot.
 
+use super::DatasetId;
 use std::collections::{BTreeMap, HashMap};
 
 use rusqlite::{TransactionBehavior, params};
@@ -161,7 +162,7 @@ impl Catalog {
     /// Visits catalogued slots in time order, all of them or only those in `states`.
     pub fn visit_slots(
         &self,
-        dataset_id: i64,
+        dataset_id: DatasetId,
         range: (SlotStart, SlotStart),
         states: Option<&[State]>,
         mut visit: impl FnMut(SlotRow) -> Result<()>,
@@ -199,7 +200,11 @@ impl Catalog {
     }
 
     /// Slot counts by state in a range, from the catalog alone.
-    pub fn slot_states(&self, dataset_id: i64, range: (SlotStart, SlotStart)) -> Result<DayStates> {
+    pub fn slot_states(
+        &self,
+        dataset_id: DatasetId,
+        range: (SlotStart, SlotStart),
+    ) -> Result<DayStates> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT state, COUNT(*) FROM slots WHERE dataset_id = ?1 AND slot_start BETWEEN ?2 AND ?3 GROUP BY state",
         )?;
@@ -224,7 +229,7 @@ impl Catalog {
     /// Ok slots by the role of the location that makes them ok.
     pub fn ok_by_role(
         &self,
-        dataset_id: i64,
+        dataset_id: DatasetId,
         range: (SlotStart, SlotStart),
     ) -> Result<BTreeMap<String, u64>> {
         let mut stmt = self.conn.prepare_cached(
@@ -242,7 +247,7 @@ impl Catalog {
     }
 
     /// The first and last catalogued slot of a dataset.
-    pub fn slot_extent(&self, dataset_id: i64) -> Result<Option<(SlotStart, SlotStart)>> {
+    pub fn slot_extent(&self, dataset_id: DatasetId) -> Result<Option<(SlotStart, SlotStart)>> {
         let extent: (Option<i64>, Option<i64>) = self.conn.query_row(
             "SELECT MIN(slot_start), MAX(slot_start) FROM slots WHERE dataset_id = ?1",
             [dataset_id],

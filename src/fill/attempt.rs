@@ -1,5 +1,6 @@
 //! One slot's attempt: record it, fetch the slot, write its object, record how it ended.
 
+use crate::catalog::AttemptId;
 use std::sync::atomic::Ordering;
 
 use tracing::Instrument;
@@ -230,7 +231,7 @@ async fn fetch_slot(
 
 async fn finish(
     ctx: &Context<'_>,
-    attempt_id: i64,
+    attempt_id: AttemptId,
     slot: SlotStart,
     ending: Ending,
 ) -> Result<SlotResult, FillError> {

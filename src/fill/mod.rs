@@ -31,6 +31,7 @@ pub(crate) mod lease;
 mod object;
 pub mod plan;
 
+use crate::catalog::DatasetId;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
@@ -353,7 +354,7 @@ async fn probe(
 /// data, the origin is probably misconfigured (mode, host, token).
 async fn suspicious_empty(
     db: &SharedCatalog,
-    dataset_id: i64,
+    dataset_id: DatasetId,
     report: &FillReport,
 ) -> Result<Option<f64>, FillError> {
     if report.empty < 3 || report.empty * 2 <= report.empty + report.filled {

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use crate::catalog::{CandidateQuery, FillCandidate, SharedCatalog};
+use crate::catalog::{CandidateQuery, DatasetId, FillCandidate, SharedCatalog};
 use crate::config::Dataset;
 use crate::source::NoteSource;
 
@@ -33,7 +33,7 @@ pub fn candidate_query(ds: &Dataset, options: &FillOptions) -> CandidateQuery {
 
 pub async fn candidates(
     db: &SharedCatalog,
-    dataset_id: i64,
+    dataset_id: DatasetId,
     query: CandidateQuery,
 ) -> Result<Vec<FillCandidate>, FillError> {
     Ok(db
@@ -46,7 +46,7 @@ pub async fn candidates(
 pub async fn unscanned_slots(
     db: &SharedCatalog,
     ds: &Dataset,
-    dataset_id: i64,
+    dataset_id: DatasetId,
     options: &FillOptions,
 ) -> Result<u64, FillError> {
     let window = options.window;
@@ -81,7 +81,7 @@ pub struct Estimate {
 /// that takes at the source's pace and the fill's concurrency.
 pub async fn estimate(
     db: &SharedCatalog,
-    dataset_id: i64,
+    dataset_id: DatasetId,
     candidates: &[FillCandidate],
     source: &dyn NoteSource,
     concurrency: usize,

@@ -5,6 +5,7 @@
 //! CSV is one row per slot and starts with `slot_start,status` (a contract:
 //! scripts parse it). Table and JSON show one entry per period.
 
+use crate::catalog::DatasetId;
 use std::collections::BTreeMap;
 use std::io::Write;
 
@@ -111,7 +112,7 @@ impl PeriodBuilder {
 pub fn write_gaps(
     out: &mut dyn Write,
     catalog: &Catalog,
-    dataset_id: i64,
+    dataset_id: DatasetId,
     spec: &SlotSpec,
     range: (SlotStart, SlotStart),
     include: &[State],

@@ -1,6 +1,7 @@
 //! The coverage heatmap: an SVG with one row per local day and one cell per
 //! slot, coloured by state, so a quarter's health shows at a glance.
 
+use crate::catalog::DatasetId;
 use std::io::Write;
 
 use crate::catalog::{Catalog, SlotRow};
@@ -49,7 +50,7 @@ pub fn write_heatmap(
     out: &mut dyn Write,
     catalog: &Catalog,
     dataset: &str,
-    dataset_id: i64,
+    dataset_id: DatasetId,
     spec: &SlotSpec,
     window: Window,
 ) -> Result<u64> {

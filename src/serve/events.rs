@@ -14,6 +14,7 @@
 //! catalog already reflects (same ETag) changes nothing, so a replayed event
 //! is harmless; records of other buckets, keys or event kinds are ignored.
 
+use crate::catalog::LocationId;
 use std::sync::atomic::AtomicU64;
 
 use percent_encoding::percent_decode_str;
@@ -322,7 +323,7 @@ enum Change {
 /// Records the change and derives the slot's state again.
 async fn derive_after(
     handle: &DatasetHandle,
-    location_id: i64,
+    location_id: LocationId,
     slot: i64,
     change: Change,
 ) -> Result<()> {
