@@ -10,6 +10,7 @@ mod bench_smoke;
 mod crash;
 mod faults;
 mod fill;
+mod fill_cost;
 mod nightly;
 mod objects;
 mod scan;
