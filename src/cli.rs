@@ -144,6 +144,10 @@ pub enum Command {
         /// dataset key `empty_is_gap`.
         #[arg(long)]
         empty_is_gap: bool,
+        /// Scans count every object of every location (as the dataset key
+        /// `all_locations`), not only those that can still decide their slot.
+        #[arg(long)]
+        all_locations: bool,
     },
 }
 
@@ -346,6 +350,10 @@ pub struct ScanArgs {
     /// Show a progress bar even when stderr is not a terminal.
     #[arg(long)]
     pub progress: bool,
+    /// Count every object of every location (as the dataset key `all_locations`),
+    /// not only those that can still decide their slot.
+    #[arg(long)]
+    pub all_locations: bool,
 }
 
 impl DatasetArgs {
@@ -360,6 +368,7 @@ impl DatasetArgs {
                 complement: self.complement.clone(),
                 slot_minutes: self.slot_minutes,
                 empty_is_gap: false,
+                all_locations: false,
             },
         }
     }
@@ -382,8 +391,10 @@ impl OptionalWindowArgs {
 pub async fn dispatch(cli: Cli, global: Global) -> slotfill::error::Result<commands::Outcome> {
     match cli.command {
         Command::Scan { window, scan } => {
+            let mut selection = window.selection();
+            selection.overrides.all_locations = scan.all_locations;
             let cmd = ScanCommand {
-                selection: window.selection(),
+                selection,
                 concurrency: usize::from(scan.concurrency),
                 progress: scan.progress,
             };
@@ -438,6 +449,7 @@ pub async fn dispatch(cli: Cli, global: Global) -> slotfill::error::Result<comma
         } => {
             let mut selection = window.selection();
             selection.overrides.empty_is_gap = empty_is_gap;
+            selection.overrides.all_locations = scan.all_locations;
             let cmd = VerifyCommand {
                 selection,
                 concurrency: usize::from(scan.concurrency),
@@ -452,9 +464,11 @@ pub async fn dispatch(cli: Cli, global: Global) -> slotfill::error::Result<comma
             scan_concurrency,
             notify_webhook,
             empty_is_gap,
+            all_locations,
         } => {
             let mut selection = window.selection();
             selection.overrides.empty_is_gap = empty_is_gap;
+            selection.overrides.all_locations = all_locations;
             let cmd = RunCommand {
                 selection,
                 fill: fill.flags(),

@@ -167,6 +167,11 @@ pub struct DatasetConfig {
     /// Count confirmed-empty slots as gaps (verify and run exit 3), as `--empty-is-gap`.
     #[serde(default)]
     pub empty_is_gap: bool,
+    /// Count every object of every location, as `--all-locations`; by default an
+    /// object is downloaded only when no earlier location holds a valid object for
+    /// its slot.
+    #[serde(default)]
+    pub all_locations: bool,
 }
 
 /// Defaults of the dataset settings that have one (each in this one place).
@@ -207,6 +212,8 @@ pub struct Overrides {
     pub slot_minutes: Option<u32>,
     /// `--empty-is-gap`: confirmed-empty slots count as gaps.
     pub empty_is_gap: bool,
+    /// `--all-locations`: scans count every object of every location.
+    pub all_locations: bool,
 }
 
 /// Where a location sits in the dataset.
@@ -246,6 +253,8 @@ pub struct Dataset {
     /// See [`DatasetConfig::empty_recheck_after`].
     pub empty_recheck_after: chrono::Duration,
     pub empty_is_gap: bool,
+    /// See [`DatasetConfig::all_locations`].
+    pub all_locations: bool,
 }
 
 impl Dataset {
@@ -398,6 +407,7 @@ impl Config {
             settle_delay,
             empty_recheck_after,
             empty_is_gap: raw.empty_is_gap || overrides.empty_is_gap,
+            all_locations: raw.all_locations || overrides.all_locations,
             source: raw.source.clone(),
             notify_webhook: raw
                 .notify_webhook

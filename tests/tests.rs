@@ -14,6 +14,7 @@ mod fill_cost;
 mod nightly;
 mod objects;
 mod scan;
+mod scan_order;
 mod scope;
 mod secrets;
 mod signals;

@@ -1,33 +1,35 @@
 //! Scan: list every day prefix of every location once, count what is new or
-//! changed, and derive every slot's state in the catalog.
+//! changed and can still decide a slot, and derive every slot's state in the
+//! catalog.
 //!
 //! An object whose size and ETag match the catalog is never downloaded again;
 //! an object whose listed size already makes it too small is never downloaded
-//! at all; an object listed with its day prefix but outside the window is
-//! recorded as `unchecked` (listed, not counted) until a scan covers it. Day prefixes are scanned concurrently (`--concurrency`), and the
-//! same limit bounds the downloads in flight, so memory stays flat however
-//! long the window and however large the objects.
+//! at all; an object of a later location is downloaded only when no earlier
+//! location holds a valid object for its slot (see `day`); an object listed
+//! with its day prefix but outside the window is recorded as `unchecked`
+//! (listed, not counted) until a scan covers it. Days are scanned
+//! concurrently (`--concurrency` listings at once), downloads in flight are
+//! capped at [`MAX_DOWNLOADS`], and counting streams, so memory stays flat
+//! however long the window and however large the objects.
 
 pub mod count;
+mod day;
 mod judge;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use chrono::NaiveDate;
 use futures::{StreamExt, TryStreamExt};
 use thiserror::Error;
 use tokio::sync::Semaphore;
 
 use crate::catalog::{
-    CatalogError, DatasetRow, DayStates, KnownObject, ListedDay, LocationRow, ObjectRecord,
-    SharedCatalog,
+    CatalogError, DatasetRow, DayStates, LocationRow, ObjectRecord, SharedCatalog,
 };
 use crate::config::{Dataset, Role};
 use crate::progress::Progress;
 use crate::slot::Window;
-use crate::state::State;
 use crate::store::{ListedObject, ObjectStore, StoreError, StoreStats};
 pub use count::{LineCount, count_lines};
 pub use judge::{ComplementMeta, judge};
@@ -79,6 +81,9 @@ pub struct ScanReport {
     pub foreign_keys: u64,
     /// Listed with their day prefix but outside the window: recorded, not counted.
     pub outside_window: u64,
+    /// New or changed, but an earlier location holds a valid object for their
+    /// slot: recorded `unchecked`, not downloaded.
+    pub not_needed: u64,
     pub bytes_read: u64,
     pub requests: u64,
 }
@@ -93,6 +98,7 @@ struct Counters {
     gone: AtomicU64,
     foreign: AtomicU64,
     outside: AtomicU64,
+    not_needed: AtomicU64,
     bytes: AtomicU64,
 }
 
@@ -104,8 +110,12 @@ struct Context<'a> {
     ds: &'a Dataset,
     window: Window,
     db: &'a SharedCatalog,
+    /// Listings in flight: `--concurrency`.
+    listings: Semaphore,
+    /// Downloads in flight: `--concurrency`, at most [`MAX_DOWNLOADS`].
     downloads: Semaphore,
     concurrency: usize,
+    all_locations: bool,
     counters: Counters,
     progress: Progress,
 }
@@ -124,8 +134,11 @@ pub async fn scan(
         ds,
         window: options.window,
         db,
+        listings: Semaphore::new(concurrency),
         downloads: Semaphore::new(concurrency.min(MAX_DOWNLOADS)),
         concurrency,
+        // `--all-locations` or the dataset key: every object counted.
+        all_locations: ds.all_locations,
         counters: Counters::default(),
         progress: Progress::new(
             options.progress,
@@ -133,11 +146,11 @@ pub async fn scan(
             "listing",
         ),
     };
-    let jobs = targets
-        .iter()
-        .flat_map(|target| days.iter().map(move |day| (target, *day)));
-    futures::stream::iter(jobs)
-        .map(|(target, day)| scan_day(&ctx, target, day))
+    // Locations in order: an earlier one decides a slot before a later one is read.
+    let mut ordered: Vec<&ScanTarget> = targets.iter().collect();
+    ordered.sort_by_key(|t| t.row.position);
+    futures::stream::iter(days.iter().copied())
+        .map(|day| day::scan_day(&ctx, &ordered, day))
         .buffer_unordered(concurrency)
         .try_for_each(|_| async { Ok(()) })
         .await?;
@@ -169,162 +182,9 @@ pub async fn scan(
         gone: load(&c.gone),
         foreign_keys: load(&c.foreign),
         outside_window: load(&c.outside),
+        not_needed: load(&c.not_needed),
         bytes_read: load(&c.bytes),
         requests: targets.iter().map(|t| t.store.stats().requests()).sum(),
-    })
-}
-
-/// Lists one day prefix of one location, counts what needs counting, and
-/// records the result in one transaction.
-async fn scan_day(ctx: &Context<'_>, target: &ScanTarget, day: NaiveDate) -> Result<(), ScanError> {
-    let prefix = ctx.ds.spec.day_prefix(day);
-    let location_id = target.row.id;
-    let known_prefix = prefix.clone();
-    // What the catalog knows is read before listing: an object a concurrent fill
-    // writes and records meanwhile is then either listed (and counted) or left as
-    // the fill recorded it, never taken for gone because the listing predates it.
-    let mut known = ctx
-        .db
-        .call(move |c| c.known_objects(location_id, &known_prefix))
-        .await?;
-    let listing = target.store.list(&prefix).await?;
-    add(&ctx.counters.days, 1);
-    add(&ctx.counters.listed, listing.objects.len() as u64);
-
-    let role = target.row.role;
-    let mut upserts = Vec::new();
-    let mut to_count = Vec::new();
-    for object in &listing.objects {
-        let Some(slot_start) = ctx.ds.spec.parse_key(&object.key) else {
-            add(&ctx.counters.foreign, 1);
-            continue;
-        };
-        let previous = known.remove(&object.key);
-        let mut decision = decide(role, object, previous.as_ref(), ctx.ds);
-        if !ctx.window.contains(slot_start) {
-            add(&ctx.counters.outside, 1);
-            if matches!(decision, Decision::Count) {
-                decision = unchecked(object, previous.as_ref());
-            }
-        }
-        match decision {
-            Decision::Unchanged => add(&ctx.counters.unchanged, 1),
-            Decision::Rejudged(record) | Decision::TooSmall(record) => {
-                if record.lines.is_none() && record.status == Some(State::TooSmall) {
-                    add(&ctx.counters.too_small, 1);
-                }
-                upserts.push(ObjectRecord {
-                    slot_start,
-                    ..record
-                });
-            }
-            Decision::Count => to_count.push((object.clone(), slot_start)),
-        }
-    }
-    let counted: Vec<ObjectRecord> = futures::stream::iter(to_count)
-        .map(|(object, slot)| count_object(ctx, target, object, slot))
-        .buffer_unordered(ctx.concurrency)
-        .try_collect()
-        .await?;
-    upserts.extend(counted);
-
-    let record = ListedDay {
-        location_id,
-        day: day.to_string(),
-        prefix,
-        pages: listing.pages,
-        listed_objects: listing.objects.len(),
-        upserts,
-        gone: known.values().map(|k| k.id).collect(),
-    };
-    add(&ctx.counters.gone, record.gone.len() as u64);
-    ctx.db.call(move |c| c.record_listing(&record)).await?;
-    ctx.progress.inc(1);
-    Ok(())
-}
-
-enum Decision {
-    Unchanged,
-    /// Same object, but the rules now judge it differently.
-    Rejudged(ObjectRecord),
-    TooSmall(ObjectRecord),
-    Count,
-}
-
-fn decide(
-    role: Role,
-    object: &ListedObject,
-    previous: Option<&KnownObject>,
-    ds: &Dataset,
-) -> Decision {
-    let too_small = role.is_collector() && object.size <= ds.rules.min_bytes;
-    let base = ObjectRecord {
-        key: object.key.clone(),
-        size: object.size as i64,
-        etag: object.etag.clone(),
-        last_modified: object.last_modified.clone(),
-        ..Default::default()
-    };
-    let Some(known) = previous.filter(|k| k.size == object.size as i64 && k.etag == object.etag)
-    else {
-        return if too_small {
-            Decision::TooSmall(ObjectRecord {
-                status: Some(State::TooSmall),
-                ..base
-            })
-        } else {
-            Decision::Count
-        };
-    };
-    if known.lines.is_none() && !too_small {
-        // Rules changed since: an object once too small to count now needs counting.
-        return Decision::Count;
-    }
-    let meta = ComplementMeta {
-        complete: known.complete,
-        note_count: known.note_count,
-        ..Default::default()
-    };
-    let facts = known.lines.map(|lines| LineCount {
-        lines: lines as u64,
-        bytes: object.size,
-        capped: false,
-        utf8_valid: known.utf8_valid.unwrap_or(true),
-        unterminated: known.unterminated.unwrap_or(false),
-    });
-    let status = judge(role, object.size, facts.as_ref(), &meta, &ds.rules);
-    if status == known.status {
-        return Decision::Unchanged;
-    }
-    Decision::Rejudged(ObjectRecord {
-        lines: known.lines,
-        utf8_valid: known.utf8_valid,
-        unterminated: known.unterminated,
-        complete: known.complete,
-        note_count: known.note_count,
-        status: Some(status),
-        ..base
-    })
-}
-
-/// An object outside the window that would need counting: recorded as listed
-/// but not counted (`unchecked`), for a scan whose window covers it. Only new,
-/// changed or never-counted objects get here: a counted object that is
-/// unchanged keeps its facts.
-fn unchecked(object: &ListedObject, previous: Option<&KnownObject>) -> Decision {
-    let same = previous.is_some_and(|k| {
-        k.status == State::Unchecked && k.size == object.size as i64 && k.etag == object.etag
-    });
-    if same {
-        return Decision::Unchanged;
-    }
-    Decision::Rejudged(ObjectRecord {
-        key: object.key.clone(),
-        size: object.size as i64,
-        etag: object.etag.clone(),
-        last_modified: object.last_modified.clone(),
-        status: Some(State::Unchecked),
-        ..Default::default()
     })
 }
 
@@ -357,18 +217,11 @@ pub async fn inspect(
     let mut attempt = 0;
     let (count, metadata) = loop {
         attempt += 1;
-        let result = async {
-            let mut read = target.store.read(&object.key).await?;
-            let count = count_lines(&mut read.body, cap)
-                .await
-                .map_err(|e| StoreError::Io {
-                    location: target.store.location().to_string(),
-                    key: object.key.clone(),
-                    message: e.to_string(),
-                })?;
-            Ok::<_, StoreError>((count, read.metadata))
-        }
-        .await;
+        let result = target
+            .store
+            .count(&object.key, cap)
+            .await
+            .map(|read| (read.count, read.metadata));
         match result {
             Ok(done) => break done,
             Err(e) if e.is_configuration() || attempt >= READ_ATTEMPTS => {

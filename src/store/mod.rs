@@ -18,6 +18,7 @@ use thiserror::Error;
 use tokio::io::AsyncRead;
 
 use crate::config::S3Settings;
+use crate::scan::LineCount;
 pub use local::LocalStore;
 pub use s3::S3Store;
 
@@ -75,6 +76,13 @@ pub struct ObjectRead {
     pub body: Box<dyn AsyncRead + Send + Unpin>,
 }
 
+/// An object read through the line counter: what counting found, and its user metadata.
+#[derive(Debug, Clone, Default)]
+pub struct CountedRead {
+    pub count: LineCount,
+    pub metadata: HashMap<String, String>,
+}
+
 /// When a write may take place.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum WriteCondition {
@@ -121,6 +129,11 @@ pub trait ObjectStore: Send + Sync {
     /// Every object whose key starts with `prefix`, paginated internally.
     async fn list(&self, prefix: &str) -> Result<Listing>;
     async fn read(&self, key: &str) -> Result<ObjectRead>;
+    /// Reads an object through a line counter that stops at `cap` lines. Each
+    /// backend feeds the counter its own buffers (S3: the HTTP body's chunks as
+    /// they arrive; a directory: one buffer on a blocking thread), so bytes are
+    /// not copied on the way and memory does not grow with the object.
+    async fn count(&self, key: &str, cap: Option<u64>) -> Result<CountedRead>;
     async fn head(&self, key: &str) -> Result<Option<ObjectHead>>;
     /// Writes the file at `path` to `key`.
     async fn put_file(&self, key: &str, path: &Path, request: &PutRequest) -> Result<PutOutcome>;

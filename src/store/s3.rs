@@ -17,10 +17,11 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_smithy_types::date_time::Format;
 
 use super::{
-    ListedObject, Listing, ObjectHead, ObjectRead, ObjectStore, PutOutcome, PutRequest, Result,
-    StoreError, StoreStats, WriteCondition,
+    CountedRead, ListedObject, Listing, ObjectHead, ObjectRead, ObjectStore, PutOutcome,
+    PutRequest, Result, StoreError, StoreStats, WriteCondition,
 };
 use crate::config::S3Settings;
+use crate::scan::count::LineCounter;
 
 pub struct S3Store {
     location: String,
@@ -222,6 +223,34 @@ impl ObjectStore for S3Store {
         Ok(ObjectRead {
             metadata: response.metadata().cloned().unwrap_or_default(),
             body: Box::new(response.body.into_async_read()),
+        })
+    }
+
+    async fn count(&self, key: &str, cap: Option<u64>) -> Result<CountedRead> {
+        let response = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(self.full_key(key))
+            .send()
+            .await;
+        StoreStats::bump(&self.stats.gets, 1);
+        let mut response = response.map_err(|e| self.error(e))?;
+        let mut counter = LineCounter::new(cap);
+        // The body's own chunks go to the counter: no copy into a read buffer.
+        while let Some(chunk) = response.body.next().await {
+            let chunk = chunk.map_err(|e| StoreError::Io {
+                location: self.location.clone(),
+                key: key.to_string(),
+                message: innermost_message(&e),
+            })?;
+            if !counter.feed(&chunk) {
+                break;
+            }
+        }
+        Ok(CountedRead {
+            count: counter.finish(),
+            metadata: response.metadata.take().unwrap_or_default(),
         })
     }
 
