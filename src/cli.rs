@@ -134,7 +134,7 @@ pub enum Command {
         window: WindowArgs,
         #[command(flatten)]
         fill: FillArgs,
-        /// Day prefixes listed, and objects downloaded, at once while scanning.
+        /// Days scanned at once, and S3 requests in flight (at most 32), while scanning.
         #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
         scan_concurrency: u16,
         /// Post a summary to this Discord/Slack-style webhook.
@@ -344,7 +344,7 @@ pub struct OptionalWindowArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct ScanArgs {
-    /// Day prefixes listed at once, and objects downloaded at once (at most 32).
+    /// Days scanned at once, and S3 requests (listings, downloads) in flight (at most 32).
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub concurrency: u16,
     /// Show a progress bar even when stderr is not a terminal.

@@ -36,7 +36,7 @@ pub enum ConfigError {
     Invalid { dataset: String, message: String },
 }
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Default, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct S3Settings {
     pub endpoint_url: Option<String>,

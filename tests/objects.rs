@@ -62,7 +62,7 @@ fn mixed_lines(count: usize, width: usize, ending: &str) -> Vec<u8> {
 }
 
 /// At least `size` bytes of mixed lines of about 3.6 KB each; returns the body and its lines.
-fn big_body(size: usize) -> (Vec<u8>, i64) {
+pub(crate) fn big_body(size: usize) -> (Vec<u8>, i64) {
     let mut body = Vec::with_capacity(size + 8192);
     let mut lines = 0;
     while body.len() < size {
@@ -78,7 +78,7 @@ fn big_body(size: usize) -> (Vec<u8>, i64) {
 /// `VmHWM` from `/proc/PID/status`: the high-water mark of its own address
 /// space. (`wait4`'s `ru_maxrss` would not do: after a vfork-style spawn it
 /// includes the peak of the test process, which holds the 60 MiB body.)
-fn run_measured(ws: &Workspace, args: &[&str]) -> (Run, u64) {
+pub(crate) fn run_measured(ws: &Workspace, args: &[&str]) -> (Run, u64) {
     use std::os::unix::process::CommandExt;
     let (out_path, err_path) = (ws.path().join("stdout.txt"), ws.path().join("stderr.txt"));
     let mut command = ws.command(args);

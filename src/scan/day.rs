@@ -163,7 +163,7 @@ async fn list_location(
         .call(move |c| c.known_objects(location_id, &known_prefix))
         .await?;
     let listing = {
-        let _permit = ctx.listings.acquire().await.expect("semaphore open");
+        let _permit = ctx.requests.acquire().await.expect("semaphore open");
         target.store.list(prefix).await?
     };
     add(&ctx.counters.days, 1);

@@ -8,9 +8,11 @@
 //! location holds a valid object for its slot (see `day`); an object listed
 //! with its day prefix but outside the window is recorded as `unchecked`
 //! (listed, not counted) until a scan covers it. Days are scanned
-//! concurrently (`--concurrency` listings at once), downloads in flight are
-//! capped at [`MAX_DOWNLOADS`], and counting streams, so memory stays flat
-//! however long the window and however large the objects.
+//! concurrently (`--concurrency` of them), the S3 requests in flight, listings
+//! and downloads together, are capped at `--concurrency` and at most
+//! [`MAX_CONNECTIONS`] (the S3 client's pool is sized to match), and counting
+//! streams, so memory stays flat however long the window, however large the
+//! objects and whatever `--concurrency` says.
 
 pub mod count;
 mod day;
@@ -34,10 +36,7 @@ use crate::store::{ListedObject, ObjectStore, StoreError, StoreStats};
 pub use count::{LineCount, count_lines};
 pub use judge::{ComplementMeta, judge};
 
-/// Downloads in flight at most, whatever `--concurrency` says: each open
-/// connection holds about 0.5 MB of HTTP client buffers, and past this the
-/// benchmark shows no throughput gain (docs/BENCHMARKS.md).
-pub const MAX_DOWNLOADS: usize = 32;
+pub use crate::store::MAX_CONNECTIONS;
 
 #[derive(Debug, Error)]
 pub enum ScanError {
@@ -110,10 +109,9 @@ struct Context<'a> {
     ds: &'a Dataset,
     window: Window,
     db: &'a SharedCatalog,
-    /// Listings in flight: `--concurrency`.
-    listings: Semaphore,
-    /// Downloads in flight: `--concurrency`, at most [`MAX_DOWNLOADS`].
-    downloads: Semaphore,
+    /// S3 requests in flight, listings and downloads: `--concurrency`, at most
+    /// [`MAX_CONNECTIONS`], so that the connections open never exceed the pool.
+    requests: Semaphore,
     concurrency: usize,
     all_locations: bool,
     counters: Counters,
@@ -134,8 +132,7 @@ pub async fn scan(
         ds,
         window: options.window,
         db,
-        listings: Semaphore::new(concurrency),
-        downloads: Semaphore::new(concurrency.min(MAX_DOWNLOADS)),
+        requests: Semaphore::new(concurrency.min(MAX_CONNECTIONS)),
         concurrency,
         // `--all-locations` or the dataset key: every object counted.
         all_locations: ds.all_locations,
@@ -197,7 +194,7 @@ async fn count_object(
     object: ListedObject,
     slot_start: i64,
 ) -> Result<ObjectRecord, ScanError> {
-    let _permit = ctx.downloads.acquire().await.expect("semaphore open");
+    let _permit = ctx.requests.acquire().await.expect("semaphore open");
     let (record, bytes_read) = inspect(target, &ctx.ds.rules, object, slot_start).await?;
     add(&ctx.counters.counted, 1);
     add(&ctx.counters.bytes, bytes_read);

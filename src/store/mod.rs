@@ -5,6 +5,7 @@
 //! Reads are streamed and writes come from a file on disk, so memory never
 //! grows with object size.
 
+mod http;
 mod local;
 mod s3;
 
@@ -20,7 +21,7 @@ use tokio::io::AsyncRead;
 use crate::config::S3Settings;
 use crate::scan::LineCount;
 pub use local::LocalStore;
-pub use s3::S3Store;
+pub use s3::{MAX_CONNECTIONS, S3Store};
 
 #[derive(Debug, Error)]
 pub enum StoreError {
