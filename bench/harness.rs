@@ -27,6 +27,9 @@ use serde_json::{Value, json};
 use super::misskey::{EmulatorConfig, MisskeyEmulator, NoteSpec, sample_text};
 use super::s3::{self, RequestCounts, S3Server};
 
+#[path = "limit.rs"]
+mod limit;
+
 /// Bytes of an average line in the real dataset.
 pub const REAL_LINE: usize = 3_600;
 /// Object sizes: log-normal with this median (bytes) ...
@@ -117,10 +120,23 @@ impl Profile {
         }
     }
 
+    /// slotfill against the limit (bench/limit.rs): real sizes, a few minutes.
+    pub fn limit() -> Profile {
+        Profile {
+            name: "limit",
+            days: 2,
+            concurrencies: vec![],
+            fill_slots: 0,
+            upload_threads: 8,
+            ..Profile::smoke()
+        }
+    }
+
     pub fn by_name(name: &str) -> Option<Profile> {
         match name {
             "smoke" => Some(Profile::smoke()),
             "full" => Some(Profile::full()),
+            "limit" => Some(Profile::limit()),
             _ => None,
         }
     }
@@ -848,6 +864,10 @@ pub fn run(profile: &Profile, opts: &Options) -> Report {
             opts.slotfill.display()
         ),
     );
+    if profile.name == "limit" {
+        limit::limit_part(profile, opts, &mut report);
+        return report;
+    }
     if opts.wants("scan") {
         scan_part(profile, opts, &mut report);
     }
