@@ -203,12 +203,16 @@ pub struct OptionalWindowArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct ScanArgs {
-    /// Day prefixes listed at once, and objects downloaded at once (at most 32).
+    /// Days scanned at once, and S3 requests (listings, downloads) in flight (at most 32).
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub concurrency: u16,
     /// Show a progress bar even when stderr is not a terminal.
     #[arg(long)]
     pub progress: bool,
+    /// Count every object of every location (as the dataset key `all_locations`),
+    /// not only those that can still decide their slot.
+    #[arg(long)]
+    pub all_locations: bool,
 }
 
 impl DatasetArgs {
@@ -223,6 +227,7 @@ impl DatasetArgs {
                 complement: self.complement.clone(),
                 slot_minutes: self.slot_minutes,
                 empty_is_gap: false,
+                all_locations: false,
             },
         }
     }

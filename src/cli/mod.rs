@@ -167,7 +167,7 @@ pub enum Command {
         window: WindowArgs,
         #[command(flatten)]
         fill: FillArgs,
-        /// Day prefixes listed, and objects downloaded, at once while scanning.
+        /// Days scanned at once, and S3 requests in flight (at most 32), while scanning.
         #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
         scan_concurrency: u16,
         /// Post a summary to this Discord/Slack-style webhook.
@@ -177,6 +177,10 @@ pub enum Command {
         /// dataset key `empty_is_gap`.
         #[arg(long)]
         empty_is_gap: bool,
+        /// Scans count every object of every location (as the dataset key
+        /// `all_locations`), not only those that can still decide their slot.
+        #[arg(long)]
+        all_locations: bool,
     },
 }
 
@@ -184,8 +188,10 @@ pub enum Command {
 pub async fn dispatch(cli: Cli, global: Global) -> slotfill::error::Result<commands::Outcome> {
     match cli.command {
         Command::Scan { window, scan } => {
+            let mut selection = window.selection();
+            selection.overrides.all_locations = scan.all_locations;
             let cmd = ScanCommand {
-                selection: window.selection(),
+                selection,
                 concurrency: usize::from(scan.concurrency),
                 progress: scan.progress,
             };
@@ -258,6 +264,7 @@ pub async fn dispatch(cli: Cli, global: Global) -> slotfill::error::Result<comma
         } => {
             let mut selection = window.selection();
             selection.overrides.empty_is_gap = empty_is_gap;
+            selection.overrides.all_locations = scan.all_locations;
             let cmd = VerifyCommand {
                 selection,
                 concurrency: usize::from(scan.concurrency),
@@ -275,9 +282,11 @@ pub async fn dispatch(cli: Cli, global: Global) -> slotfill::error::Result<comma
             scan_concurrency,
             notify_webhook,
             empty_is_gap,
+            all_locations,
         } => {
             let mut selection = window.selection();
             selection.overrides.empty_is_gap = empty_is_gap;
+            selection.overrides.all_locations = all_locations;
             let cmd = RunCommand {
                 selection,
                 fill: fill.flags(),

@@ -95,6 +95,12 @@ pub fn describe(session: &Session, r: &ScanReport) -> String {
         r.gone,
         r.foreign_keys
     ));
+    if r.not_needed > 0 {
+        out.push_str(&format!(
+            "not checked: {} whose slot an earlier location already makes ok (--all-locations counts them)\n",
+            plural(r.not_needed, "object")
+        ));
+    }
     if r.outside_window > 0 {
         out.push_str(&format!(
             "outside the window: {} listed with a day prefix, recorded but not counted\n",

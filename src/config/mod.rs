@@ -45,7 +45,7 @@ pub enum ConfigError {
     Invalid { dataset: String, message: String },
 }
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Default, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct S3Settings {
     pub endpoint_url: Option<String>,
@@ -137,6 +137,11 @@ pub struct DatasetConfig {
     pub empty_is_gap: bool,
     /// The freshness watch of `slotfill serve` (checked by [`crate::serve::settings`]).
     pub freshness: Option<crate::serve::settings::FreshnessConfig>,
+    /// Count every object of every location, as `--all-locations`; by default an
+    /// object is downloaded only when no earlier location holds a valid object for
+    /// its slot.
+    #[serde(default)]
+    pub all_locations: bool,
 }
 
 /// Defaults of the dataset settings that have one (each in this one place).
@@ -181,6 +186,8 @@ pub struct Overrides {
     pub slot_minutes: Option<u32>,
     /// `--empty-is-gap`: confirmed-empty slots count as gaps.
     pub empty_is_gap: bool,
+    /// `--all-locations`: scans count every object of every location.
+    pub all_locations: bool,
 }
 
 /// Where a location sits in the dataset.
@@ -230,6 +237,8 @@ pub struct Dataset {
     /// See [`DatasetConfig::empty_recheck_after`].
     pub empty_recheck_after: chrono::Duration,
     pub empty_is_gap: bool,
+    /// See [`DatasetConfig::all_locations`].
+    pub all_locations: bool,
 }
 
 impl Dataset {
@@ -383,6 +392,7 @@ impl Config {
             settle_delay,
             empty_recheck_after,
             empty_is_gap: raw.empty_is_gap || overrides.empty_is_gap,
+            all_locations: raw.all_locations || overrides.all_locations,
             source: raw.source.clone(),
             notify_webhook: raw
                 .notify_webhook

@@ -51,6 +51,10 @@ pub const CANNED: &[Canned] = &[
         name: "states",
         sql: include_str!("../../sql/states.sql"),
     },
+    Canned {
+        name: "redundancy",
+        sql: include_str!("../../sql/redundancy.sql"),
+    },
 ];
 
 pub fn canned(name: &str) -> Option<&'static Canned> {

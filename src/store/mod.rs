@@ -7,6 +7,7 @@
 //! (server-side when both are on one S3 endpoint).
 
 mod copy;
+mod http;
 mod local;
 mod s3;
 
@@ -20,9 +21,10 @@ use thiserror::Error;
 use tokio::io::AsyncRead;
 
 use crate::config::S3Settings;
+use crate::scan::LineCount;
 pub use copy::{CopyMethod, CopyOutcome, CopyRequest, CopySource, copy, normalize_etag};
 pub use local::LocalStore;
-pub use s3::S3Store;
+pub use s3::{MAX_CONNECTIONS, S3Store};
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -78,6 +80,13 @@ pub struct ObjectRead {
     pub body: Box<dyn AsyncRead + Send + Unpin>,
 }
 
+/// An object read through the line counter: what counting found, and its user metadata.
+#[derive(Debug, Clone, Default)]
+pub struct CountedRead {
+    pub count: LineCount,
+    pub metadata: HashMap<String, String>,
+}
+
 /// When a write may take place.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum WriteCondition {
@@ -124,6 +133,11 @@ pub trait ObjectStore: Send + Sync {
     /// Every object whose key starts with `prefix`, paginated internally.
     async fn list(&self, prefix: &str) -> Result<Listing>;
     async fn read(&self, key: &str) -> Result<ObjectRead>;
+    /// Reads an object through a line counter that stops at `cap` lines. Each
+    /// backend feeds the counter its own buffers (S3: the HTTP body's chunks as
+    /// they arrive; a directory: one buffer on a blocking thread), so bytes are
+    /// not copied on the way and memory does not grow with the object.
+    async fn count(&self, key: &str, cap: Option<u64>) -> Result<CountedRead>;
     async fn head(&self, key: &str) -> Result<Option<ObjectHead>>;
     /// Writes the file at `path` to `key`.
     async fn put_file(&self, key: &str, path: &Path, request: &PutRequest) -> Result<PutOutcome>;

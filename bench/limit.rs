@@ -1,0 +1,462 @@
+//! The `limit` profile (`bench/run.sh --profile limit`): slotfill against the limit, side by
+//! side in one run, in a few minutes.
+//!
+//! - **The raw client.** curl (`-Z --parallel-max C --aws-sigv4`) downloads, to /dev/null, the
+//!   very objects a default cold scan reads (objects over the line cap only up to the bytes the
+//!   scan reads of them), straight from SeaweedFS. Rounds alternate curl and a cold scan at the
+//!   same concurrency, also straight to SeaweedFS (the counting proxy would load the same 2
+//!   cores); the figures are the ratio of the medians of wall time and the CPU per GB.
+//! - **Default and `--all-locations`**, through the counting proxy: GETs and bytes of each, and
+//!   peak RSS at `--concurrency` 8, 32 and 64 with every copy read.
+//! - **Local directories**: the same objects as files (in the page cache), scanned cold.
+//! - **Calls per slot** of a fill on SQL search and on a millisecond-granular engine.
+//!
+//! The dataset is real-sized: days of a primary and a backup drawn from the real distribution
+//! (median 2 MB, a few over the line cap, up to 57 MB).
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use serde_json::json;
+
+use super::super::misskey::{EmulatorConfig, MisskeyEmulator, NoteSpec, SearchEngine, sample_text};
+use super::s3::{self, S3Server};
+use super::{
+    MAX_LINES, Measure, Obj, Options, Profile, Report, Rules, Workspace, body, config, date,
+    exit_code, machine_cpu, process_cpu, realistic_location, record, round3, run_slotfill,
+    scan_plan, self_cpu, tv, upload, window_args,
+};
+
+/// Rounds of curl and slotfill, alternating.
+const ROUNDS: usize = 3;
+/// Requests in flight for both clients.
+const PARALLEL: usize = 16;
+/// Fill: slots per engine, and their note counts in turn.
+const FILL_SLOTS: usize = 40;
+const FILL_NOTES: [usize; 4] = [1_000, 250, 99, 101];
+
+pub fn limit_part(profile: &Profile, opts: &Options, report: &mut Report) {
+    // Waiting up to 2 minutes per measurement for an idle machine would take too long on a
+    // shared one: each measurement waits at most 15 s, and records the other CPU it saw.
+    let opts = &Options {
+        wait_for_quiet: false,
+        ..opts.clone()
+    };
+    let server = S3Server::shared();
+    let rules = Rules::scaled(1);
+    let mut rng = StdRng::seed_from_u64(20250601);
+    let first = date(2025, 6, 1);
+    let (primary, backup) = (
+        server.new_bucket("limit-primary"),
+        server.new_bucket("limit-backup"),
+    );
+    let p = realistic_location(&mut rng, first, profile.days, 1, rules);
+    let b = realistic_location(&mut rng, first, profile.days, 1, rules);
+    let (t1, bytes1) = upload(server, &primary, &p, profile.upload_threads);
+    let (t2, bytes2) = upload(server, &backup, &b, profile.upload_threads);
+    let (plan, statuses) = scan_plan(&p, &b, rules);
+    let buckets = [primary.as_str(), backup.as_str()];
+    // What a scan reads of each object: up to the line cap (every line is `width` bytes).
+    let plan_bytes: u64 = plan
+        .iter()
+        .map(|(_, o)| (o.lines as u64).min(MAX_LINES) * o.width as u64)
+        .sum();
+    let largest = p.iter().chain(&b).map(Obj::size).max().unwrap_or(0);
+    report.note(
+        opts.verbose,
+        format!(
+            "limit dataset: {} days x 144 slots x 2 locations, {} objects, {:.0} MB (largest \
+             {:.1} MB), uploaded in {:.0} s; a default cold scan reads {} objects, {:.0} MB; \
+             expected statuses {statuses:?}",
+            profile.days,
+            p.len() + b.len(),
+            (bytes1 + bytes2) as f64 / 1e6,
+            largest as f64 / 1e6,
+            t1 + t2,
+            plan.len(),
+            plan_bytes as f64 / 1e6,
+        ),
+    );
+    let window = window_args(first, profile.days);
+    let scan_args = |c: usize, extra: &[&str]| {
+        let mut a = vec!["scan".to_string(), "--dataset".into(), "jp".into()];
+        a.extend(window.iter().cloned());
+        a.extend(["--concurrency".to_string(), c.to_string()]);
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    let proxied = config(&primary, Some(&backup), None, &rules.toml());
+    let direct = proxied.replace(&server.endpoint(), &server.direct_endpoint());
+
+    // 1. The raw client and the cold scan, alternating, straight to SeaweedFS.
+    let list = curl_config(&server.direct_endpoint(), &buckets, &plan);
+    let mut curl_runs = Vec::new();
+    let mut scan_runs = Vec::new();
+    for round in 0..ROUNDS {
+        let mut m = run_curl(
+            &format!("curl -Z --parallel-max {PARALLEL} #{round}"),
+            &list,
+        );
+        m.counts.get = plan.len() as u64;
+        m.counts.bytes_out = plan_bytes;
+        if opts.verbose {
+            println!("{}", m.line());
+        }
+        report.check(
+            m.extra.iter().any(|(k, v)| k == "exit" && v == &json!(0)),
+            format!("curl round {round}: exit 0 ({:?})", m.extra),
+        );
+        report.measures.push(m.clone());
+        curl_runs.push(m);
+
+        settle();
+        let ws = Workspace::new(&direct);
+        let mut out = run_slotfill(
+            opts,
+            &ws,
+            &[],
+            &format!("cold scan c={PARALLEL} direct #{round}"),
+            &scan_args(PARALLEL, &[]),
+            None,
+        );
+        out.measure.counts.get = ws.query_i64("SELECT downloads FROM runs") as u64;
+        out.measure.counts.bytes_out = ws.query_i64("SELECT bytes_read FROM runs") as u64;
+        record(report, opts, &out, 0);
+        report.check(
+            out.measure.counts.get == plan.len() as u64,
+            format!(
+                "direct cold scan #{round}: {} downloads = the {} objects curl read",
+                out.measure.counts.get,
+                plan.len()
+            ),
+        );
+        scan_runs.push(out.measure);
+    }
+    let median = |runs: &[Measure], f: &dyn Fn(&Measure) -> f64| {
+        let mut v: Vec<f64> = runs.iter().map(f).collect();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let wall = |m: &Measure| m.wall;
+    let cpu_per_gb = |m: &Measure| (m.user + m.sys) / (m.counts.bytes_out as f64 / 1e9);
+    let (curl_wall, scan_wall) = (median(&curl_runs, &wall), median(&scan_runs, &wall));
+    let (curl_cpu, scan_cpu) = (
+        median(&curl_runs, &cpu_per_gb),
+        median(&scan_runs, &cpu_per_gb),
+    );
+    report.note(
+        opts.verbose,
+        format!(
+            "raw client vs cold scan (medians of {ROUNDS}): curl {curl_wall:.2} s, {:.0} MB/s, \
+             {curl_cpu:.2} CPU-s/GB; slotfill {scan_wall:.2} s, {:.0} MB/s, {scan_cpu:.2} \
+             CPU-s/GB; throughput {:.1}% of curl's, CPU per GB {:.2}x curl's",
+            plan_bytes as f64 / 1e6 / curl_wall,
+            plan_bytes as f64 / 1e6 / scan_wall,
+            100.0 * curl_wall / scan_wall,
+            scan_cpu / curl_cpu
+        ),
+    );
+
+    // 2. Default and --all-locations through the counting proxy; peak RSS at 8, 32, 64.
+    let ws = Workspace::new(&proxied);
+    settle();
+    let out = run_slotfill(
+        opts,
+        &ws,
+        &buckets,
+        "cold scan c=8 default",
+        &scan_args(8, &[]),
+        None,
+    );
+    record(report, opts, &out, 0);
+    report.check(
+        out.measure.counts.get == plan.len() as u64,
+        format!(
+            "default cold scan: {} GETs = the {} objects that can decide their slot",
+            out.measure.counts.get,
+            plan.len()
+        ),
+    );
+    report.check(
+        ws.statuses() == statuses,
+        format!("default cold scan: statuses {:?}", ws.statuses()),
+    );
+    let every: u64 = p
+        .iter()
+        .chain(&b)
+        .filter(|o| o.size() > rules.min_bytes)
+        .count() as u64;
+    for c in [8, 32, 64] {
+        settle();
+        let ws = Workspace::new(&proxied);
+        let out = run_slotfill(
+            opts,
+            &ws,
+            &buckets,
+            &format!("cold scan c={c} --all-locations"),
+            &scan_args(c, &["--all-locations"]),
+            None,
+        );
+        record(report, opts, &out, 0);
+        report.check(
+            out.measure.counts.get == every,
+            format!(
+                "--all-locations c={c}: {} GETs = every one of the {every} objects above min_bytes",
+                out.measure.counts.get
+            ),
+        );
+        report.check(
+            out.measure.max_rss_kib <= 48 * 1024 || opts.launcher.is_none(),
+            format!(
+                "--all-locations c={c}: peak RSS {:.1} MiB <= 48 MiB",
+                out.measure.max_rss_kib as f64 / 1024.0
+            ),
+        );
+    }
+
+    // 3. The same objects in local directories (just written, so in the page cache).
+    let files = tempfile::Builder::new()
+        .prefix("slotfill-limit-files-")
+        .tempdir()
+        .expect("temp dir");
+    let written = write_files(files.path(), &[("p", &p), ("b", &b)]);
+    let local = format!(
+        "catalog = \"slotfill.db\"\n[datasets.jp]\nslot_minutes = 10\nutc_offset = \"+09:00\"\n\
+         key_template = \"%Y/%m/%d/%H/%Y-%m-%d_%H-%M.jsonl\"\n\
+         primary = \"file://{0}/p/misskey\"\nbackup = [\"file://{0}/b/misskey\"]\n{1}",
+        files.path().display(),
+        rules.toml()
+    );
+    let mut local_runs = Vec::new();
+    for round in 0..ROUNDS {
+        settle();
+        let ws = Workspace::new(&local);
+        let mut out = run_slotfill(
+            opts,
+            &ws,
+            &[],
+            &format!("file:// cold scan c=8 --all-locations #{round}"),
+            &scan_args(8, &["--all-locations"]),
+            None,
+        );
+        out.measure.counts.get = ws.query_i64("SELECT downloads FROM runs") as u64;
+        out.measure.counts.bytes_out = ws.query_i64("SELECT bytes_read FROM runs") as u64;
+        record(report, opts, &out, 0);
+        local_runs.push(out.measure);
+    }
+    let local_wall = median(&local_runs, &wall);
+    report.note(
+        opts.verbose,
+        format!(
+            "file:// cold scan (median of {ROUNDS}, {:.0} MB of {:.0} MB written): {:.2} GB/s",
+            local_runs[0].counts.bytes_out as f64 / 1e6,
+            written as f64 / 1e6,
+            local_runs[0].counts.bytes_out as f64 / 1e9 / local_wall
+        ),
+    );
+    drop(files);
+
+    // 4. Calls per slot on both kinds of search engine.
+    for engine in [SearchEngine::SqlLike, SearchEngine::Meilisearch] {
+        calls_per_slot(opts, report, engine);
+    }
+}
+
+/// Waits until the machine is nearly idle for a second, at most 15 s.
+fn settle() {
+    for _ in 0..15 {
+        let before = machine_cpu();
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        if machine_cpu() - before < 0.25 {
+            break;
+        }
+    }
+}
+
+/// A curl config file downloading `plan` (object over the line cap up to the cap) to /dev/null,
+/// signed with SigV4.
+fn curl_config(
+    endpoint: &str,
+    buckets: &[&str],
+    plan: &[(usize, &Obj)],
+) -> tempfile::NamedTempFile {
+    use std::io::Write;
+    let mut file = tempfile::NamedTempFile::new().expect("curl config");
+    for (location, o) in plan {
+        let mut entry = format!(
+            "url = \"{endpoint}/{}/{}\"\noutput = \"/dev/null\"\nfail\n\
+             aws-sigv4 = \"aws:amz:{}:s3\"\nuser = \"{}:{}\"\n",
+            buckets[*location],
+            o.key,
+            s3::REGION,
+            s3::ACCESS_KEY,
+            s3::SECRET_KEY
+        );
+        if o.lines as u64 >= MAX_LINES {
+            entry.push_str(&format!(
+                "range = \"0-{}\"\n",
+                MAX_LINES * o.width as u64 - 1
+            ));
+        }
+        entry.push_str("next\n");
+        file.write_all(entry.as_bytes()).expect("write curl config");
+    }
+    file.flush().expect("flush curl config");
+    file
+}
+
+/// Runs curl over a config file, measuring its wall and CPU time (wait4) and what SeaweedFS,
+/// this process and the rest of the machine used meanwhile.
+#[allow(clippy::zombie_processes)] // reaped with wait4, for its rusage
+fn run_curl(name: &str, list: &tempfile::NamedTempFile) -> Measure {
+    settle();
+    let server = S3Server::shared();
+    let (weed0, self0, all0) = (process_cpu(server.weed_pid()), self_cpu(), machine_cpu());
+    let started = Instant::now();
+    let child = Command::new("curl")
+        .args([
+            "-Z",
+            "--parallel-max",
+            &PARALLEL.to_string(),
+            "-s",
+            "-S",
+            "-K",
+        ])
+        .arg(list.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("run curl");
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: waits for our own child and fills the structs we pass.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(waited, pid, "wait4: {}", std::io::Error::last_os_error());
+    let wall = started.elapsed().as_secs_f64();
+    let (weed1, self1, all1) = (process_cpu(server.weed_pid()), self_cpu(), machine_cpu());
+    let (user, sys) = (tv(usage.ru_utime), tv(usage.ru_stime));
+    let (weed_cpu, harness_cpu) = (weed1 - weed0, self1 - self0);
+    Measure {
+        name: name.to_string(),
+        wall,
+        user,
+        sys,
+        max_rss_kib: usage.ru_maxrss as u64,
+        weed_cpu,
+        harness_cpu,
+        other_cpu: (all1 - all0 - user - sys - weed_cpu - harness_cpu).max(0.0),
+        extra: vec![("exit".into(), json!(exit_code(status)))],
+        ..Default::default()
+    }
+}
+
+/// Writes the objects of each location under `dir/NAME/`; returns the bytes written.
+fn write_files(dir: &Path, locations: &[(&str, &[Obj])]) -> u64 {
+    let mut bytes = 0;
+    for (name, objects) in locations {
+        for o in *objects {
+            let path = dir.join(name).join(&o.key);
+            std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+            let data = body(o.lines, o.width, o.seed);
+            bytes += data.len() as u64;
+            std::fs::write(&path, data).expect("write object file");
+        }
+    }
+    bytes
+}
+
+/// Fills `FILL_SLOTS` slots on one kind of search engine; records the origin calls per slot.
+fn calls_per_slot(opts: &Options, report: &mut Report, engine: SearchEngine) {
+    let emulator = MisskeyEmulator::start(EmulatorConfig {
+        search: engine,
+        ..Default::default()
+    });
+    // 2025-09-01T00:00+09:00
+    let first_slot = date(2025, 9, 1)
+        .and_hms_opt(0, 0, 0)
+        .expect("midnight")
+        .and_utc()
+        .timestamp()
+        - 9 * 3600;
+    let mut budget = 0u64;
+    let mut seed = 0u64;
+    for s in 0..FILL_SLOTS {
+        let n = FILL_NOTES[s % FILL_NOTES.len()];
+        budget += n.div_ceil(100) as u64 + 1;
+        let start_ms = (first_slot + s as i64 * 600) * 1000;
+        // Distinct milliseconds: a note sharing the millisecond of a page's last costs a call
+        // more on a millisecond-granular engine, whatever the client does.
+        let step = 600_000 / n as i64;
+        emulator.add_notes((0..n as i64).map(|k| {
+            seed += 1;
+            NoteSpec::public_local(
+                start_ms + k * step + (seed as i64 % step),
+                &sample_text(seed),
+            )
+        }));
+    }
+    let last_slot = first_slot + (FILL_SLOTS as i64 - 1) * 600;
+    let local = |slot: i64| {
+        chrono::DateTime::from_timestamp(slot + 9 * 3600, 0)
+            .expect("time")
+            .naive_utc()
+            .format("%Y-%m-%dT%H:%M")
+            .to_string()
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cfg = format!(
+        "catalog = \"slotfill.db\"\n[datasets.jp]\nprimary = \"file://{0}/p\"\n\
+         complement = \"file://{0}/c\"\n[datasets.jp.source]\nkind = \"misskey\"\n\
+         base_url = \"{1}\"\nmode = \"search\"\n",
+        dir.path().display(),
+        emulator.base_url()
+    );
+    let ws = Workspace::new(&cfg);
+    let window = [
+        "--start".to_string(),
+        local(first_slot),
+        "--end".into(),
+        local(last_slot),
+    ];
+    let mut scan = vec!["scan".to_string(), "-d".into(), "jp".into()];
+    scan.extend(window.iter().cloned());
+    let out = run_slotfill(opts, &ws, &[], "calls: scan first", &scan, None);
+    report.check(out.code == 0, format!("calls: scan exit code {}", out.code));
+    let mut fill = vec!["fill".to_string(), "-d".into(), "jp".into()];
+    fill.extend(window.iter().cloned());
+    let mut out = run_slotfill(
+        opts,
+        &ws,
+        &[],
+        &format!("fill {FILL_SLOTS} slots, {engine:?}"),
+        &fill,
+        None,
+    );
+    let calls = emulator.calls();
+    let over = ws.query_i64(
+        "SELECT COUNT(*) FROM fill_attempts WHERE origin_calls > (notes + 99) / 100 + 1",
+    );
+    let notes = ws.query_i64("SELECT SUM(notes) FROM fill_attempts WHERE outcome = 'filled'");
+    out.measure.extra.extend([
+        ("origin_calls".to_string(), json!(calls)),
+        (
+            "calls_per_slot".into(),
+            json!(round3(calls as f64 / FILL_SLOTS as f64)),
+        ),
+        ("budget".into(), json!(budget)),
+        ("notes".into(), json!(notes)),
+    ]);
+    record(report, opts, &out, 0);
+    report.check(
+        calls <= budget + 2,
+        format!("{engine:?}: {calls} origin calls <= sum of ceil(n/100)+1 = {budget}, + 2 probes"),
+    );
+    report.check(
+        over <= 1,
+        format!("{engine:?}: {over} slots over ceil(n/100)+1 (the one with the bound probe)"),
+    );
+}
