@@ -285,8 +285,10 @@ fn curl_config(
 ) -> tempfile::NamedTempFile {
     use std::io::Write;
     let mut file = tempfile::NamedTempFile::new().expect("curl config");
-    for (location, o) in plan {
-        let mut entry = format!(
+    for (i, (location, o)) in plan.iter().enumerate() {
+        // `next` separates transfers; one after the last would start an empty one.
+        let mut entry = if i == 0 { String::new() } else { "next\n".to_string() };
+        entry.push_str(&format!(
             "url = \"{endpoint}/{}/{}\"\noutput = \"/dev/null\"\nfail\n\
              aws-sigv4 = \"aws:amz:{}:s3\"\nuser = \"{}:{}\"\n",
             buckets[*location],
@@ -294,14 +296,13 @@ fn curl_config(
             s3::REGION,
             s3::ACCESS_KEY,
             s3::SECRET_KEY
-        );
+        ));
         if o.lines as u64 >= MAX_LINES {
             entry.push_str(&format!(
                 "range = \"0-{}\"\n",
                 MAX_LINES * o.width as u64 - 1
             ));
         }
-        entry.push_str("next\n");
         file.write_all(entry.as_bytes()).expect("write curl config");
     }
     file.flush().expect("flush curl config");
@@ -328,6 +329,7 @@ fn run_curl(name: &str, list: &tempfile::NamedTempFile) -> Measure {
         .arg(list.path())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
+        .stderr(Stdio::null())
         .spawn()
         .expect("run curl");
     let pid = child.id() as libc::pid_t;
