@@ -287,7 +287,11 @@ fn curl_config(
     let mut file = tempfile::NamedTempFile::new().expect("curl config");
     for (i, (location, o)) in plan.iter().enumerate() {
         // `next` separates transfers; one after the last would start an empty one.
-        let mut entry = if i == 0 { String::new() } else { "next\n".to_string() };
+        let mut entry = if i == 0 {
+            String::new()
+        } else {
+            "next\n".to_string()
+        };
         entry.push_str(&format!(
             "url = \"{endpoint}/{}/{}\"\noutput = \"/dev/null\"\nfail\n\
              aws-sigv4 = \"aws:amz:{}:s3\"\nuser = \"{}:{}\"\n",
