@@ -34,6 +34,30 @@ pub enum Answer {
     Fatal(SourceError),
 }
 
+/// Sends one request, with the bearer token if there is one. A failed exchange
+/// comes back as the transient answer that names its real cause (connection
+/// refused, DNS, TLS, timeout) and the origin, secrets scrubbed.
+pub async fn send(
+    request: reqwest::RequestBuilder,
+    token: Option<&str>,
+    base_url: &str,
+    timeout: Duration,
+) -> Result<reqwest::Response, Answer> {
+    let request = match token {
+        Some(token) => request.bearer_auth(token),
+        None => request,
+    };
+    request.send().await.map_err(|e| {
+        let (code, cause) = transport_cause(&e, timeout);
+        let secrets: Vec<&str> = token.into_iter().collect();
+        let detail = crate::redact::scrub(&crate::redact::one_line(&error_chain(&e)), &secrets);
+        Answer::Transient {
+            code: code.to_string(),
+            message: format!("{cause} ({base_url} {detail})"),
+        }
+    })
+}
+
 /// Why a call gave up.
 pub enum CallFailure {
     /// Retries (or rate-limit waits) ran out; `code` is for the catalog.

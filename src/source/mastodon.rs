@@ -24,7 +24,7 @@ use async_trait::async_trait;
 use reqwest::StatusCode;
 use serde_json::value::RawValue;
 
-use super::http::{self, Answer, CallFailure, RetryPolicy, error_chain, transport_cause};
+use super::http::{self, Answer, CallFailure, RetryPolicy, error_chain};
 use super::pacer::Pacer;
 use super::record::RecordShape;
 use super::sink::NoteSink;
@@ -183,24 +183,15 @@ impl Mastodon {
         // Every value is a number or `true`: nothing to escape.
         let pairs: Vec<String> = query.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let url = format!("{}?{}", self.url, pairs.join("&"));
-        let mut request = self.http.get(&url);
-        if let Some(token) = &self.settings.token {
-            request = request.bearer_auth(token);
-        }
         let transient = |code: &str, message: String| Answer::Transient {
             code: code.to_string(),
             message,
         };
-        let response = match request.send().await {
+        let token = self.settings.token.as_deref();
+        let (base_url, timeout) = (&self.settings.base_url, self.settings.timeout);
+        let response = match http::send(self.http.get(&url), token, base_url, timeout).await {
             Ok(response) => response,
-            Err(e) => {
-                let (code, cause) = transport_cause(&e, self.settings.timeout);
-                let detail = scrub(&crate::redact::one_line(&error_chain(&e)), &self.secrets());
-                return transient(
-                    code,
-                    format!("{cause} ({} {detail})", self.settings.base_url),
-                );
-            }
+            Err(answer) => return answer,
         };
         let status = response.status();
         let limits = RateLimit::of(response.headers());

@@ -34,7 +34,7 @@ use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use tokio::sync::OnceCell;
 
-use super::http::{self, Answer, CallFailure, RetryPolicy, error_chain, transport_cause};
+use super::http::{self, Answer, CallFailure, RetryPolicy, error_chain};
 use super::ids::IdScheme;
 use super::pacer::Pacer;
 use super::sink::{NoteSink, parse_created_at};
@@ -157,24 +157,16 @@ impl Misskey {
     /// One HTTP exchange, classified.
     async fn call_once(&self, body: &Value) -> Answer {
         self.pacer.wait_turn().await;
-        let mut request = self.http.post(&self.url).json(body);
-        if let Some(token) = &self.settings.token {
-            request = request.bearer_auth(token);
-        }
         let transient = |code: &str, message: String| Answer::Transient {
             code: code.to_string(),
             message,
         };
-        let response = match request.send().await {
+        let request = self.http.post(&self.url).json(body);
+        let token = self.settings.token.as_deref();
+        let (base_url, timeout) = (&self.settings.base_url, self.settings.timeout);
+        let response = match http::send(request, token, base_url, timeout).await {
             Ok(response) => response,
-            Err(e) => {
-                let (code, cause) = transport_cause(&e, self.settings.timeout);
-                let detail = scrub(&crate::redact::one_line(&error_chain(&e)), &self.secrets());
-                return transient(
-                    code,
-                    format!("{cause} ({} {detail})", self.settings.base_url),
-                );
-            }
+            Err(answer) => return answer,
         };
         let status = response.status();
         let retry_after = response
