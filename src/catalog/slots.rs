@@ -210,17 +210,10 @@ impl Catalog {
         )?;
         let mut states = DayStates::default();
         let rows = stmt.query_map(params![dataset_id, range.0, range.1], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+            Ok((parse_column(r, 0, "slots.state")?, r.get::<_, i64>(1)?))
         })?;
         for row in rows {
             let (state, n) = row?;
-            let state = state.parse().map_err(|e: String| {
-                rusqlite::Error::FromSqlConversionFailure(
-                    0,
-                    rusqlite::types::Type::Text,
-                    format!("slots.state: {e}").into(),
-                )
-            })?;
             states.counts.insert(state, n as u64);
         }
         Ok(states)

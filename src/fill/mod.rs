@@ -365,7 +365,7 @@ async fn suspicious_empty(
         .call(move |c| {
             slots
                 .iter()
-                .map(|slot| c.neighbour_lines(dataset_id, *slot, 86_400))
+                .map(|slot| c.neighbour_lines(dataset_id, *slot, plan::NEIGHBOUR_DISTANCE_SECS))
                 .collect::<Result<Vec<_>, _>>()
         })
         .await?;

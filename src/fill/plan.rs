@@ -16,7 +16,7 @@ use super::{FillError, FillOptions};
 const NOMINAL_CALL: Duration = Duration::from_millis(250);
 
 /// How far to look for a valid neighbour when estimating a slot's notes.
-const NEIGHBOUR_DISTANCE_SECS: i64 = 86_400;
+pub(super) const NEIGHBOUR_DISTANCE_SECS: i64 = 86_400;
 
 /// The catalog's query for this fill's candidates.
 pub fn candidate_query(ds: &Dataset, options: &FillOptions) -> CandidateQuery {

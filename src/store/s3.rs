@@ -52,6 +52,19 @@ pub struct S3Store {
 }
 
 impl S3Store {
+    /// One GET of an object, counted.
+    async fn get(&self, key: &str) -> Result<aws_sdk_s3::operation::get_object::GetObjectOutput> {
+        let response = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(self.full_key(key))
+            .send()
+            .await;
+        StoreStats::bump(&self.stats.gets, 1);
+        response.map_err(|e| self.error(e))
+    }
+
     pub async fn connect(
         location: &str,
         bucket: &str,
@@ -256,15 +269,7 @@ impl ObjectStore for S3Store {
     }
 
     async fn read(&self, key: &str) -> Result<ObjectRead> {
-        let response = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(self.full_key(key))
-            .send()
-            .await;
-        StoreStats::bump(&self.stats.gets, 1);
-        let response = response.map_err(|e| self.error(e))?;
+        let response = self.get(key).await?;
         Ok(ObjectRead {
             metadata: response.metadata().cloned().unwrap_or_default(),
             body: Box::new(response.body.into_async_read()),
@@ -272,15 +277,7 @@ impl ObjectStore for S3Store {
     }
 
     async fn count(&self, key: &str, cap: Option<u64>) -> Result<CountedRead> {
-        let response = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(self.full_key(key))
-            .send()
-            .await;
-        StoreStats::bump(&self.stats.gets, 1);
-        let mut response = response.map_err(|e| self.error(e))?;
+        let mut response = self.get(key).await?;
         let mut counter = LineCounter::new(cap);
         // The body's own chunks go to the counter: no copy into a read buffer.
         while let Some(chunk) = response.body.next().await {
