@@ -29,7 +29,7 @@ use super::{
     PutOutcome, PutRequest, Result, StoreError, StoreStats, WriteCondition,
 };
 use crate::config::S3Settings;
-use crate::scan::count::LineCounter;
+use crate::scan::count::{LineCount, LineCounter};
 
 /// S3 requests a scan has in flight at most, whatever `--concurrency` says, and
 /// the idle connections the pool keeps: each open connection costs about
@@ -277,23 +277,16 @@ impl ObjectStore for S3Store {
     }
 
     async fn count(&self, key: &str, cap: Option<u64>) -> Result<CountedRead> {
-        let mut response = self.get(key).await?;
-        let mut counter = LineCounter::new(cap);
-        // The body's own chunks go to the counter: no copy into a read buffer.
-        while let Some(chunk) = response.body.next().await {
-            let chunk = chunk.map_err(|e| StoreError::Io {
+        let response = self.get(key).await?;
+        let metadata = response.metadata.unwrap_or_default();
+        let count = count_on_a_worker(response.body, cap)
+            .await
+            .map_err(|message| StoreError::Io {
                 location: self.location.clone(),
                 key: key.to_string(),
-                message: innermost_message(&e),
+                message,
             })?;
-            if !counter.feed(&chunk) {
-                break;
-            }
-        }
-        Ok(CountedRead {
-            count: counter.finish(),
-            metadata: response.metadata.take().unwrap_or_default(),
-        })
+        Ok(CountedRead { count, metadata })
     }
 
     async fn head(&self, key: &str) -> Result<Option<ObjectHead>> {
@@ -475,3 +468,44 @@ fn percent_encode_key(key: &str) -> String {
 
 /// The key of the conditional write that proves a location accepts writes (never created).
 const WRITE_PROBE_KEY: &str = ".slotfill-write-probe";
+
+/// Counts a body in a task of its own. The caller's future may run on the thread
+/// that called `block_on` (a scan's does), while hyper reads the socket on a
+/// runtime worker: counted there, every chunk would cross to another core and be
+/// read out of that core's cache. A task woken by the connection that received
+/// the chunk runs next on the same worker, while the chunk is still in its cache
+/// (a quarter less CPU for a cold scan, docs/BENCHMARKS.md section 8.1), and
+/// counts run in parallel on every worker.
+async fn count_on_a_worker(
+    mut body: ByteStream,
+    cap: Option<u64>,
+) -> std::result::Result<LineCount, String> {
+    let task = tokio::spawn(async move {
+        let mut counter = LineCounter::new(cap);
+        // The body's own chunks go to the counter: no copy into a read buffer.
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| innermost_message(&e))?;
+            if !counter.feed(&chunk) {
+                break;
+            }
+        }
+        Ok(counter.finish())
+    });
+    let mut task = AbortOnDrop(task);
+    match (&mut task.0).await {
+        Ok(counted) => counted,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        // Only a runtime shutting down cancels it.
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Stops a spawned count when the read that waits for it is dropped (a scan
+/// that stops at its first error drops the reads still in flight).
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
