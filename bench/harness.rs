@@ -163,6 +163,8 @@ pub struct Options {
     /// Before each measurement, wait (up to 2 minutes) until other processes leave the machine
     /// nearly idle, so that their work does not count as slotfill's time.
     pub wait_for_quiet: bool,
+    /// Run slotfill on this CPU only (the limit profile's pinned side-by-side runs).
+    pub client_cpu: Option<usize>,
 }
 
 impl Options {
@@ -657,6 +659,45 @@ pub struct Output {
     pub stderr: String,
 }
 
+/// Starts a child on one CPU only, or wherever the scheduler puts it.
+pub trait PinTo {
+    fn pin_to(&mut self, cpu: Option<usize>) -> &mut Self;
+}
+
+impl PinTo for Command {
+    fn pin_to(&mut self, cpu: Option<usize>) -> &mut Self {
+        use std::os::unix::process::CommandExt;
+        if cpu.is_some() {
+            let mask = cpu_mask(cpu);
+            // SAFETY: between fork and exec the closure only makes one async-signal-safe
+            // system call with a mask copied into it.
+            unsafe {
+                self.pre_exec(move || {
+                    if libc::sched_setaffinity(0, std::mem::size_of_val(&mask), &mask) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        self
+    }
+}
+
+/// A CPU set of one CPU, or of every CPU.
+pub fn cpu_mask(cpu: Option<usize>) -> libc::cpu_set_t {
+    // SAFETY: cpu_set_t is a plain bit set; all zeros is the empty set.
+    let mut mask: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    for c in 0..cpus {
+        if cpu.is_none_or(|only| only == c) {
+            // SAFETY: c is below the set's capacity (CPU_SETSIZE is 1024).
+            unsafe { libc::CPU_SET(c, &mut mask) };
+        }
+    }
+    mask
+}
+
 /// Runs `slotfill --config … args` in the workspace; measures it (counts over `buckets`).
 #[allow(clippy::zombie_processes)] // reaped with wait4, for its rusage
 pub fn run_slotfill(
@@ -695,6 +736,7 @@ pub fn run_slotfill(
         }
     };
     command
+        .pin_to(opts.client_cpu)
         .arg("--config")
         .arg(ws.dir.path().join("slotfill.toml"))
         .args(args)

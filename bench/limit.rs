@@ -5,7 +5,8 @@
 //!   very objects a default cold scan reads (objects over the line cap only up to the bytes the
 //!   scan reads of them), straight from SeaweedFS. Rounds alternate curl and a cold scan at the
 //!   same concurrency, also straight to SeaweedFS (the counting proxy would load the same 2
-//!   cores); the figures are the ratio of the medians of wall time and the CPU per GB.
+//!   cores); the figures are the ratio of the medians of wall time and the CPU per GB. The rounds
+//!   run twice: on shared cores, then with SeaweedFS on CPU 0 and the clients on CPU 1.
 //! - **Default and `--all-locations`**, through the counting proxy: GETs and bytes of each, and
 //!   peak RSS at `--concurrency` 8, 32 and 64 with every copy read.
 //! - **Local directories**: the same objects as files (in the page cache), scanned cold.
@@ -25,7 +26,7 @@ use serde_json::json;
 use super::super::misskey::{EmulatorConfig, MisskeyEmulator, NoteSpec, SearchEngine, sample_text};
 use super::s3::{self, S3Server};
 use super::{
-    MAX_LINES, Measure, Obj, Options, Profile, Report, Rules, Workspace, body, config, date,
+    MAX_LINES, Measure, Obj, Options, PinTo, Profile, Report, Rules, Workspace, body, config, date,
     exit_code, machine_cpu, process_cpu, realistic_location, record, round3, run_slotfill,
     scan_plan, self_cpu, tv, upload, window_args,
 };
@@ -91,74 +92,23 @@ pub fn limit_part(profile: &Profile, opts: &Options, report: &mut Report) {
     let proxied = config(&primary, Some(&backup), None, &rules.toml());
     let direct = proxied.replace(&server.endpoint(), &server.direct_endpoint());
 
-    // 1. The raw client and the cold scan, alternating, straight to SeaweedFS.
+    // 1. The raw client and the cold scan, alternating, straight to SeaweedFS: first on the
+    //    cores they share, then with the server on CPU 0 and the clients on CPU 1, as when the
+    //    server is another machine and only the network copy is on the client's cores.
     let list = curl_config(&server.direct_endpoint(), &buckets, &plan);
-    let mut curl_runs = Vec::new();
-    let mut scan_runs = Vec::new();
-    for round in 0..ROUNDS {
-        let mut m = run_curl(
-            &format!("curl -Z --parallel-max {PARALLEL} #{round}"),
-            &list,
-        );
-        m.counts.get = plan.len() as u64;
-        m.counts.bytes_out = plan_bytes;
-        if opts.verbose {
-            println!("{}", m.line());
-        }
-        report.check(
-            m.extra.iter().any(|(k, v)| k == "exit" && v == &json!(0)),
-            format!("curl round {round}: exit 0 ({:?})", m.extra),
-        );
-        report.measures.push(m.clone());
-        curl_runs.push(m);
-
-        settle();
-        let ws = Workspace::new(&direct);
-        let mut out = run_slotfill(
-            opts,
-            &ws,
-            &[],
-            &format!("cold scan c={PARALLEL} direct #{round}"),
-            &scan_args(PARALLEL, &[]),
-            None,
-        );
-        out.measure.counts.get = ws.query_i64("SELECT downloads FROM runs") as u64;
-        out.measure.counts.bytes_out = ws.query_i64("SELECT bytes_read FROM runs") as u64;
-        record(report, opts, &out, 0);
-        report.check(
-            out.measure.counts.get == plan.len() as u64,
-            format!(
-                "direct cold scan #{round}: {} downloads = the {} objects curl read",
-                out.measure.counts.get,
-                plan.len()
-            ),
-        );
-        scan_runs.push(out.measure);
-    }
-    let median = |runs: &[Measure], f: &dyn Fn(&Measure) -> f64| {
-        let mut v: Vec<f64> = runs.iter().map(f).collect();
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
+    let side_by_side = SideBySide {
+        list: &list,
+        plan_objects: plan.len() as u64,
+        plan_bytes,
+        config: &direct,
+        scan_args: scan_args(PARALLEL, &[]),
     };
-    let wall = |m: &Measure| m.wall;
-    let cpu_per_gb = |m: &Measure| (m.user + m.sys) / (m.counts.bytes_out as f64 / 1e9);
-    let (curl_wall, scan_wall) = (median(&curl_runs, &wall), median(&scan_runs, &wall));
-    let (curl_cpu, scan_cpu) = (
-        median(&curl_runs, &cpu_per_gb),
-        median(&scan_runs, &cpu_per_gb),
-    );
-    report.note(
-        opts.verbose,
-        format!(
-            "raw client vs cold scan (medians of {ROUNDS}): curl {curl_wall:.2} s, {:.0} MB/s, \
-             {curl_cpu:.2} CPU-s/GB; slotfill {scan_wall:.2} s, {:.0} MB/s, {scan_cpu:.2} \
-             CPU-s/GB; throughput {:.1}% of curl's, CPU per GB {:.2}x curl's",
-            plan_bytes as f64 / 1e6 / curl_wall,
-            plan_bytes as f64 / 1e6 / scan_wall,
-            100.0 * curl_wall / scan_wall,
-            scan_cpu / curl_cpu
-        ),
-    );
+    side_by_side.run(opts, report, None);
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2 {
+        pin_threads(server.weed_pid(), Some(SERVER_CPU));
+        side_by_side.run(opts, report, Some(CLIENT_CPU));
+        pin_threads(server.weed_pid(), None);
+    }
 
     // 2. Default and --all-locations through the counting proxy; peak RSS at 8, 32, 64.
     let ws = Workspace::new(&proxied);
@@ -313,10 +263,123 @@ fn curl_config(
     file
 }
 
+/// Where the pinned side-by-side runs put the server and the clients.
+const SERVER_CPU: usize = 0;
+const CLIENT_CPU: usize = 1;
+
+/// Rounds of curl and a cold scan reading the same objects, alternating.
+struct SideBySide<'a> {
+    list: &'a tempfile::NamedTempFile,
+    plan_objects: u64,
+    plan_bytes: u64,
+    config: &'a str,
+    scan_args: Vec<String>,
+}
+
+impl SideBySide<'_> {
+    /// Runs the rounds (the clients on `client_cpu` if given) and notes the ratio of medians.
+    fn run(&self, opts: &Options, report: &mut Report, client_cpu: Option<usize>) {
+        let opts = &Options {
+            client_cpu,
+            ..opts.clone()
+        };
+        let label = match client_cpu {
+            Some(cpu) => format!(" (server on CPU {SERVER_CPU}, client on CPU {cpu})"),
+            None => String::new(),
+        };
+        let mut curl_runs = Vec::new();
+        let mut scan_runs = Vec::new();
+        for round in 0..ROUNDS {
+            let mut m = run_curl(
+                &format!("curl -Z --parallel-max {PARALLEL}{label} #{round}"),
+                self.list,
+                client_cpu,
+            );
+            m.counts.get = self.plan_objects;
+            m.counts.bytes_out = self.plan_bytes;
+            if opts.verbose {
+                println!("{}", m.line());
+            }
+            report.check(
+                m.extra.iter().any(|(k, v)| k == "exit" && v == &json!(0)),
+                format!("curl round {round}: exit 0 ({:?})", m.extra),
+            );
+            report.measures.push(m.clone());
+            curl_runs.push(m);
+
+            settle();
+            let ws = Workspace::new(self.config);
+            let mut out = run_slotfill(
+                opts,
+                &ws,
+                &[],
+                &format!("cold scan c={PARALLEL} direct{label} #{round}"),
+                &self.scan_args,
+                None,
+            );
+            out.measure.counts.get = ws.query_i64("SELECT downloads FROM runs") as u64;
+            out.measure.counts.bytes_out = ws.query_i64("SELECT bytes_read FROM runs") as u64;
+            record(report, opts, &out, 0);
+            report.check(
+                out.measure.counts.get == self.plan_objects,
+                format!(
+                    "direct cold scan{label} #{round}: {} downloads = the {} objects curl read",
+                    out.measure.counts.get, self.plan_objects
+                ),
+            );
+            scan_runs.push(out.measure);
+        }
+        let cpu_per_gb = |m: &Measure| (m.user + m.sys) / (m.counts.bytes_out as f64 / 1e9);
+        let (curl_wall, scan_wall) = (median(&curl_runs, &wall), median(&scan_runs, &wall));
+        let (curl_cpu, scan_cpu) = (
+            median(&curl_runs, &cpu_per_gb),
+            median(&scan_runs, &cpu_per_gb),
+        );
+        let mb = self.plan_bytes as f64 / 1e6;
+        report.note(
+            opts.verbose,
+            format!(
+                "raw client vs cold scan{label} (medians of {ROUNDS}): curl {curl_wall:.2} s, \
+                 {:.0} MB/s, {curl_cpu:.2} CPU-s/GB; slotfill {scan_wall:.2} s, {:.0} MB/s, \
+                 {scan_cpu:.2} CPU-s/GB; throughput {:.1}% of curl's, CPU per GB {:.2}x curl's",
+                mb / curl_wall,
+                mb / scan_wall,
+                100.0 * curl_wall / scan_wall,
+                scan_cpu / curl_cpu
+            ),
+        );
+    }
+}
+
+/// The median of `f` over runs.
+fn median(runs: &[Measure], f: &dyn Fn(&Measure) -> f64) -> f64 {
+    let mut v: Vec<f64> = runs.iter().map(f).collect();
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn wall(m: &Measure) -> f64 {
+    m.wall
+}
+
+/// Pins every thread of a running process to one CPU, or back to all of them. Threads it
+/// starts later inherit the mask of the thread that starts them.
+fn pin_threads(pid: u32, cpu: Option<usize>) {
+    let mask = super::cpu_mask(cpu);
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("threads of the server");
+    for task in tasks.flatten() {
+        let Some(tid) = task.file_name().to_str().and_then(|t| t.parse().ok()) else {
+            continue;
+        };
+        // SAFETY: sets the affinity of a thread of our own child from a valid mask.
+        unsafe { libc::sched_setaffinity(tid, std::mem::size_of_val(&mask), &mask) };
+    }
+}
+
 /// Runs curl over a config file, measuring its wall and CPU time (wait4) and what SeaweedFS,
 /// this process and the rest of the machine used meanwhile.
 #[allow(clippy::zombie_processes)] // reaped with wait4, for its rusage
-fn run_curl(name: &str, list: &tempfile::NamedTempFile) -> Measure {
+fn run_curl(name: &str, list: &tempfile::NamedTempFile, cpu: Option<usize>) -> Measure {
     settle();
     let server = S3Server::shared();
     let (weed0, self0, all0) = (process_cpu(server.weed_pid()), self_cpu(), machine_cpu());
@@ -334,6 +397,7 @@ fn run_curl(name: &str, list: &tempfile::NamedTempFile) -> Measure {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
+        .pin_to(cpu)
         .spawn()
         .expect("run curl");
     let pid = child.id() as libc::pid_t;

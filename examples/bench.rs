@@ -81,6 +81,7 @@ fn main() {
         perf_dir: perf,
         launcher: Some(std::env::current_exe().expect("the bench program's path")),
         wait_for_quiet: true,
+        client_cpu: None,
     };
     if let Some(dir) = serve {
         std::fs::create_dir_all(&dir).expect("create --serve DIR");

@@ -17,6 +17,7 @@ fn smoke_profile_request_counts() {
         perf_dir: None,
         launcher: None,
         wait_for_quiet: false,
+        client_cpu: None,
     };
     let report = harness::run(&harness::Profile::smoke(), &options);
     assert!(
