@@ -23,6 +23,7 @@ use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_smithy_types::date_time::Format;
+use tokio_util::task::AbortOnDropHandle;
 
 use super::{
     CopySource, CountedRead, ListedObject, Listing, ObjectHead, ObjectRead, ObjectStore,
@@ -491,21 +492,12 @@ async fn count_on_a_worker(
         }
         Ok(counter.finish())
     });
-    let mut task = AbortOnDrop(task);
-    match (&mut task.0).await {
+    // A read that is dropped stops its count (a scan that stops at its first error
+    // drops the reads still in flight).
+    match AbortOnDropHandle::new(task).await {
         Ok(counted) => counted,
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
         // Only a runtime shutting down cancels it.
         Err(e) => Err(e.to_string()),
-    }
-}
-
-/// Stops a spawned count when the read that waits for it is dropped (a scan
-/// that stops at its first error drops the reads still in flight).
-struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
