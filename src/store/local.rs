@@ -286,7 +286,11 @@ impl ObjectStore for LocalStore {
         let root = self.root.clone();
         tokio::task::spawn_blocking(move || {
             std::fs::create_dir_all(&root)?;
-            tempfile::NamedTempFile::new_in(&root).map(drop)
+            // Named like a staged file: one left behind by a kill is never listed.
+            tempfile::Builder::new()
+                .prefix(&format!(".write-probe{TEMP_MARKER}"))
+                .tempfile_in(&root)
+                .map(drop)
         })
         .await
         .expect("check task panicked")
