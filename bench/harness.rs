@@ -699,7 +699,6 @@ pub fn cpu_mask(cpu: Option<usize>) -> libc::cpu_set_t {
 }
 
 /// Runs `slotfill --config … args` in the workspace; measures it (counts over `buckets`).
-#[allow(clippy::zombie_processes)] // reaped with wait4, for its rusage
 pub fn run_slotfill(
     opts: &Options,
     ws: &Workspace,
@@ -756,19 +755,9 @@ pub fn run_slotfill(
     if opts.wait_for_quiet {
         wait_for_quiet();
     }
-    let (weed0, self0, all0) = (process_cpu(server.weed_pid()), self_cpu(), machine_cpu());
-    let started = Instant::now();
-    let child = command.spawn().expect("spawn slotfill");
-    let pid = child.id() as libc::pid_t;
-    let mut status = 0;
-    // SAFETY: waits for our own child and fills the structs we pass.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    assert_eq!(waited, pid, "wait4: {}", std::io::Error::last_os_error());
-    let wall = started.elapsed().as_secs_f64();
-    let (weed1, self1, all1) = (process_cpu(server.weed_pid()), self_cpu(), machine_cpu());
-    let mut code = exit_code(status);
-    let (mut user, mut sys) = (tv(usage.ru_utime), tv(usage.ru_stime));
+    let run = ChildRun::run(&mut command, "slotfill");
+    let mut code = exit_code(run.status);
+    let (mut user, mut sys) = run.cpu();
     // Not measurable without a launcher (see Options::launcher).
     let mut max_rss_kib = 0;
     if opts.launcher.is_some() {
@@ -789,18 +778,9 @@ pub fn run_slotfill(
         .iter()
         .map(|b| server.counts(b))
         .fold(RequestCounts::default(), add_counts);
-    let (weed_cpu, harness_cpu) = (weed1 - weed0, self1 - self0);
     let measure = Measure {
-        name: name.to_string(),
-        wall,
-        user,
-        sys,
-        max_rss_kib,
         counts,
-        weed_cpu,
-        harness_cpu,
-        other_cpu: (all1 - all0 - user - sys - weed_cpu - harness_cpu).max(0.0),
-        extra: Vec::new(),
+        ..run.measure(name, (user, sys), max_rss_kib)
     };
     let output = Output {
         measure,
@@ -822,10 +802,84 @@ fn exit_code(status: libc::c_int) -> i32 {
     }
 }
 
+/// Waits for a child with wait4: its wait status (see [`exit_code`]) and its resource usage.
+#[allow(clippy::zombie_processes)] // reaped by wait4, for its rusage
+fn wait4(child: std::process::Child) -> std::io::Result<(i32, libc::rusage)> {
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: waits for our own child and fills the structs we pass.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    if waited != pid {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok((status, usage))
+}
+
+/// A child run to its end, with what SeaweedFS, this process and the whole machine did meanwhile.
+pub struct ChildRun {
+    /// The wait status (see [`exit_code`]).
+    pub status: i32,
+    usage: libc::rusage,
+    wall: f64,
+    weed_cpu: f64,
+    harness_cpu: f64,
+    machine_cpu: f64,
+}
+
+impl ChildRun {
+    /// Spawns `command` and waits for it.
+    pub fn run(command: &mut Command, what: &str) -> ChildRun {
+        let server = S3Server::shared();
+        let (weed0, self0, all0) = (process_cpu(server.weed_pid()), self_cpu(), machine_cpu());
+        let started = Instant::now();
+        let child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {what}: {e}"));
+        let (status, usage) = wait4(child).unwrap_or_else(|e| panic!("wait4 for {what}: {e}"));
+        let wall = started.elapsed().as_secs_f64();
+        let (weed1, self1, all1) = (process_cpu(server.weed_pid()), self_cpu(), machine_cpu());
+        ChildRun {
+            status,
+            usage,
+            wall,
+            weed_cpu: weed1 - weed0,
+            harness_cpu: self1 - self0,
+            machine_cpu: all1 - all0,
+        }
+    }
+
+    /// The child's CPU seconds (user, system) as wait4 saw them.
+    pub fn cpu(&self) -> (f64, f64) {
+        (tv(self.usage.ru_utime), tv(self.usage.ru_stime))
+    }
+
+    /// The child's peak RSS in KiB as wait4 saw it.
+    pub fn max_rss_kib(&self) -> u64 {
+        self.usage.ru_maxrss as u64
+    }
+
+    /// The run as a measure, with the child's CPU seconds and peak RSS as given (a launcher
+    /// may have measured them); the rest of the machine's CPU is what neither the child,
+    /// SeaweedFS nor this process used.
+    pub fn measure(&self, name: &str, (user, sys): (f64, f64), max_rss_kib: u64) -> Measure {
+        Measure {
+            name: name.to_string(),
+            wall: self.wall,
+            user,
+            sys,
+            max_rss_kib,
+            weed_cpu: self.weed_cpu,
+            harness_cpu: self.harness_cpu,
+            other_cpu: (self.machine_cpu - user - sys - self.weed_cpu - self.harness_cpu).max(0.0),
+            ..Default::default()
+        }
+    }
+}
+
 /// The launcher: runs `argv` as a child, waits for it, and writes its CPU seconds (user, system),
 /// peak RSS (KiB) and exit code to `result`. Run as a fresh process, its own memory is small, so
 /// the child's peak RSS is the child's alone.
-#[allow(clippy::zombie_processes)] // reaped with wait4, for its rusage
 pub fn launch(result: &Path, argv: &[String]) -> i32 {
     let Some((program, args)) = argv.split_first() else {
         eprintln!("--launch RESULT_FILE PROGRAM ARGS...");
@@ -838,15 +892,13 @@ pub fn launch(result: &Path, argv: &[String]) -> i32 {
             return 2;
         }
     };
-    let pid = child.id() as libc::pid_t;
-    let mut status = 0;
-    // SAFETY: waits for our own child and fills the structs we pass.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    if waited != pid {
-        eprintln!("wait4: {}", std::io::Error::last_os_error());
-        return 2;
-    }
+    let (status, usage) = match wait4(child) {
+        Ok(waited) => waited,
+        Err(e) => {
+            eprintln!("wait4: {e}");
+            return 2;
+        }
+    };
     let line = format!(
         "{} {} {} {}\n",
         tv(usage.ru_utime),

@@ -17,7 +17,6 @@
 
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::Instant;
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -26,9 +25,9 @@ use serde_json::json;
 use super::super::misskey::{EmulatorConfig, MisskeyEmulator, NoteSpec, SearchEngine, sample_text};
 use super::s3::{self, S3Server};
 use super::{
-    MAX_LINES, Measure, Obj, Options, PinTo, Profile, Report, Rules, Workspace, body, config, date,
-    exit_code, machine_cpu, process_cpu, realistic_location, record, round3, run_slotfill,
-    scan_plan, self_cpu, tv, upload, window_args,
+    ChildRun, MAX_LINES, Measure, Obj, Options, PinTo, Profile, Report, Rules, Workspace, body,
+    config, date, exit_code, machine_cpu, realistic_location, record, round3, run_slotfill,
+    scan_plan, upload, window_args,
 };
 
 /// Rounds of curl and slotfill, alternating.
@@ -378,13 +377,10 @@ fn pin_threads(pid: u32, cpu: Option<usize>) {
 
 /// Runs curl over a config file, measuring its wall and CPU time (wait4) and what SeaweedFS,
 /// this process and the rest of the machine used meanwhile.
-#[allow(clippy::zombie_processes)] // reaped with wait4, for its rusage
 fn run_curl(name: &str, list: &tempfile::NamedTempFile, cpu: Option<usize>) -> Measure {
     settle();
-    let server = S3Server::shared();
-    let (weed0, self0, all0) = (process_cpu(server.weed_pid()), self_cpu(), machine_cpu());
-    let started = Instant::now();
-    let child = Command::new("curl")
+    let mut command = Command::new("curl");
+    command
         .args([
             "-Z",
             "--parallel-max",
@@ -397,30 +393,11 @@ fn run_curl(name: &str, list: &tempfile::NamedTempFile, cpu: Option<usize>) -> M
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .pin_to(cpu)
-        .spawn()
-        .expect("run curl");
-    let pid = child.id() as libc::pid_t;
-    let mut status = 0;
-    // SAFETY: waits for our own child and fills the structs we pass.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    assert_eq!(waited, pid, "wait4: {}", std::io::Error::last_os_error());
-    let wall = started.elapsed().as_secs_f64();
-    let (weed1, self1, all1) = (process_cpu(server.weed_pid()), self_cpu(), machine_cpu());
-    let (user, sys) = (tv(usage.ru_utime), tv(usage.ru_stime));
-    let (weed_cpu, harness_cpu) = (weed1 - weed0, self1 - self0);
+        .pin_to(cpu);
+    let run = ChildRun::run(&mut command, "curl");
     Measure {
-        name: name.to_string(),
-        wall,
-        user,
-        sys,
-        max_rss_kib: usage.ru_maxrss as u64,
-        weed_cpu,
-        harness_cpu,
-        other_cpu: (all1 - all0 - user - sys - weed_cpu - harness_cpu).max(0.0),
-        extra: vec![("exit".into(), json!(exit_code(status)))],
-        ..Default::default()
+        extra: vec![("exit".into(), json!(exit_code(run.status)))],
+        ..run.measure(name, run.cpu(), run.max_rss_kib())
     }
 }
 
