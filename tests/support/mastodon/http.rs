@@ -2,7 +2,7 @@
 //! with their `X-RateLimit-*` headers (§7), injected faults, and the HTTP/1.1
 //! plumbing (GET with keep-alive).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -10,6 +10,7 @@ use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::super::misskey::FaultPlan;
 use super::feed::{State, link};
 use super::{Fault, MastodonConfig};
 
@@ -56,9 +57,7 @@ pub(super) struct Log {
     pub(super) auth: Vec<String>,
     /// 429s the throttles answered (not injected ones).
     pub(super) throttled: u64,
-    pub(super) queue: VecDeque<Fault>,
-    pub(super) every: Option<(u64, Fault)>,
-    pub(super) every_seen: u64,
+    pub(super) faults: FaultPlan,
     /// Per throttle: (window index, requests counted in it).
     windows: Vec<(i64, u64)>,
 }
@@ -161,14 +160,7 @@ impl Shared {
         if let Some(a) = auth {
             log.auth.push(a.to_string());
         }
-        log.every_seen += 1;
-        let queued = log.queue.pop_front();
-        match &log.every {
-            Some((n, f)) if queued.is_none() && log.every_seen.is_multiple_of(*n) => {
-                Some(f.clone())
-            }
-            _ => queued,
-        }
+        log.faults.next()
     }
 
     /// None means: reset the connection without answering.

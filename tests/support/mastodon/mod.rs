@@ -290,13 +290,12 @@ impl MastodonEmulator {
 
     /// Queues faults: each upcoming call consumes one.
     pub fn fail_next(&self, faults: impl IntoIterator<Item = Fault>) {
-        lock(&self.shared.log).queue.extend(faults);
+        lock(&self.shared.log).faults.queue(faults);
     }
 
     /// Every n-th call from now on gets `fault` (0 disables); queued faults take precedence.
     pub fn fail_every(&self, n: u64, fault: Fault) {
-        let mut log = lock(&self.shared.log);
-        (log.every, log.every_seen) = ((n > 0).then_some((n, fault)), 0);
+        lock(&self.shared.log).faults.every(n, fault);
     }
 
     pub fn seen_authorization_headers(&self) -> Vec<String> {

@@ -1,7 +1,7 @@
 //! Endpoints, validation and queries (§1, §2), and request handling.
 
 use serde_json::{Map, Value};
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound::{self, Excluded, Included, Unbounded};
 use std::sync::{Mutex, MutexGuard};
 
@@ -241,9 +241,7 @@ pub(super) struct Log {
     pub(super) per_endpoint: HashMap<String, u64>,
     pub(super) bodies: Vec<(String, Value)>,
     pub(super) auth: Vec<String>,
-    pub(super) queue: VecDeque<Fault>,
-    pub(super) every: Option<(u64, Fault)>,
-    pub(super) every_seen: u64,
+    pub(super) faults: FaultPlan,
 }
 
 pub(super) struct Shared {
@@ -295,14 +293,7 @@ impl Shared {
             v.as_object_mut().map(|o| o.remove("i"));
             log.bodies.push((endpoint.to_string(), v));
         }
-        log.every_seen += 1;
-        let queued = log.queue.pop_front();
-        match &log.every {
-            Some((n, f)) if queued.is_none() && log.every_seen.is_multiple_of(*n) => {
-                Some(f.clone())
-            }
-            _ => queued,
-        }
+        log.faults.next()
     }
 
     /// None means: reset the connection without answering.

@@ -26,6 +26,7 @@ mod notes;
 pub use ids::{IdScheme, id_time_ms, iso_ms, max_id_at, min_id_at, parse_id_ms, time_part};
 
 use serde_json::{Map, Value, json};
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -65,6 +66,36 @@ pub enum Fault {
     ResetConnection,
     /// Sleep, then answer normally.
     Slow(Duration),
+}
+
+/// The faults of upcoming calls, as both emulators inject them: queued ones, one
+/// a call, and meanwhile the fault of every n-th call.
+#[derive(Default)]
+pub struct FaultPlan {
+    queue: VecDeque<Fault>,
+    every: Option<(u64, Fault)>,
+    seen: u64,
+}
+
+impl FaultPlan {
+    pub fn queue(&mut self, faults: impl IntoIterator<Item = Fault>) {
+        self.queue.extend(faults);
+    }
+
+    /// Every n-th call from now on gets `fault` (0 disables).
+    pub fn every(&mut self, n: u64, fault: Fault) {
+        (self.every, self.seen) = ((n > 0).then_some((n, fault)), 0);
+    }
+
+    /// The fault of the call being answered, if any; a queued fault takes precedence.
+    pub fn next(&mut self) -> Option<Fault> {
+        self.seen += 1;
+        let queued = self.queue.pop_front();
+        match &self.every {
+            Some((n, f)) if queued.is_none() && self.seen.is_multiple_of(*n) => Some(f.clone()),
+            _ => queued,
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -397,13 +428,12 @@ impl MisskeyEmulator {
 
     /// Queues faults: each upcoming call consumes one.
     pub fn fail_next(&self, faults: impl IntoIterator<Item = Fault>) {
-        lock(&self.shared.log).queue.extend(faults);
+        lock(&self.shared.log).faults.queue(faults);
     }
 
     /// Every n-th call from now on gets `fault` (0 disables); queued faults take precedence.
     pub fn fail_every(&self, n: u64, fault: Fault) {
-        let mut log = lock(&self.shared.log);
-        (log.every, log.every_seen) = ((n > 0).then_some((n, fault)), 0);
+        lock(&self.shared.log).faults.every(n, fault);
     }
 
     pub fn seen_authorization_headers(&self) -> Vec<String> {
