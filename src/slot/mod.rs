@@ -260,6 +260,16 @@ mod tests {
             parse_time(&spec, "-3x", now()),
             Err(SlotError::BadTime { .. })
         ));
+        // Beyond the calendar: an error, not a panic (found by serve's fuzzing).
+        for huge in ["-99999999999h", "-9223372036854775807m", "-99999999999999d"] {
+            assert!(
+                matches!(
+                    parse_time(&spec, huge, now()),
+                    Err(SlotError::BadTime { .. })
+                ),
+                "{huge}"
+            );
+        }
         let message = parse_time(&spec, "01/08/2025 00:00", now())
             .unwrap_err()
             .to_string();

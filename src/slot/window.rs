@@ -92,13 +92,17 @@ pub fn parse_time(
             .parse()
             .map_err(|_| bad("relative times look like -3d, -12h, -90m or -2w"))?;
         let delta = match unit {
-            "w" => Duration::weeks(amount),
-            "d" => Duration::days(amount),
-            "h" => Duration::hours(amount),
-            "m" => Duration::minutes(amount),
+            "w" => Duration::try_weeks(amount),
+            "d" => Duration::try_days(amount),
+            "h" => Duration::try_hours(amount),
+            "m" => Duration::try_minutes(amount),
             _ => return Err(bad("relative times look like -3d, -12h, -90m or -2w")),
         };
-        return Ok((now - delta).timestamp());
+        // A huge amount leaves the calendar: an error, never a panic.
+        let then = delta.and_then(|d| now.checked_sub_signed(d));
+        return then
+            .map(|t| t.timestamp())
+            .ok_or_else(|| bad("that is further back than the calendar goes"));
     }
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Ok(t.timestamp());
