@@ -3,7 +3,8 @@
 //! # Schema
 //! Created by the migrations in `migrations/` (embedded with refinery) and
 //! documented for users in `docs/catalog.md`: datasets, locations, objects,
-//! listings, slots, runs, fill_attempts, leases, promotions, and the `gaps` and
+//! listings, slots, runs, fill_attempts, leases, promotions, the watch's
+//! watch_checks, incidents and alerts, and the `gaps` and
 //! `coverage_by_day` views.
 //!
 //! # Locking and pragmas
@@ -22,6 +23,7 @@
 //! transaction with upserts, so a rescan costs a handful of statements per day.
 
 mod activity;
+mod detail;
 mod fills;
 mod lease;
 mod objects;
@@ -29,6 +31,7 @@ mod promotions;
 mod query;
 mod runs;
 mod slots;
+mod watch;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -40,6 +43,7 @@ use thiserror::Error;
 use crate::config::{Dataset, Role};
 
 pub use activity::RunRecord;
+pub use detail::AttemptRow;
 pub use fills::{AttemptOutcome, CandidateQuery, FillCandidate, FinishedAttempt};
 pub use lease::{Lease, LeaseError, this_host};
 pub use objects::{KnownObject, ListedDay, ObjectRecord};
@@ -47,6 +51,9 @@ pub use promotions::{Promotion, PromotionCandidate, TargetObject};
 pub use query::QueryError;
 pub use runs::{RunId, RunOutcome, RunSummary};
 pub use slots::{DayStates, SlotRow};
+pub use watch::{
+    AlertStatus, Delivery, IncidentRecord, NewAlert, OpenIncident, PendingAlert, WatchCheck,
+};
 
 mod embedded {
     refinery::embed_migrations!("migrations");
@@ -431,7 +438,11 @@ row_id!(
     /// `locations.id`
     LocationId,
     /// `fill_attempts.id`
-    AttemptId
+    AttemptId,
+    /// `incidents.id`
+    IncidentId,
+    /// `alerts.id`
+    AlertId
 );
 
 /// The enums the catalog stores as text, written by their `as_str`.

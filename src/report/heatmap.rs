@@ -15,8 +15,8 @@ const CELL_H: usize = 12;
 const LEFT: usize = 84;
 const TOP: usize = 40;
 
-/// The colour classes, in legend order.
-const CLASSES: [(&str, &str, &str); 11] = [
+/// The colour classes (class, colour, label), in legend order; the dashboard draws with them too.
+pub const CLASSES: [(&str, &str, &str); 11] = [
     ("ok-primary", "#2e7d32", "ok (primary)"),
     ("ok-backup", "#81c784", "ok (backup)"),
     ("ok-complement", "#1e88e5", "filled (complement)"),
@@ -30,7 +30,7 @@ const CLASSES: [(&str, &str, &str); 11] = [
     ("unscanned", "#e0e0e0", "not scanned"),
 ];
 
-fn class_of(row: &SlotRow) -> &'static str {
+pub fn class_of(row: &SlotRow) -> &'static str {
     match (row.state, row.ok_role) {
         (State::Ok, Some(Role::Backup)) => "ok-backup",
         (State::Ok, Some(Role::Complement)) => "ok-complement",

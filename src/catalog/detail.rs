@@ -1,0 +1,73 @@
+//! The fill attempts behind the dashboard's detail pages: every attempt of a
+//! range of slots (what was tried, by which run, how it ended, the last error)
+//! and every attempt of one run.
+
+use rusqlite::params;
+
+use super::{Catalog, DatasetId, Result};
+use crate::slot::SlotStart;
+
+/// One row of `fill_attempts`, as a detail page shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttemptRow {
+    pub slot_start: SlotStart,
+    pub run_id: Option<i64>,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    /// NULL while the attempt runs (or when its process died).
+    pub outcome: Option<String>,
+    pub notes: Option<i64>,
+    pub origin_calls: i64,
+    pub retries: i64,
+    pub error_code: Option<String>,
+    pub left_out: Option<i64>,
+}
+
+const ATTEMPT_COLUMNS: &str = "slot_start, run_id, started_at, finished_at, outcome, notes, origin_calls, retries, error_code, left_out";
+
+fn attempt_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AttemptRow> {
+    Ok(AttemptRow {
+        slot_start: r.get(0)?,
+        run_id: r.get(1)?,
+        started_at: r.get(2)?,
+        finished_at: r.get(3)?,
+        outcome: r.get(4)?,
+        notes: r.get(5)?,
+        origin_calls: r.get(6)?,
+        retries: r.get(7)?,
+        error_code: r.get(8)?,
+        left_out: r.get(9)?,
+    })
+}
+
+impl Catalog {
+    /// The attempts of the slots in `range`, by slot then oldest first; at most `limit`.
+    pub fn slot_attempts(
+        &self,
+        dataset_id: DatasetId,
+        range: (SlotStart, SlotStart),
+        limit: usize,
+    ) -> Result<Vec<AttemptRow>> {
+        let sql = format!(
+            "SELECT {ATTEMPT_COLUMNS} FROM fill_attempts
+             WHERE dataset_id = ?1 AND slot_start BETWEEN ?2 AND ?3
+             ORDER BY slot_start, id LIMIT ?4"
+        );
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map(
+            params![dataset_id, range.0, range.1, limit as i64],
+            attempt_row,
+        )?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// The attempts a run made, in the order it made them; at most `limit`.
+    pub fn run_attempts(&self, run_id: i64, limit: usize) -> Result<Vec<AttemptRow>> {
+        let sql = format!(
+            "SELECT {ATTEMPT_COLUMNS} FROM fill_attempts WHERE run_id = ?1 ORDER BY id LIMIT ?2"
+        );
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map(params![run_id, limit as i64], attempt_row)?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+}
