@@ -6,7 +6,7 @@ use super::DatasetId;
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
-use super::{Catalog, Result, RunOutcome};
+use super::{Catalog, Result, RunOutcome, parse_optional_column};
 
 /// One row of `runs`, as `/api/runs/{id}` and the dashboard show it.
 #[derive(Debug, Clone, Serialize)]
@@ -19,7 +19,7 @@ pub struct RunRecord {
     pub window_end: Option<String>,
     pub started_at: String,
     pub finished_at: Option<String>,
-    pub outcome: Option<String>,
+    pub outcome: Option<RunOutcome>,
     pub slots: Option<i64>,
     pub missing_before: Option<i64>,
     pub filled: Option<i64>,
@@ -34,8 +34,7 @@ pub struct RunRecord {
 impl RunRecord {
     /// The exit status the command line would have ended with.
     pub fn exit_status(&self) -> Option<i32> {
-        let outcome: RunOutcome = self.outcome.as_deref()?.parse().ok()?;
-        Some(crate::error::exit_code(outcome))
+        self.outcome.map(crate::error::exit_code)
     }
 }
 
@@ -53,7 +52,7 @@ fn run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
         window_end: r.get(5)?,
         started_at: r.get(6)?,
         finished_at: r.get(7)?,
-        outcome: r.get(8)?,
+        outcome: parse_optional_column(r, 8, "runs.outcome")?,
         slots: r.get(9)?,
         missing_before: r.get(10)?,
         filled: r.get(11)?,

@@ -7,15 +7,19 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 
 use async_trait::async_trait;
+use thiserror::Error;
 
+use crate::catalog::CatalogError;
 use crate::commands::fill::{FillFlags, fill_options, require_complement};
 use crate::commands::run::{Stages, pipeline};
-use crate::commands::{Global, Notify, Session};
+use crate::commands::{Global, Notify, Session, SourceFlags};
+use crate::config::Dataset;
 use crate::error::Error;
 use crate::slot::Window;
 use crate::source::{Fetch, NoteSink, NoteSource, SourceError};
 
-use super::{AppState, Claim, DatasetCounters, DatasetHandle};
+use super::error::{ApiError, ServeError};
+use super::state::{AppState, Claim, DatasetHandle, RunKind, add};
 
 /// What a run asks for besides its window.
 #[derive(Debug, Clone, Default)]
@@ -28,32 +32,35 @@ pub struct RunRequest {
 }
 
 /// Why a run did not start.
-#[derive(Debug)]
+#[derive(Debug, Error)]
 pub enum StartError {
+    #[error("unknown dataset {0:?}")]
     UnknownDataset(String),
     /// A run of this dataset is in progress (here, or in another process).
+    #[error("{0}")]
     Busy(String),
-    /// Bad input or configuration: the one-line reason.
-    Invalid(String),
-    Failed(String),
-}
-
-impl std::fmt::Display for StartError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            StartError::UnknownDataset(name) => write!(f, "unknown dataset {name:?}"),
-            StartError::Busy(m) | StartError::Invalid(m) | StartError::Failed(m) => f.write_str(m),
-        }
-    }
+    #[error("the server is stopping")]
+    Stopping,
+    #[error(transparent)]
+    Failed(#[from] ServeError),
 }
 
 impl From<Error> for StartError {
     fn from(e: Error) -> Self {
-        let message = crate::redact::one_line(&e.to_string());
         match e {
-            Error::Catalog(crate::catalog::CatalogError::Lease(_)) => StartError::Busy(message),
-            e if e.exit_code() == crate::error::EXIT_USAGE => StartError::Invalid(message),
-            _ => StartError::Failed(message),
+            Error::Catalog(CatalogError::Lease(lease)) => StartError::Busy(lease.to_string()),
+            e => StartError::Failed(ServeError::Work(e)),
+        }
+    }
+}
+
+impl From<StartError> for ApiError {
+    fn from(e: StartError) -> Self {
+        match e {
+            StartError::UnknownDataset(name) => ApiError::unknown_dataset(&name),
+            StartError::Busy(message) => ApiError::Conflict(message),
+            StartError::Stopping => ApiError::Unavailable(e.to_string()),
+            StartError::Failed(e) => ApiError::from(e),
         }
     }
 }
@@ -85,6 +92,31 @@ impl RunProgress {
     }
 }
 
+/// The politeness of serve's fills (`slotfill fill`'s defaults, concurrency 4),
+/// with its waits read in clock time: on a running test clock the retry
+/// wait and the rate-limit cap shrink with every other timer of serve. (At
+/// the normal speed these are exactly the defaults and the dataset's own cap.)
+pub fn fill_flags(ds: &Dataset, max_slots: Option<u64>, dry_run: bool) -> FillFlags {
+    use crate::source::open::defaults;
+    let in_clock_time =
+        |secs: f64| crate::clock::real_std(std::time::Duration::from_secs_f64(secs)).as_secs_f64();
+    let cap = ds
+        .source
+        .rate_limit_wait_cap
+        .unwrap_or(defaults::RATE_LIMIT_WAIT_CAP);
+    FillFlags {
+        max_slots,
+        dry_run,
+        concurrency: 4,
+        source: SourceFlags {
+            retry_wait: Some(in_clock_time(defaults::RETRY_WAIT)),
+            rate_limit_wait_cap: Some(in_clock_time(cap)),
+            ..SourceFlags::default()
+        },
+        ..FillFlags::default()
+    }
+}
+
 /// Opens and records a run of `dataset`, then carries it out in the background.
 pub async fn start(
     state: &Arc<AppState>,
@@ -96,22 +128,17 @@ pub async fn start(
         .ok_or_else(|| StartError::UnknownDataset(dataset.to_string()))?;
     let window = request
         .window
-        .ok_or_else(|| StartError::Invalid("a run needs a window".to_string()))?;
+        .ok_or_else(|| ServeError::Usage("a run needs a window".to_string()))?;
     if state.shutdown.is_triggered() {
-        return Err(StartError::Failed("the server is stopping".to_string()));
+        return Err(StartError::Stopping);
     }
-    let claim = Claim::take(state, dataset, "run").ok_or_else(|| busy(state, dataset))?;
+    let claim = Claim::take(state, dataset, RunKind::Run).ok_or_else(|| busy(state, dataset))?;
     if let Some(holder) = lease_holder(state, dataset).await {
         return Err(StartError::Busy(format!(
             "dataset {dataset} is being filled by another slotfill ({holder})"
         )));
     }
-    let flags = FillFlags {
-        max_slots: request.max_slots,
-        dry_run: request.dry_run,
-        concurrency: 4,
-        ..Default::default()
-    };
+    let flags = fill_flags(&handle.ds, request.max_slots, request.dry_run);
     // As `slotfill run` does, before the catalog is opened.
     require_complement(&handle.ds)?;
     let plan = crate::source::open::plan(&handle.ds, &flags.source)?;
@@ -163,15 +190,15 @@ pub async fn start(
     state.track(task);
     let run_id = started_rx
         .await
-        .map_err(|_| StartError::Failed("the run could not be recorded".to_string()))?;
+        .map_err(|_| ServeError::Task("the run could not be recorded".to_string()))?;
     tracing::info!(run_id, dataset, origin = %request.origin, "run started");
     Ok(run_id)
 }
 
 fn busy(state: &AppState, dataset: &str) -> StartError {
     let what = match state.active(dataset) {
-        Some(run) if run.run_id > 0 => format!(" ({} {})", run.kind, run.run_id),
-        Some(run) => format!(" ({})", run.kind),
+        Some(run) if run.run_id > 0 => format!(" ({} {})", run.kind.as_str(), run.run_id),
+        Some(run) => format!(" ({})", run.kind.as_str()),
         None => String::new(),
     };
     StartError::Busy(format!(
@@ -210,9 +237,9 @@ pub struct Counted {
 
 impl Counted {
     fn count(&self, fetch: &Fetch) {
-        let c: &DatasetCounters = &self.handle.counters;
-        super::add(&c.origin_calls, fetch.calls);
-        super::add(&c.rate_limited, fetch.rate_limited);
+        let c = &self.handle.counters;
+        add(&c.origin_calls, fetch.calls);
+        add(&c.rate_limited, fetch.rate_limited);
     }
 }
 

@@ -12,9 +12,9 @@ use chrono::{DateTime, FixedOffset};
 
 use crate::slot::Window;
 
-use super::AppState;
 use super::runs::{RunRequest, StartError};
 use super::settings::Schedule;
+use super::state::AppState;
 
 /// Sleeps are cut into pieces this long (real time), so a wall clock that
 /// jumps is noticed.

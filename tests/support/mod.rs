@@ -8,6 +8,7 @@ pub mod misskey;
 pub mod origin;
 pub mod s3;
 pub mod seeded;
+pub mod serve;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -1,0 +1,251 @@
+//! S3 event notifications: the catalog follows writes and deletes without a scan.
+//!
+//! [`shapes`] decodes the bodies (AWS, MinIO, SNS, EventBridge). For each
+//! record whose bucket and key belong to a configured S3 location of any
+//! dataset: *created* → the object is examined as a scan would examine it
+//! (same judge; only that object is read: a HEAD, and a GET unless its size
+//! already decides); *removed* → after a HEAD confirms it is gone, it is
+//! marked gone. The slot's state is derived again at once. A record the
+//! catalog already reflects (same ETag) changes nothing, so a replayed event
+//! is harmless; records of other buckets, keys or event kinds are ignored.
+//!
+//! What is in the bucket decides, whatever order events arrive in. Records
+//! of one object are handled one at a time (a lock per key), so of two
+//! deliveries racing, the one that read the bucket last also writes last.
+
+pub mod shapes;
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::AtomicU64;
+
+use serde::Serialize;
+
+use crate::catalog::{KnownObject, LocationId};
+use crate::scan::ScanTarget;
+use crate::store::ListedObject;
+
+use super::error::ServeError;
+use super::state::{AppState, DatasetHandle, add};
+pub use shapes::{Action, Record, parse};
+
+/// The answer to a POST: records applied (including those that changed
+/// nothing, counted again in `unchanged`) and records ignored.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Applied {
+    pub applied: u64,
+    pub ignored: u64,
+    pub unchanged: u64,
+}
+
+/// Records seen since the process started, by what became of them, and one
+/// lock per shard of keys.
+#[derive(Debug)]
+pub struct EventCounters {
+    pub applied: AtomicU64,
+    pub ignored: AtomicU64,
+    pub unchanged: AtomicU64,
+    /// Records that could not be applied (the sender was told to retry).
+    pub failed: AtomicU64,
+    locks: Vec<tokio::sync::Mutex<()>>,
+}
+
+/// Keys are spread over this many locks: records of one key never overlap,
+/// records of different keys rarely wait for each other.
+const KEY_LOCKS: usize = 64;
+
+impl Default for EventCounters {
+    fn default() -> Self {
+        EventCounters {
+            applied: AtomicU64::default(),
+            ignored: AtomicU64::default(),
+            unchanged: AtomicU64::default(),
+            failed: AtomicU64::default(),
+            locks: (0..KEY_LOCKS)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
+        }
+    }
+}
+
+impl EventCounters {
+    fn lock_of(&self, location: LocationId, key: &str) -> &tokio::sync::Mutex<()> {
+        let mut hasher = DefaultHasher::new();
+        (location.0, key).hash(&mut hasher);
+        &self.locks[(hasher.finish() % KEY_LOCKS as u64) as usize]
+    }
+}
+
+fn same_etag(a: Option<&str>, b: Option<&str>) -> bool {
+    let bare = |e: &str| e.trim().trim_matches('"').to_ascii_lowercase();
+    matches!((a, b), (Some(a), Some(b)) if bare(a) == bare(b))
+}
+
+/// Where a record belongs: a dataset, one of its S3 locations, the key
+/// relative to it and the slot the key names.
+fn locate<'a>(
+    state: &'a AppState,
+    record: &Record,
+) -> Option<(&'a DatasetHandle, &'a ScanTarget, String, i64)> {
+    for handle in state.datasets.values() {
+        for target in &handle.session.targets {
+            let Some(rest) = target.row.url.strip_prefix("s3://") else {
+                continue;
+            };
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket != record.bucket {
+                continue;
+            }
+            let relative = if prefix.is_empty() {
+                Some(record.key.as_str())
+            } else {
+                record
+                    .key
+                    .strip_prefix(prefix)
+                    .and_then(|k| k.strip_prefix('/'))
+            };
+            let Some(relative) = relative else { continue };
+            if let Some(slot) = handle.ds.spec.parse_key(relative) {
+                return Some((handle, target, relative.to_string(), slot));
+            }
+        }
+    }
+    None
+}
+
+/// Applies the records; the first error (after trying every record) fails the
+/// request, so that the sender retries (replays are harmless).
+pub async fn apply(state: &AppState, records: &[Record]) -> Result<Applied, ServeError> {
+    let mut applied = Applied::default();
+    let mut first_error = None;
+    for record in records {
+        let located = record.action.and_then(|action| {
+            locate(state, record)
+                .map(|(handle, target, key, slot)| (action, handle, target, key, slot))
+        });
+        let Some((action, handle, target, key, slot)) = located else {
+            tracing::debug!(bucket = %record.bucket, key = %record.key, event = %record.event_name, "event ignored");
+            applied.ignored += 1;
+            continue;
+        };
+        let lock = state.events.lock_of(target.row.id, &key);
+        let guard = lock.lock().await;
+        let outcome = apply_one(handle, target, &key, slot, action, record).await;
+        drop(guard);
+        match outcome {
+            Ok(changed) => {
+                applied.applied += 1;
+                applied.unchanged += u64::from(!changed);
+                tracing::info!(dataset = %handle.ds.name, location = %target.row.url, %key, event = %record.event_name, changed, "event applied");
+            }
+            Err(e) => {
+                tracing::warn!(dataset = %handle.ds.name, %key, error = %e, "event could not be applied");
+                add(&state.events.failed, 1);
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    add(&state.events.applied, applied.applied);
+    add(&state.events.ignored, applied.ignored);
+    add(&state.events.unchanged, applied.unchanged);
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(applied),
+    }
+}
+
+/// Applies one record; returns whether the catalog changed.
+async fn apply_one(
+    handle: &DatasetHandle,
+    target: &ScanTarget,
+    key: &str,
+    slot: i64,
+    action: Action,
+    record: &Record,
+) -> Result<bool, ServeError> {
+    let db = &handle.session.db;
+    let location_id = target.row.id;
+    let lookup = key.to_string();
+    let known = db
+        .call(move |c| c.live_object(location_id, &lookup))
+        .await?;
+    if already_reflected(action, known.as_ref(), record) {
+        return Ok(false);
+    }
+    // What is there now decides, whatever order the events arrived in.
+    let change = match target.store.head(key).await? {
+        None => match known {
+            Some(k) => Change::Gone(k.id),
+            None => return Ok(false),
+        },
+        Some(head) => {
+            let object = ListedObject {
+                key: key.to_string(),
+                size: head.size,
+                etag: head.etag,
+                last_modified: head.last_modified,
+            };
+            let examined =
+                crate::scan::examine(target, &handle.ds, object, slot, known.as_ref()).await?;
+            match examined {
+                Some((record, _bytes)) => Change::Record(Box::new(record)),
+                None => return Ok(false),
+            }
+        }
+    };
+    derive_after(handle, location_id, slot, change).await?;
+    Ok(true)
+}
+
+/// A creation the catalog already holds (same ETag and size), or a removal of
+/// what the catalog does not hold: nothing to read.
+fn already_reflected(action: Action, known: Option<&KnownObject>, record: &Record) -> bool {
+    match (action, known) {
+        (Action::Created, Some(k)) => {
+            same_etag(k.etag.as_deref(), record.etag.as_deref())
+                && record.size.is_none_or(|s| s as i64 == k.size)
+        }
+        (Action::Removed, None) => true,
+        _ => false,
+    }
+}
+
+enum Change {
+    Record(Box<crate::catalog::ObjectRecord>),
+    Gone(i64),
+}
+
+/// Records the change and derives the slot's state again.
+async fn derive_after(
+    handle: &DatasetHandle,
+    location_id: LocationId,
+    slot: i64,
+    change: Change,
+) -> Result<(), ServeError> {
+    let (row, spec) = (handle.session.row.clone(), handle.ds.spec.clone());
+    let last_settled = handle.ds.last_settled_slot(crate::clock::now());
+    handle
+        .session
+        .db
+        .call(move |c| {
+            match change {
+                Change::Record(record) => c.record_object(location_id, &record)?,
+                Change::Gone(id) => c.mark_gone(id)?,
+            }
+            c.derive_slots(&row, &spec, (slot, slot), last_settled)
+        })
+        .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn etags_compare_without_quotes_or_case() {
+        assert!(same_etag(Some("\"ABC\""), Some("abc")));
+        assert!(!same_etag(None, Some("abc")));
+        assert!(!same_etag(Some("abc"), None));
+    }
+}
