@@ -1,6 +1,8 @@
-//! The fill attempts behind the dashboard's detail pages: every attempt of a
-//! range of slots (what was tried, by which run, how it ended, the last error)
-//! and every attempt of one run.
+//! What serve reads of single slots: the fill attempts behind the dashboard's
+//! detail pages (every attempt of a range of slots: what was tried, by which
+//! run, how it ended, the last error; every attempt of one run), and the
+//! copies of a slot a listing recorded without counting them, which a storage
+//! event may have to count.
 
 use rusqlite::params;
 
@@ -41,6 +43,30 @@ fn attempt_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AttemptRow> {
 }
 
 impl Catalog {
+    /// The live objects of a slot recorded `unchecked` (listed, never counted)
+    /// at a location before the one whose object makes the slot ok or empty
+    /// (any location, when none does), in location order: (location, key).
+    /// These are the copies a scan would count now.
+    pub fn uncounted_copies(
+        &self,
+        dataset_id: DatasetId,
+        slot: SlotStart,
+    ) -> Result<Vec<(super::LocationId, String)>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT o.location_id, o.key FROM objects o JOIN locations l ON l.id = o.location_id
+             WHERE l.dataset_id = ?1 AND l.active = 1 AND o.slot_start = ?2
+               AND o.gone_at IS NULL AND o.status = 'unchecked'
+               AND l.position < COALESCE((
+                   SELECT dl.position FROM slots s JOIN objects d ON d.id = s.object_id
+                   JOIN locations dl ON dl.id = d.location_id
+                   WHERE s.dataset_id = ?1 AND s.slot_start = ?2 AND s.state IN ('ok', 'empty')
+               ), 1000000)
+             ORDER BY l.position",
+        )?;
+        let rows = stmt.query_map(params![dataset_id, slot], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
     /// The attempts of the slots in `range`, by slot then oldest first; at most `limit`.
     pub fn slot_attempts(
         &self,

@@ -214,3 +214,64 @@ fn of_two_deliveries_racing_for_one_object_the_later_write_wins() {
         "the catalog holds what the bucket holds"
     );
 }
+
+#[test]
+fn a_deleted_primary_lets_the_backup_copy_a_scan_did_not_read_decide() {
+    let server = S3Server::shared();
+    let (primary, backup) = (
+        server.new_bucket("serve-primary"),
+        server.new_bucket("serve-backup"),
+    );
+    let ws = Workspace::new(&s3_config(
+        &format!("s3://{primary}/m"),
+        &[&format!("s3://{backup}/m")],
+        None,
+        "",
+    ));
+    let slot = AUG1_JST + 13 * 86_400;
+    let key = format!("m/{}", key_of(slot));
+    server.put(&primary, &key, &jsonl(10, 100));
+    server.put(&backup, &key, &jsonl(12, 100));
+    let window = arg_time(slot);
+    ws.slotfill(&["scan", "-d", "jp", "--start", &window, "--end", &window])
+        .ok();
+    let status = |bucket: &str| -> String {
+        ws.catalog()
+            .query_row(
+                "SELECT o.status FROM objects o JOIN locations l ON l.id = o.location_id
+                 WHERE l.url LIKE ?1 AND o.gone_at IS NULL",
+                [format!("s3://{bucket}/%")],
+                |r| r.get(0),
+            )
+            .unwrap_or_else(|_| "gone".to_string())
+    };
+    assert_eq!(
+        status(&backup),
+        "unchecked",
+        "the scan did not read the backup"
+    );
+    let serve = Serve::start(
+        &ws,
+        &[
+            ("SLOTFILL_API_TOKEN", TOKEN),
+            ("SLOTFILL_NOW", "2025-08-14T12:00:00+09:00"),
+        ],
+    );
+    server.delete(&primary, &key);
+    server.reset_counts(&backup);
+    let removed = fixture("minio-delete.json", &primary, &key, "");
+    let reply = serve.post("/api/events/s3", Some(TOKEN), &removed);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    // The backup's copy was read (once) and now decides the slot, as a scan would have it.
+    assert_eq!(status(&backup), "ok");
+    assert_eq!(server.counts(&backup).get, 1);
+    let (state, role): (String, String) = ws
+        .catalog()
+        .query_row(
+            "SELECT state, ok_role FROM slots WHERE slot_start = ?1",
+            [slot],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((state.as_str(), role.as_str()), ("ok", "backup"));
+}

@@ -6,17 +6,21 @@
 //! (same judge; only that object is read: a HEAD, and a GET unless its size
 //! already decides); *removed* → after a HEAD confirms it is gone, it is
 //! marked gone. The slot's state is derived again at once. A record the
-//! catalog already reflects (same ETag) changes nothing, so a replayed event
-//! is harmless; records of other buckets, keys or event kinds are ignored.
+//! catalog already reflects (same ETag, counted) reads nothing, so a
+//! replayed event is harmless; records of other buckets, keys or event kinds
+//! are ignored.
 //!
-//! What is in the bucket decides, whatever order events arrive in. Records
-//! of one object are handled one at a time (a lock per key), so of two
-//! deliveries racing, the one that read the bucket last also writes last.
+//! What is in the bucket decides, whatever order events arrive in: records
+//! of one object are applied one at a time ([`locks`]), so of two deliveries
+//! racing, the one that read the bucket last also writes last. A listing
+//! records a later location's copy `unchecked` (not read) while an earlier
+//! location holds a valid object for the slot; when an event leaves such a
+//! copy first in line, [`copies`] counts it at once, as the next scan would.
 
+mod copies;
+mod locks;
 pub mod shapes;
 
-use std::collections::hash_map::DefaultHasher;
-use std::hash::{Hash, Hasher};
 use std::sync::atomic::AtomicU64;
 
 use serde::Serialize;
@@ -38,42 +42,16 @@ pub struct Applied {
     pub unchanged: u64,
 }
 
-/// Records seen since the process started, by what became of them, and one
-/// lock per shard of keys.
-#[derive(Debug)]
+/// Records seen since the process started, by what became of them, and the
+/// objects being applied.
+#[derive(Debug, Default)]
 pub struct EventCounters {
     pub applied: AtomicU64,
     pub ignored: AtomicU64,
     pub unchanged: AtomicU64,
     /// Records that could not be applied (the sender was told to retry).
     pub failed: AtomicU64,
-    locks: Vec<tokio::sync::Mutex<()>>,
-}
-
-/// Keys are spread over this many locks: records of one key never overlap,
-/// records of different keys rarely wait for each other.
-const KEY_LOCKS: usize = 64;
-
-impl Default for EventCounters {
-    fn default() -> Self {
-        EventCounters {
-            applied: AtomicU64::default(),
-            ignored: AtomicU64::default(),
-            unchanged: AtomicU64::default(),
-            failed: AtomicU64::default(),
-            locks: (0..KEY_LOCKS)
-                .map(|_| tokio::sync::Mutex::new(()))
-                .collect(),
-        }
-    }
-}
-
-impl EventCounters {
-    fn lock_of(&self, location: LocationId, key: &str) -> &tokio::sync::Mutex<()> {
-        let mut hasher = DefaultHasher::new();
-        (location.0, key).hash(&mut hasher);
-        &self.locks[(hasher.finish() % KEY_LOCKS as u64) as usize]
-    }
+    locks: locks::KeyLocks,
 }
 
 fn same_etag(a: Option<&str>, b: Option<&str>) -> bool {
@@ -128,10 +106,16 @@ pub async fn apply(state: &AppState, records: &[Record]) -> Result<Applied, Serv
             applied.ignored += 1;
             continue;
         };
-        let lock = state.events.lock_of(target.row.id, &key);
-        let guard = lock.lock().await;
-        let outcome = apply_one(handle, target, &key, slot, action, record).await;
+        let guard = state.events.locks.lock(target.row.id, &key).await;
+        let outcome = apply_one(handle, target, (&key, slot), action, record).await;
         drop(guard);
+        // Whatever the record did, a copy it left first in line is counted.
+        let outcome = match outcome {
+            Ok(changed) => copies::count_first_in_line(&state.events.locks, handle, slot)
+                .await
+                .map(|()| changed),
+            Err(e) => Err(e),
+        };
         match outcome {
             Ok(changed) => {
                 applied.applied += 1;
@@ -158,51 +142,68 @@ pub async fn apply(state: &AppState, records: &[Record]) -> Result<Applied, Serv
 async fn apply_one(
     handle: &DatasetHandle,
     target: &ScanTarget,
-    key: &str,
-    slot: i64,
+    (key, slot): (&str, i64),
     action: Action,
     record: &Record,
 ) -> Result<bool, ServeError> {
-    let db = &handle.session.db;
-    let location_id = target.row.id;
-    let lookup = key.to_string();
-    let known = db
-        .call(move |c| c.live_object(location_id, &lookup))
-        .await?;
+    let location = target.row.id;
+    let known = known(handle, location, key).await?;
     if already_reflected(action, known.as_ref(), record) {
         return Ok(false);
     }
     // What is there now decides, whatever order the events arrived in.
-    let change = match target.store.head(key).await? {
-        None => match known {
-            Some(k) => Change::Gone(k.id),
-            None => return Ok(false),
-        },
-        Some(head) => {
-            let object = ListedObject {
-                key: key.to_string(),
-                size: head.size,
-                etag: head.etag,
-                last_modified: head.last_modified,
-            };
-            let examined =
-                crate::scan::examine(target, &handle.ds, object, slot, known.as_ref()).await?;
-            match examined {
-                Some((record, _bytes)) => Change::Record(Box::new(record)),
-                None => return Ok(false),
-            }
+    match look(handle, target, key, slot, known).await? {
+        Some(change) => {
+            derive_after(handle, location, slot, change).await?;
+            Ok(true)
         }
-    };
-    derive_after(handle, location_id, slot, change).await?;
-    Ok(true)
+        None => Ok(false),
+    }
 }
 
-/// A creation the catalog already holds (same ETag and size), or a removal of
-/// what the catalog does not hold: nothing to read.
+/// The catalog's live object at `key`, if any.
+async fn known(
+    handle: &DatasetHandle,
+    location: LocationId,
+    key: &str,
+) -> Result<Option<KnownObject>, ServeError> {
+    let lookup = key.to_string();
+    Ok(handle
+        .session
+        .db
+        .call(move |c| c.live_object(location, &lookup))
+        .await?)
+}
+
+/// What the store holds at `key` now, as a change to the catalog: gone, a
+/// new record, or nothing to change.
+async fn look(
+    handle: &DatasetHandle,
+    target: &ScanTarget,
+    key: &str,
+    slot: i64,
+    known: Option<KnownObject>,
+) -> Result<Option<Change>, ServeError> {
+    let Some(head) = target.store.head(key).await? else {
+        return Ok(known.map(|k| Change::Gone(k.id)));
+    };
+    let object = ListedObject {
+        key: key.to_string(),
+        size: head.size,
+        etag: head.etag,
+        last_modified: head.last_modified,
+    };
+    let examined = crate::scan::examine(target, &handle.ds, object, slot, known.as_ref()).await?;
+    Ok(examined.map(|(record, _bytes)| Change::Record(Box::new(record))))
+}
+
+/// A creation the catalog already holds (same ETag and size, counted), or a
+/// removal of what the catalog does not hold: nothing to read.
 fn already_reflected(action: Action, known: Option<&KnownObject>, record: &Record) -> bool {
     match (action, known) {
         (Action::Created, Some(k)) => {
-            same_etag(k.etag.as_deref(), record.etag.as_deref())
+            k.status != crate::state::State::Unchecked
+                && same_etag(k.etag.as_deref(), record.etag.as_deref())
                 && record.size.is_none_or(|s| s as i64 == k.size)
         }
         (Action::Removed, None) => true,
