@@ -2,8 +2,10 @@
 //! times, evaluated in the dataset's UTC offset, with its window relative to
 //! the due time (so `start = "-3d"` means three days before 03:15, however
 //! late the run starts). A due time whose dataset already has a run in
-//! progress is skipped (that run is already re-checking), and after a pause
-//! longer than one period (a suspended machine) only the latest due time runs.
+//! progress is skipped (that run is already re-checking); one that finds the
+//! freshness watch filling a few overdue slots waits for it (up to an hour).
+//! After a pause longer than one period (a suspended machine) only the latest
+//! due time runs.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,7 +16,7 @@ use crate::slot::Window;
 
 use super::runs::{RunRequest, StartError};
 use super::settings::Schedule;
-use super::state::AppState;
+use super::state::{AppState, RunKind};
 
 /// Sleeps are cut into pieces this long (real time), so a wall clock that
 /// jumps is noticed.
@@ -91,15 +93,47 @@ async fn fire(state: &Arc<AppState>, entry: &Schedule, due: DateTime<FixedOffset
             due.to_rfc3339()
         ),
     };
-    match super::runs::start(state, &entry.dataset, request).await {
-        Ok(run_id) => {
-            tracing::info!(schedule = entry.index, run_id, due = %due.to_rfc3339(), "scheduled run started")
+    // A watch fill of a few overdue slots is no reason to skip the night's run.
+    let mut waited = chrono::Duration::zero();
+    loop {
+        match super::runs::start(state, &entry.dataset, request.clone()).await {
+            Ok(run_id) => {
+                tracing::info!(schedule = entry.index, run_id, due = %due.to_rfc3339(), "scheduled run started");
+            }
+            Err(StartError::Busy(_))
+                if watch_filling(state, &entry.dataset) && waited < WATCH_FILL_WAIT =>
+            {
+                if !pause(state, RETRY_EVERY).await {
+                    return;
+                }
+                waited += RETRY_EVERY;
+                continue;
+            }
+            Err(StartError::Busy(why)) => {
+                tracing::warn!(schedule = entry.index, due = %due.to_rfc3339(), "scheduled run skipped: {why}");
+            }
+            Err(e) => {
+                tracing::warn!(schedule = entry.index, due = %due.to_rfc3339(), error = %e, "scheduled run could not start");
+            }
         }
-        Err(StartError::Busy(why)) => {
-            tracing::warn!(schedule = entry.index, due = %due.to_rfc3339(), "scheduled run skipped: {why}")
-        }
-        Err(e) => {
-            tracing::warn!(schedule = entry.index, due = %due.to_rfc3339(), error = %e, "scheduled run could not start")
-        }
+        return;
+    }
+}
+
+/// How long a due time waits for a watch fill to end, and how often it looks.
+const WATCH_FILL_WAIT: chrono::Duration = chrono::Duration::hours(1);
+const RETRY_EVERY: chrono::Duration = chrono::Duration::minutes(1);
+
+fn watch_filling(state: &AppState, dataset: &str) -> bool {
+    state
+        .active(dataset)
+        .is_some_and(|run| run.kind == RunKind::WatchFill)
+}
+
+/// Waits `d` of clock time; false when the server stops first.
+async fn pause(state: &AppState, d: chrono::Duration) -> bool {
+    tokio::select! {
+        () = crate::clock::sleep(d) => true,
+        () = state.shutdown.wait() => false,
     }
 }
