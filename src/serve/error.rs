@@ -85,7 +85,7 @@ pub enum ApiError {
     /// The dataset has a run in progress (here or in another process).
     #[error("{0}")]
     Conflict(String),
-    #[error("the request body is larger than {} bytes", super::api::MAX_BODY)]
+    #[error("the request body is larger than 1 MiB")]
     TooLarge,
     /// The store or catalog cannot be read now; the sender should retry.
     #[error("{0}")]

@@ -25,8 +25,9 @@ use prometheus_client::registry::Registry;
 use crate::catalog::Catalog;
 use crate::state::State as SlotState;
 
+use super::counters::load;
 use super::error::{ApiError, ServeError};
-use super::state::{AppState, load};
+use super::state::AppState;
 
 type Labels = Vec<(&'static str, String)>;
 type FloatGauge = Gauge<f64, AtomicU64>;

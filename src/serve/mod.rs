@@ -16,8 +16,14 @@
 //! - [`schedule`]: the built-in cron;
 //! - [`dashboard`] and [`metrics`]: read-only views of the catalog;
 //! - [`settings`]: the `[serve]` and `freshness` configuration;
-//! - [`state`]: what the handlers and tasks share; [`error`]: serve's errors
-//!   and the HTTP error answer.
+//! - [`state`]: what the handlers and tasks share, built on the leaves
+//!   [`counters`], [`progress`] and [`locks`]; [`params`]: the parameters the
+//!   API and the pages share; [`error`]: serve's errors and the HTTP error
+//!   answer.
+//!
+//! Imports run one way: the entry and [`api`] over the handlers (runs,
+//! events, watch, schedule, metrics, dashboard) over [`state`] over the
+//! leaves.
 //!
 //! Every timer reads the injectable clock ([`crate::clock`]), so a test clock
 //! that runs fast shrinks check intervals, schedules and waits alike.
@@ -27,10 +33,14 @@
 //! `interrupted`; what was committed stays), and the process exits 0.
 
 pub mod api;
+pub mod counters;
 pub mod dashboard;
 pub mod error;
 pub mod events;
+pub mod locks;
 pub mod metrics;
+pub mod params;
+pub mod progress;
 pub mod runs;
 pub mod schedule;
 pub mod settings;

@@ -4,7 +4,6 @@
 //! a time.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
 
 use async_trait::async_trait;
 use thiserror::Error;
@@ -18,8 +17,10 @@ use crate::error::Error;
 use crate::slot::Window;
 use crate::source::{Fetch, NoteSink, NoteSource, SourceError};
 
+use super::counters::add;
 use super::error::{ApiError, ServeError};
-use super::state::{AppState, Claim, DatasetHandle, RunKind, add};
+use super::progress::RunProgress;
+use super::state::{AppState, Claim, DatasetHandle, RunKind};
 
 /// What a run asks for besides its window.
 #[derive(Debug, Clone, Default)]
@@ -62,33 +63,6 @@ impl From<StartError> for ApiError {
             StartError::Stopping => ApiError::Unavailable(e.to_string()),
             StartError::Failed(e) => ApiError::from(e),
         }
-    }
-}
-
-/// How far a run in progress has got, for the dashboard and `/api/runs/{id}`.
-#[derive(Debug, Default)]
-pub struct RunProgress {
-    phase: AtomicU8,
-}
-
-impl RunProgress {
-    const PHASES: [&'static str; 5] = ["starting", "scanning", "filling", "verifying", "done"];
-
-    /// `starting`, `scanning`, `filling`, `verifying` or `done`.
-    pub fn phase(&self) -> &'static str {
-        Self::PHASES[usize::from(self.phase.load(Ordering::Relaxed)).min(4)]
-    }
-
-    pub fn enter(&self, name: &str) {
-        if let Some(i) = Self::PHASES.iter().position(|p| *p == name) {
-            self.phase.store(i as u8, Ordering::Relaxed);
-        }
-    }
-
-    /// The pipeline reports each stage as it finishes: scan, fill, verify.
-    fn stage_done(&self) {
-        let next = (self.phase.load(Ordering::Relaxed) + 1).min(4);
-        self.phase.store(next, Ordering::Relaxed);
     }
 }
 

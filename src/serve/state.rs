@@ -1,19 +1,18 @@
 //! What every handler and background task of the server shares: the checked
 //! settings, each dataset opened once (catalog connection and stores), the
-//! runs in progress (one per dataset), the counters this process keeps, and
-//! the shutdown signal.
+//! runs in progress (one per dataset, each claimed), the counters this
+//! process keeps, and the shutdown signal.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::catalog::Catalog;
 use crate::commands::{Global, Resolved, Session};
 use crate::config::{Config, Dataset};
 
+use super::counters::{DatasetCounters, EventCounters};
 use super::error::ServeError;
-use super::events::EventCounters;
-use super::runs::RunProgress;
+use super::progress::RunProgress;
 use super::settings::Settings;
 
 /// Tells every task of the server to stop.
@@ -69,24 +68,6 @@ pub struct ActiveRun {
     pub run_id: i64,
     pub kind: RunKind,
     pub progress: Arc<RunProgress>,
-}
-
-/// Counters kept by this process (they start at 0 with it, as Prometheus expects).
-#[derive(Debug, Default)]
-pub struct DatasetCounters {
-    pub origin_calls: AtomicU64,
-    pub rate_limited: AtomicU64,
-    pub watch_checks: AtomicU64,
-    pub overdue: AtomicU64,
-    pub alerts: AtomicU64,
-}
-
-pub fn load(counter: &AtomicU64) -> u64 {
-    counter.load(Ordering::Relaxed)
-}
-
-pub fn add(counter: &AtomicU64, n: u64) {
-    counter.fetch_add(n, Ordering::Relaxed);
 }
 
 /// One configured dataset, opened for events and the watch.

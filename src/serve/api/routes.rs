@@ -1,6 +1,6 @@
 //! The route table: every path the server answers, once. The router is built
-//! from it ([`super::router`]) and the OpenAPI document is generated from it
-//! ([`super::openapi`]), so neither can list a route the other lacks.
+//! from it and the OpenAPI document is generated from it (both in the parent
+//! module), so neither can list a route the other lacks.
 
 /// Which handler answers a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

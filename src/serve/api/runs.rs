@@ -15,6 +15,7 @@ use crate::catalog::RunRecord;
 use crate::slot::{SlotSpec, Window};
 
 use super::super::error::ApiError;
+use super::super::params::{in_range, parse_run_id};
 use super::super::runs::RunRequest;
 use super::super::state::AppState;
 
@@ -148,7 +149,7 @@ fn window_of(spec: &SlotSpec, body: RunBody) -> Result<RunRequest, String> {
         }
     };
     Ok(RunRequest {
-        window: Some(super::in_range(window)?),
+        window: Some(in_range(window)?),
         max_slots: body.max_slots,
         dry_run: body.dry_run,
         origin: String::new(),
@@ -198,14 +199,6 @@ pub async fn run_record(
         }),
         record,
     }))
-}
-
-/// A run id: a positive whole number.
-pub fn parse_run_id(text: &str) -> Result<i64, ApiError> {
-    text.parse::<i64>()
-        .ok()
-        .filter(|id| *id > 0)
-        .ok_or_else(|| ApiError::BadRequest("a run id is a positive whole number".to_string()))
 }
 
 #[cfg(test)]

@@ -12,8 +12,8 @@ use axum::response::Html;
 use crate::catalog::{AttemptRow, Catalog, RunRecord, SlotRow};
 use crate::slot::{SlotSpec, Window};
 
-use super::super::api::{known_params, runs::parse_run_id};
 use super::super::error::{ApiError, ServeError};
+use super::super::params::{known_params, optional_window, parse_run_id};
 use super::super::state::AppState;
 use super::html::{escape, page, run_link, slot_param, slots_link};
 
@@ -33,7 +33,7 @@ pub async fn slots_page(
         .dataset(&name)
         .ok_or_else(|| ApiError::unknown_dataset(&name))?;
     let spec = handle.ds.spec.clone();
-    let asked = super::super::api::optional_window(&spec, &query)?.ok_or_else(|| {
+    let asked = optional_window(&spec, &query)?.ok_or_else(|| {
         ApiError::BadRequest(
             "give start and end (e.g. ?start=2025-08-14T00:20&end=2025-08-14T01:00)".to_string(),
         )

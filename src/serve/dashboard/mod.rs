@@ -26,15 +26,13 @@ use axum::response::Html;
 
 use crate::config::Dataset;
 
-use super::api::known_params;
 use super::error::ApiError;
+use super::params::known_params;
 use super::state::AppState;
 pub use detail::{run_page, slots_page};
 pub use html::error_page;
+pub use section::HEATMAP_DAYS;
 use section::{Section, WatchView};
-
-/// Days the heatmap shows.
-pub const HEATMAP_DAYS: u64 = 14;
 
 /// `GET /`
 pub async fn overview(State(state): State<Arc<AppState>>) -> Result<Html<String>, ApiError> {
@@ -119,6 +117,6 @@ fn watch_view(state: &AppState, name: &str) -> Option<WatchView> {
     let handle = state.dataset(name)?;
     Some(WatchView {
         freshness: freshness.clone(),
-        checks_here: super::state::load(&handle.counters.watch_checks),
+        checks_here: super::counters::load(&handle.counters.watch_checks),
     })
 }

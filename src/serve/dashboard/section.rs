@@ -16,9 +16,10 @@ use crate::state::State as SlotState;
 use super::super::error::ServeError;
 use super::super::settings::Freshness;
 use super::super::state::ActiveRun;
-use super::HEATMAP_DAYS;
 use super::html::{dataset_link, escape, run_link, slots_link};
 
+/// Days the heatmap shows.
+pub const HEATMAP_DAYS: u64 = 14;
 /// Gap periods, runs and incidents listed at most.
 const PERIODS_LISTED: usize = 20;
 const RUNS_LISTED: usize = 10;

@@ -4,8 +4,10 @@
 //! scan counts the copy; a storage event does it at once, so the catalog
 //! after the event is what a scan would record.
 
-use super::locks::KeyLocks;
-use super::{DatasetHandle, ServeError, derive_after, known, look};
+use super::super::error::ServeError;
+use super::super::locks::KeyLocks;
+use super::super::state::DatasetHandle;
+use super::object::{derive_after, known, look};
 
 /// Counts, in location order, the slot's uncounted copies that stand before
 /// the object deciding it (all of them while it is a gap), until none does.

@@ -11,26 +11,25 @@
 //! are ignored.
 //!
 //! What is in the bucket decides, whatever order events arrive in: records
-//! of one object are applied one at a time ([`locks`]), so of two deliveries
+//! of one object are applied one at a time ([`super::locks`]), so of two deliveries
 //! racing, the one that read the bucket last also writes last. A listing
 //! records a later location's copy `unchecked` (not read) while an earlier
 //! location holds a valid object for the slot; when an event leaves such a
 //! copy first in line, [`copies`] counts it at once, as the next scan would.
 
 mod copies;
-mod locks;
+mod object;
 pub mod shapes;
-
-use std::sync::atomic::AtomicU64;
 
 use serde::Serialize;
 
-use crate::catalog::{KnownObject, LocationId};
+use crate::catalog::KnownObject;
 use crate::scan::ScanTarget;
-use crate::store::ListedObject;
 
+use super::counters::add;
 use super::error::ServeError;
-use super::state::{AppState, DatasetHandle, add};
+use super::state::{AppState, DatasetHandle};
+use object::{derive_after, known, look};
 pub use shapes::{Action, Record, parse};
 
 /// The answer to a POST: records applied (including those that changed
@@ -40,18 +39,6 @@ pub struct Applied {
     pub applied: u64,
     pub ignored: u64,
     pub unchanged: u64,
-}
-
-/// Records seen since the process started, by what became of them, and the
-/// objects being applied.
-#[derive(Debug, Default)]
-pub struct EventCounters {
-    pub applied: AtomicU64,
-    pub ignored: AtomicU64,
-    pub unchanged: AtomicU64,
-    /// Records that could not be applied (the sender was told to retry).
-    pub failed: AtomicU64,
-    locks: locks::KeyLocks,
 }
 
 fn same_etag(a: Option<&str>, b: Option<&str>) -> bool {
@@ -161,42 +148,6 @@ async fn apply_one(
     }
 }
 
-/// The catalog's live object at `key`, if any.
-async fn known(
-    handle: &DatasetHandle,
-    location: LocationId,
-    key: &str,
-) -> Result<Option<KnownObject>, ServeError> {
-    let lookup = key.to_string();
-    Ok(handle
-        .session
-        .db
-        .call(move |c| c.live_object(location, &lookup))
-        .await?)
-}
-
-/// What the store holds at `key` now, as a change to the catalog: gone, a
-/// new record, or nothing to change.
-async fn look(
-    handle: &DatasetHandle,
-    target: &ScanTarget,
-    key: &str,
-    slot: i64,
-    known: Option<KnownObject>,
-) -> Result<Option<Change>, ServeError> {
-    let Some(head) = target.store.head(key).await? else {
-        return Ok(known.map(|k| Change::Gone(k.id)));
-    };
-    let object = ListedObject {
-        key: key.to_string(),
-        size: head.size,
-        etag: head.etag,
-        last_modified: head.last_modified,
-    };
-    let examined = crate::scan::examine(target, &handle.ds, object, slot, known.as_ref()).await?;
-    Ok(examined.map(|(record, _bytes)| Change::Record(Box::new(record))))
-}
-
 /// A creation the catalog already holds (same ETag and size, counted), or a
 /// removal of what the catalog does not hold: nothing to read.
 fn already_reflected(action: Action, known: Option<&KnownObject>, record: &Record) -> bool {
@@ -209,34 +160,6 @@ fn already_reflected(action: Action, known: Option<&KnownObject>, record: &Recor
         (Action::Removed, None) => true,
         _ => false,
     }
-}
-
-enum Change {
-    Record(Box<crate::catalog::ObjectRecord>),
-    Gone(i64),
-}
-
-/// Records the change and derives the slot's state again.
-async fn derive_after(
-    handle: &DatasetHandle,
-    location_id: LocationId,
-    slot: i64,
-    change: Change,
-) -> Result<(), ServeError> {
-    let (row, spec) = (handle.session.row.clone(), handle.ds.spec.clone());
-    let last_settled = handle.ds.last_settled_slot(crate::clock::now());
-    handle
-        .session
-        .db
-        .call(move |c| {
-            match change {
-                Change::Record(record) => c.record_object(location_id, &record)?,
-                Change::Gone(id) => c.mark_gone(id)?,
-            }
-            c.derive_slots(&row, &spec, (slot, slot), last_settled)
-        })
-        .await?;
-    Ok(())
 }
 
 #[cfg(test)]

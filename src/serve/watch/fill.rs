@@ -12,7 +12,8 @@ use crate::slot::{SlotStart, Window};
 use crate::source::NoteSource;
 
 use super::super::error::ServeError;
-use super::super::runs::{Counted, RunProgress, fill_flags};
+use super::super::progress::RunProgress;
+use super::super::runs::{Counted, fill_flags};
 use super::super::state::{AppState, Claim, DatasetHandle, RunKind};
 
 /// Starts filling the overdue slots unless a run holds the dataset (the next

@@ -20,8 +20,23 @@ use serde::Serialize;
 use crate::catalog::{AlertStatus, Delivery, IncidentId, NewAlert, OpenIncident, PendingAlert};
 use crate::slot::SlotStart;
 
-use super::super::state::{DatasetHandle, add};
-use super::Check;
+use chrono::{DateTime, Utc};
+
+use super::super::counters::add;
+use super::super::state::DatasetHandle;
+
+/// What one check found.
+#[derive(Debug, Clone)]
+pub struct Check {
+    /// When the check read the clock.
+    pub at: DateTime<Utc>,
+    /// Gap slots past the grace, oldest first.
+    pub overdue: Vec<SlotStart>,
+    /// The newest slot a collector (primary or backup) wrote validly.
+    pub newest_collector: Option<SlotStart>,
+    /// That slot ended longer than `alert_after` ago (or there is none).
+    pub stale: bool,
+}
 
 /// Alerts refused this many times are given up on (shown on the dashboard).
 const MAX_DELIVERY_ATTEMPTS: i64 = 100;

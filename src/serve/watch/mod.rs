@@ -18,31 +18,21 @@
 mod fill;
 pub mod incident;
 
+pub use incident::Check;
+
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
 use crate::catalog::{DatasetId, OpenIncident};
 use crate::scan::ScanOptions;
-use crate::slot::{SlotStart, Window};
+use crate::slot::Window;
 use crate::state::State;
 
+use super::counters::add;
 use super::error::ServeError;
 use super::settings::Freshness;
-use super::state::{AppState, DatasetHandle, add};
-
-/// What one check found.
-#[derive(Debug, Clone)]
-pub struct Check {
-    /// When the check read the clock.
-    pub at: DateTime<Utc>,
-    /// Gap slots past the grace, oldest first.
-    pub overdue: Vec<SlotStart>,
-    /// The newest slot a collector (primary or backup) wrote validly.
-    pub newest_collector: Option<SlotStart>,
-    /// That slot ended longer than `alert_after` ago (or there is none).
-    pub stale: bool,
-}
+use super::state::{AppState, DatasetHandle};
 
 /// Runs the watch of one dataset until the server stops.
 pub async fn watch(state: Arc<AppState>, dataset: String, freshness: Freshness) {
