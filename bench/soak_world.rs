@@ -157,18 +157,37 @@ impl Plan {
                 origin.push((a, b, OriginFault::Storm));
             }
         }
-        origin.sort_by_key(|o| o.0);
-        let kills = intervals(&mut rng, span, 0.8, (60.0, 20.0 * 60.0))
-            .into_iter()
-            .map(|(a, b)| {
-                let how = if rng.random::<f64>() < 0.6 {
-                    Kill::Sigkill
+        // The collector streams from the origin: half its outages come with
+        // one of the origin's, which may outlast it (then the fill waits too).
+        for &(a, b) in &primary_down {
+            if rng.random::<f64>() < 0.5 && !origin.iter().any(|&(x, y, _)| a < y && x < b) {
+                let length = rng.random_range(0.3..1.5) * (b - a) as f64;
+                let fault = if rng.random::<bool>() {
+                    OriginFault::Outage
                 } else {
-                    Kill::Sigterm
+                    OriginFault::Storm
                 };
-                (a, how, b - a)
-            })
+                origin.push((a, (a + length as i64).min(end), fault));
+            }
+        }
+        origin.sort_by_key(|o| o.0);
+        let mut kills: Vec<(i64, Kill, i64)> = intervals(&mut rng, span, 0.8, (60.0, 20.0 * 60.0))
+            .into_iter()
+            .map(|(a, b)| (a, Kill::Sigkill, b - a))
             .collect();
+        // A third of them land in the nightly run (03:15 JST, 18:15 UTC).
+        for kill in kills.iter_mut() {
+            if rng.random::<f64>() < 0.33 {
+                let day = kill.0 - (kill.0 + 9 * 3600).rem_euclid(86_400);
+                kill.0 = day + 3 * 3600 + 15 * 60 + rng.random_range(5..120);
+            }
+            if rng.random::<f64>() < 0.4 {
+                kill.1 = Kill::Sigterm;
+            }
+        }
+        kills.retain(|k| k.0 >= start && k.0 < end);
+        kills.sort_by_key(|k| k.0);
+        let kills = kills;
         Plan {
             primary_down,
             backup_down,

@@ -88,6 +88,20 @@ impl Catalog {
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
+    /// The `args` of the latest run that ran to its end (not interrupted, not
+    /// abandoned by a killed process) whose `args` start with `prefix` (the
+    /// runs of one of serve's schedule entries).
+    pub fn latest_done_run_args(&self, prefix: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT args FROM runs WHERE substr(args, 1, length(?1)) = ?1
+                 AND outcome IS NOT NULL AND outcome <> 'interrupted' ORDER BY id DESC LIMIT 1",
+            )?
+            .query_row([prefix], |r| r.get(0))
+            .optional()?)
+    }
+
     /// Slot attempts of a run that have finished.
     pub fn finished_attempts(&self, run_id: i64) -> Result<u64> {
         let n: i64 = self.conn.query_row(

@@ -5,7 +5,10 @@
 //! progress is skipped (that run is already re-checking); one that finds the
 //! freshness watch filling a few overdue slots waits for it (up to an hour).
 //! After a pause longer than one period (a suspended machine) only the latest
-//! due time runs.
+//! due time runs. A server that starts after a due time of the last day
+//! whose run never ran to its end (the server was down, or was stopped or
+//! killed in the middle of it) runs it at once, when the catalog shows the
+//! entry ran before.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,6 +32,10 @@ pub async fn schedule(state: Arc<AppState>, entry: Schedule) {
     };
     let offset: FixedOffset = handle.ds.spec.offset;
     let mut after = crate::clock::now().with_timezone(&offset);
+    if let Some(missed) = missed_while_down(&state, &entry, after).await {
+        tracing::warn!(schedule = entry.index, due = %missed.to_rfc3339(), "due time missed while serve was down; it runs now");
+        fire(&state, &entry, missed).await;
+    }
     loop {
         let Some(mut due) = next(&entry, &after) else {
             tracing::warn!(schedule = entry.index, cron = %entry.cron_text, "the schedule has no further due time");
@@ -40,12 +47,50 @@ pub async fn schedule(state: Arc<AppState>, entry: Schedule) {
             tracing::warn!(schedule = entry.index, due = %due.to_rfc3339(), "due time missed; a later one runs instead");
             due = later;
         }
+        tracing::info!(schedule = entry.index, due = %due.to_rfc3339(), "next due time");
         if !sleep_until(&state, due).await {
             return;
         }
         fire(&state, &entry, due).await;
         after = due;
     }
+}
+
+/// How far back a starting server looks for a due time it missed while down.
+const CATCH_UP: chrono::Duration = chrono::Duration::hours(24);
+
+/// What the run record of a due time says in `args` (never a secret).
+fn origin(entry: &Schedule, due: DateTime<FixedOffset>) -> String {
+    format!("{}{}", origin_prefix(entry), due.to_rfc3339())
+}
+
+fn origin_prefix(entry: &Schedule) -> String {
+    format!(
+        "slotfill serve: schedule {} ({:?}) due ",
+        entry.index, entry.cron_text
+    )
+}
+
+/// The latest due time of the last day whose run did not run to its end (it
+/// never started, or a stop or a kill cut it short), when the catalog shows
+/// the entry ran before it (a server that was down then, not one started
+/// for the first time).
+async fn missed_while_down(
+    state: &AppState,
+    entry: &Schedule,
+    now: DateTime<FixedOffset>,
+) -> Option<DateTime<FixedOffset>> {
+    let due = entry.cron.find_previous_occurrence(&now, true).ok()?;
+    if now - due > CATCH_UP {
+        return None;
+    }
+    let prefix = origin_prefix(entry);
+    let last = state
+        .read(move |c| Ok(c.latest_done_run_args(&prefix)?))
+        .await
+        .ok()??;
+    let last_due = DateTime::parse_from_rfc3339(last.strip_prefix(&origin_prefix(entry))?).ok()?;
+    (last_due < due).then_some(due)
 }
 
 fn next(entry: &Schedule, after: &DateTime<FixedOffset>) -> Option<DateTime<FixedOffset>> {
@@ -86,12 +131,7 @@ async fn fire(state: &Arc<AppState>, entry: &Schedule, due: DateTime<FixedOffset
         window: Some(window),
         max_slots: entry.max_slots,
         dry_run: false,
-        origin: format!(
-            "slotfill serve: schedule {} ({:?}) due {}",
-            entry.index,
-            entry.cron_text,
-            due.to_rfc3339()
-        ),
+        origin: origin(entry, due),
     };
     // A watch fill of a few overdue slots is no reason to skip the night's run.
     let mut waited = chrono::Duration::zero();

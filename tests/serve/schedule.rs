@@ -109,3 +109,49 @@ fn processes_started_with_the_same_clock_origin_share_one_running_clock() {
         "ten real seconds at 60x are ten minutes: {moved} s"
     );
 }
+
+#[test]
+fn a_due_time_missed_while_serve_was_down_runs_when_it_comes_back() {
+    let f = ServeFixture::new(
+        "",
+        "[[serve.schedule]]\ndataset = \"jp\"\ncron = \"15 3 * * *\"\nstart = \"-1h\"\nend = \"-40m\"\n",
+    );
+    let scheduled = |f: &ServeFixture| -> Vec<String> {
+        let c = f.ws.catalog();
+        let mut stmt = c
+            .prepare("SELECT args FROM runs WHERE args LIKE '%schedule%' AND finished_at IS NOT NULL ORDER BY id")
+            .unwrap();
+        stmt.query_map([], |r| r.get::<_, String>(0))
+            .unwrap()
+            .map(|a| a.unwrap().rsplit("due ").next().unwrap().to_string())
+            .collect()
+    };
+    // A first start on a new catalog, after today's due time: nothing to catch up.
+    let mut serve = Serve::start(&f.ws, &[("SLOTFILL_NOW", "2025-08-13T09:00:00+09:00")]);
+    assert_eq!(serve.terminate(), 0);
+    assert!(scheduled(&f).is_empty(), "{:?}", scheduled(&f));
+    // The 14th's run happens.
+    let mut serve = Serve::start(
+        &f.ws,
+        &[
+            ("SLOTFILL_NOW", "2025-08-14T03:14:00+09:00"),
+            ("SLOTFILL_CLOCK_SPEED", "60"),
+        ],
+    );
+    wait_for("the 03:15 run", || !scheduled(&f).is_empty());
+    assert_eq!(serve.terminate(), 0);
+    // Down from before 03:15 on the 15th to 09:00: that due time runs at start, once.
+    for now in ["2025-08-15T09:00:00+09:00", "2025-08-15T09:30:00+09:00"] {
+        let mut serve = Serve::start(&f.ws, &[("SLOTFILL_NOW", now)]);
+        // The schedule looks for a missed due time before it waits for the next.
+        wait_for("the schedule to wait", || {
+            serve.logs().contains("next due time")
+        });
+        wait_for("the missed run", || scheduled(&f).len() >= 2);
+        assert_eq!(serve.terminate(), 0, "{}", serve.logs());
+    }
+    assert_eq!(
+        scheduled(&f),
+        ["2025-08-14T03:15:00+09:00", "2025-08-15T03:15:00+09:00"]
+    );
+}
