@@ -139,6 +139,11 @@ pub fn run(opts: &SoakOptions) -> Value {
         "fds_max".into(),
         json!(life.samples.iter().map(|s| s.2).max()),
     );
+    // Each day's noon sample: a restarted process starts lower again.
+    let daily: Vec<f64> = life.samples.iter().map(|s| mib(s.1)).collect();
+    obj.insert("rss_daily_mib".into(), json!(daily));
+    let fds: Vec<usize> = life.samples.iter().map(|s| s.2).collect();
+    obj.insert("fds_daily".into(), json!(fds));
     obj.insert(
         "primary_missed_slots".into(),
         json!(written.primary_missed.len()),
@@ -449,6 +454,7 @@ impl Report {
             "completeness": if slots > 0 { complete as f64 / slots as f64 } else { 0.0 },
             "nightly_runs": runs("SELECT COUNT(*) FROM runs WHERE command = 'run' AND args LIKE '%schedule%'"),
             "fill_attempts_failed": runs("SELECT COUNT(*) FROM fill_attempts WHERE outcome IN ('failed', 'partial')"),
+            "watch_fills_failed": runs("SELECT COUNT(*) FROM runs WHERE command = 'fill' AND outcome IN ('failed', 'stopped')"),
             "runs_interrupted": runs("SELECT COUNT(*) FROM runs WHERE outcome = 'interrupted' OR (finished_at IS NULL)"),
             "watch_fills": runs("SELECT COUNT(*) FROM runs WHERE command = 'fill' AND args LIKE '%watch%'"),
         })

@@ -191,3 +191,41 @@ fn an_alert_the_webhook_did_not_take_is_sent_once_by_the_next_process() {
         1
     );
 }
+
+#[test]
+fn an_incident_across_midnight_keeps_its_slots_until_they_are_filled() {
+    let hook = Webhook::start();
+    let f = watched(&hook.url, false);
+    // 23:50 on the 13th is missed; the collector wrote the rest of the 13th,
+    // and from 00:00 on.
+    let midnight = DAY;
+    for slot in (1..144).map(|i| midnight - (i + 1) * SLOT) {
+        f.put_primary(slot);
+    }
+    f.put_primary(midnight);
+    f.put_primary(midnight + SLOT);
+    let mut serve = Serve::start(&f.ws, &[("SLOTFILL_NOW", "2025-08-14T00:20:00+09:00")]);
+    wait_for("the alert", || hook.count() >= 1);
+    assert_eq!(serve.terminate(), 0);
+    let first = hook.messages()[0]["content"].as_str().unwrap().to_string();
+    assert!(
+        first.contains("1 slot overdue: 2025-08-13T23:50:00+09:00"),
+        "{first}"
+    );
+
+    // An hour later the newest day prefix is today's alone, and the collector
+    // is fresh: the slot of yesterday is still missing, so no recovery yet.
+    for slot in 2..6 {
+        f.put_primary(midnight + slot * SLOT);
+    }
+    let serve = Serve::start(&f.ws, &[("SLOTFILL_NOW", "2025-08-14T01:10:00+09:00")]);
+    more_checks(&serve, 3.0);
+    assert_eq!(
+        hook.statuses(),
+        ["overdue"],
+        "not recovered while 23:50 is missing"
+    );
+    f.put_primary(midnight - SLOT);
+    wait_for("the recovery", || hook.count() >= 2);
+    assert_eq!(hook.statuses(), ["overdue", "recovered"]);
+}

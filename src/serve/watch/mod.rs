@@ -7,7 +7,10 @@
 //! scans only the newest day prefix(es) of each location (the local day
 //! holding the oldest slot it watches, and today's; objects already counted
 //! are not downloaded again), then looks at the gap slots of those days that
-//! ended more than `grace` ago: they are *overdue*.
+//! ended more than `grace` ago: they are *overdue*. While an incident is
+//! open, the days back to its first overdue slot stay watched (up to a
+//! week), so an incident that crosses midnight neither forgets its slots
+//! nor says it recovered before they are filled.
 //!
 //! [`incident`] decides when an incident opens and closes and keeps it, its
 //! alerts and the last check in the catalog, so a restart neither forgets an
@@ -34,6 +37,9 @@ use super::error::ServeError;
 use super::settings::Freshness;
 use super::state::{AppState, DatasetHandle};
 
+/// How far back an open incident keeps its overdue slots watched.
+const INCIDENT_LOOKBACK: chrono::Duration = chrono::Duration::days(7);
+
 /// Runs the watch of one dataset until the server stops.
 pub async fn watch(state: Arc<AppState>, dataset: String, freshness: Freshness) {
     let Some(handle) = state.dataset(&dataset) else {
@@ -52,7 +58,7 @@ pub async fn watch(state: Arc<AppState>, dataset: String, freshness: Freshness) 
         }
         let at = crate::clock::now();
         let checked = tokio::select! {
-            checked = check(&handle, &freshness, at) => checked,
+            checked = check(&handle, &freshness, at, incident.as_ref()) => checked,
             () = state.shutdown.wait() => return,
         };
         add(&handle.counters.watch_checks, 1);
@@ -127,12 +133,19 @@ async fn check(
     handle: &DatasetHandle,
     freshness: &Freshness,
     now: DateTime<Utc>,
+    open: Option<&OpenIncident>,
 ) -> Result<Check, ServeError> {
     let ds = &handle.ds;
     let spec = &ds.spec;
     let lookback =
         freshness.grace.max(freshness.alert_after) + chrono::Duration::seconds(spec.width_secs());
-    let oldest = spec.align_down((now - lookback).timestamp());
+    let mut oldest = spec.align_down((now - lookback).timestamp());
+    // An open incident keeps its slots watched after midnight, until they are
+    // filled (or a week old: the nightly runs and the gaps report have them).
+    if let Some(first) = open.and_then(|i| i.first_overdue) {
+        let floor = spec.align_down((now - INCIDENT_LOOKBACK).timestamp());
+        oldest = oldest.min(first.max(floor));
+    }
     let window = Window {
         first: spec.day_bounds(spec.day_of(oldest)).0,
         last: spec.align_down(now.timestamp()),
