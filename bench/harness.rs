@@ -2,7 +2,7 @@
 //! test (`tests/bench_smoke.rs`).
 //!
 //! It generates datasets of the reference layout into the test S3 server (SeaweedFS behind the
-//! counting proxy of `tests/support/s3.rs`), runs the real `slotfill` binary as a child process
+//! counting proxy of `tests/support/s3/`), runs the real `slotfill` binary as a child process
 //! and measures wall time, the child's CPU time and peak RSS (`wait4`), the requests and bytes
 //! the server saw, and the CPU time SeaweedFS and this process (the proxy) spent meanwhile.
 //! With checks on, it also asserts the request counts the design promises: every object that

@@ -10,7 +10,7 @@
 
 #[path = "../tests/support/misskey/mod.rs"]
 mod misskey;
-#[path = "../tests/support/s3.rs"]
+#[path = "../tests/support/s3/mod.rs"]
 mod s3;
 
 #[path = "../bench/harness.rs"]
