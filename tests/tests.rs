@@ -11,6 +11,7 @@ mod crash;
 mod faults;
 mod fill;
 mod fill_cost;
+mod leases;
 mod mastodon;
 mod memory;
 mod nightly;
