@@ -2,6 +2,7 @@
 //! catalog, local dirs), running the real `slotfill` binary, and test data.
 #![allow(dead_code)]
 
+pub mod bad_input;
 pub mod catalog_dump;
 pub mod mastodon;
 pub mod misskey;
