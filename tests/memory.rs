@@ -1,9 +1,10 @@
 //! Memory stays flat whatever `--concurrency` says: a scan of two days of a
 //! primary and a backup, with objects of megabytes and tens of megabytes, peaks
 //! under the same ceiling at `--concurrency 64` as at 8 (peak RSS read by the
-//! kernel, see `objects::run_measured`).
+//! kernel, see `support::rss`).
 
-use crate::objects::{big_body, run_measured};
+use crate::support::bodies::big_body;
+use crate::support::rss::run_measured;
 use crate::support::s3::S3Server;
 use crate::support::*;
 

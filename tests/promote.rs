@@ -5,7 +5,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use crate::objects::{big_body, run_measured};
+use crate::support::bodies::big_body;
+use crate::support::rss::run_measured;
 use crate::support::s3::{FaultRule, S3Fault, S3Op, S3Server};
 use crate::support::seeded::{Origin, Place, Rng, as_strs, finish, spawn};
 use crate::support::*;

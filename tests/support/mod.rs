@@ -3,10 +3,12 @@
 #![allow(dead_code)]
 
 pub mod bad_input;
+pub mod bodies;
 pub mod catalog_dump;
 pub mod mastodon;
 pub mod misskey;
 pub mod origin;
+pub mod rss;
 pub mod s3;
 pub mod seeded;
 
