@@ -190,6 +190,20 @@ pub fn jsonl(lines: usize, width: usize) -> Vec<u8> {
     out
 }
 
+/// A JSON Lines body of exactly `size` bytes in `lines` lines (each at least 24 bytes).
+pub fn jsonl_of_size(lines: usize, size: usize) -> Vec<u8> {
+    let empty = jsonl(lines, 0).len();
+    assert!(size >= empty, "{lines} lines need at least {empty} bytes");
+    let (pad, extra) = ((size - empty) / lines, (size - empty) % lines);
+    let mut out = Vec::with_capacity(size);
+    for i in 0..lines {
+        let x = "x".repeat(pad + usize::from(i < extra));
+        out.extend_from_slice(format!("{{\"id\":\"n{i:06}\",\"t\":\"{x}\"}}\n").as_bytes());
+    }
+    assert_eq!(out.len(), size);
+    out
+}
+
 /// Parses `gaps --format csv` into (slot_start, status) pairs.
 pub fn gaps_csv(stdout: &str) -> Vec<(String, String)> {
     let mut lines = stdout.lines();
