@@ -68,6 +68,9 @@ pub enum S3Fault {
     /// Forward; send the response head and half the body (by Content-Length; without one,
     /// the head only), then close the connection.
     ResetMidBody,
+    /// Forward; send the response head and half the body (by Content-Length), wait, then the
+    /// rest: the client holds a download open mid-body meanwhile.
+    PauseMidBody(Duration),
 }
 
 /// The first `skip` matching requests of the bucket pass, the next `times` get `fault`, then
@@ -231,9 +234,19 @@ impl S3Server {
         self.proxy.with_bucket(bucket, |b| b.counts)
     }
 
+    /// Also starts the peak of requests in flight afresh (from those in flight now).
     pub fn reset_counts(&self, bucket: &str) {
         let zero = RequestCounts::default();
-        self.proxy.with_bucket(bucket, |b| b.counts = zero);
+        self.proxy.with_bucket(bucket, |b| {
+            b.counts = zero;
+            b.peak_in_flight = b.in_flight;
+        });
+    }
+
+    /// The most requests to the bucket in flight at once at the proxy (from a request's
+    /// head until its response was forwarded in full) since its counts were last reset.
+    pub fn peak_in_flight(&self, bucket: &str) -> u64 {
+        self.proxy.with_bucket(bucket, |b| b.peak_in_flight)
     }
 
     pub fn inject(&self, bucket: &str, rule: FaultRule) {

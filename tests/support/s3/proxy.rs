@@ -25,6 +25,33 @@ pub(super) struct Proxy {
 pub(super) struct Bucket {
     pub(super) counts: RequestCounts,
     pub(super) rules: Vec<(FaultRule, u64, u64)>, // (rule, skipped, fired)
+    /// Requests received and not yet answered in full.
+    pub(super) in_flight: u64,
+    /// The most requests ever in flight at once since the counts were last reset.
+    pub(super) peak_in_flight: u64,
+}
+
+/// One request in flight at the proxy, from its head until its response is
+/// forwarded in full (or the exchange fails): counted while it lives.
+struct InFlight<'a> {
+    proxy: &'a Proxy,
+    bucket: &'a str,
+}
+
+impl<'a> InFlight<'a> {
+    fn enter(proxy: &'a Proxy, bucket: &'a str) -> InFlight<'a> {
+        proxy.with_bucket(bucket, |b| {
+            b.in_flight += 1;
+            b.peak_in_flight = b.peak_in_flight.max(b.in_flight);
+        });
+        InFlight { proxy, bucket }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.proxy.with_bucket(self.bucket, |b| b.in_flight -= 1);
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -174,6 +201,7 @@ async fn serve_client(proxy: Arc<Proxy>, sock: TcpStream) {
 
 async fn handle(proxy: &Proxy, cr: &mut Reader, cw: &mut Writer, req: Head) -> io::Result<After> {
     let (bucket, class) = classify(&req.start[0], &req.start[1]);
+    let _in_flight = InFlight::enter(proxy, &bucket);
     let fault = proxy.record(&bucket, class);
     if proxy.trace {
         let (start, framing) = (&req.start[..2], req.framing());
@@ -181,14 +209,17 @@ async fn handle(proxy: &Proxy, cr: &mut Reader, cw: &mut Writer, req: Head) -> i
         eprintln!("[s3-proxy] {start:?} {class:?} {framing:?} {fault:?} content-encoding={ce:?}");
     }
     let (status, code, reason) = match fault {
-        None => return forward(proxy, cr, cw, req, &bucket, class, false).await,
+        None => return forward(proxy, cr, cw, req, &bucket, class, Body::Whole).await,
         Some(S3Fault::ResetConnection) => return Ok(After::Reset),
         Some(S3Fault::ResetMidBody) => {
-            return forward(proxy, cr, cw, req, &bucket, class, true).await;
+            return forward(proxy, cr, cw, req, &bucket, class, Body::Reset).await;
+        }
+        Some(S3Fault::PauseMidBody(d)) => {
+            return forward(proxy, cr, cw, req, &bucket, class, Body::Pause(d)).await;
         }
         Some(S3Fault::Delay(d)) => {
             tokio::time::sleep(d).await;
-            return forward(proxy, cr, cw, req, &bucket, class, false).await;
+            return forward(proxy, cr, cw, req, &bucket, class, Body::Whole).await;
         }
         Some(S3Fault::SlowDown503) => (503, "SlowDown", "Slow Down"),
         Some(S3Fault::InternalError500) => (500, "InternalError", "Internal Server Error"),
@@ -219,6 +250,16 @@ async fn handle(proxy: &Proxy, cr: &mut Reader, cw: &mut Writer, req: Head) -> i
     keep_alive_unless(close)
 }
 
+/// How a forwarded response body goes out.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Body {
+    Whole,
+    /// Half of it (by Content-Length; without one, none), then the connection closes.
+    Reset,
+    /// Half of it (by Content-Length; without one, all at once), a pause, the rest.
+    Pause(Duration),
+}
+
 /// Forwards one request unchanged and streams the response back.
 async fn forward(
     proxy: &Proxy,
@@ -227,7 +268,7 @@ async fn forward(
     req: Head,
     bucket: &str,
     class: Class,
-    reset_mid_body: bool,
+    body: Body,
 ) -> io::Result<After> {
     let framing = req.framing()?;
     let has_body = !matches!(framing, Framing::None | Framing::Length(0));
@@ -269,21 +310,26 @@ async fn forward(
         eprintln!("[s3-proxy]   -> {status} {resp_framing:?} early={early}");
     }
     let until_close = resp_framing == Framing::UntilClose;
+    let reset_mid_body = body == Body::Reset;
     let reuse = !(early || reset_mid_body || until_close || resp.wants_close());
     let close = !reuse || req.wants_close();
     match close && !resp.has_token("connection", "close") {
         true => cw.write_all(&resp.with_close()).await?,
         false => cw.write_all(&resp.raw).await?,
     }
-    let stop = match resp_framing {
-        Framing::Length(n) if reset_mid_body => Some(n / 2),
-        _ if reset_mid_body => Some(0),
+    let stop = match (resp_framing, body) {
+        (Framing::Length(n), Body::Reset | Body::Pause(_)) => Some(n / 2),
+        (_, Body::Reset) => Some(0),
         _ => None,
     };
     // bytes_out is counted before each write, so a client never sees bytes not yet counted.
     let count = class == Class::Get && (200..300).contains(&status);
     let on_payload = |n| _ = count.then(|| proxy.with_bucket(bucket, |b| b.counts.bytes_out += n));
-    copy_body(&mut ur, cw, resp_framing, stop, on_payload).await?;
+    let sent = copy_body(&mut ur, cw, resp_framing, stop, on_payload).await?;
+    if let (Body::Pause(pause), Framing::Length(n)) = (body, resp_framing) {
+        tokio::time::sleep(pause).await;
+        copy_body(&mut ur, cw, Framing::Length(n - sent), None, on_payload).await?;
+    }
     if reuse {
         proxy.checkin((ur, uw));
     }
