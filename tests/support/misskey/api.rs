@@ -298,6 +298,14 @@ impl Shared {
 
     /// None means: reset the connection without answering.
     pub(super) async fn respond(&self, req: &Request) -> Option<Resp> {
+        let mut resp = self.answer(req).await?;
+        if let (true, Some(token)) = (self.cfg.echo_token_in_errors, caller_token(req)) {
+            echo_token(&mut resp, &token);
+        }
+        Some(resp)
+    }
+
+    async fn answer(&self, req: &Request) -> Option<Resp> {
         let path = req.target.split('?').next().unwrap_or_default();
         match self.record(path.strip_prefix("/api/").unwrap_or(path), req) {
             None => Some(self.handle(req, path)),
@@ -401,4 +409,14 @@ impl Shared {
             .take(limit);
         Ok(page.map(|n| st.pack(n)).collect())
     }
+}
+
+/// The token a request carries: the Bearer header, else the body's `i` (§1).
+fn caller_token(req: &Request) -> Option<String> {
+    let bearer = req
+        .header("authorization")
+        .and_then(|a| a.strip_prefix("Bearer "));
+    let body = || serde_json::from_slice::<Value>(&req.body).ok();
+    let field = || body().and_then(|b| b.get("i")?.as_str().map(str::to_string));
+    bearer.map(str::to_string).or_else(field)
 }

@@ -108,6 +108,10 @@ pub struct EmulatorConfig {
     /// Further accounts. A token (Bearer header or body `i`) that is neither `required_token`
     /// nor one of these gives 401 (§1); no token at all is anonymous and allowed.
     pub accounts: Vec<Account>,
+    /// Every error body repeats the caller's token (Bearer header or body `i`) in its
+    /// messages, as a server that puts its raw error (a failed query with its parameters)
+    /// in `info.e` does: the client must never show them unmasked. Off by default.
+    pub echo_token_in_errors: bool,
 }
 
 impl Default for EmulatorConfig {
@@ -118,6 +122,7 @@ impl Default for EmulatorConfig {
             search,
             required_token: None,
             accounts: Vec::new(),
+            echo_token_in_errors: false,
         }
     }
 }
