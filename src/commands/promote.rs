@@ -74,6 +74,8 @@ pub async fn promote(global: &Global, cmd: &PromoteCommand) -> Result<Outcome> {
             let summary = RunSummary {
                 outcome: if cmd.dry_run {
                     RunOutcome::DryRun
+                } else if report.stopped.is_some() {
+                    RunOutcome::Stopped
                 } else if report.failed.is_empty() {
                     RunOutcome::Ok
                 } else {
@@ -102,9 +104,16 @@ fn into_error(e: PromoteError) -> Error {
     }
 }
 
-/// Copies that failed (after the store's own retries) fail the run; skipped
-/// slots (someone wrote meanwhile, an invalid object kept) do not.
+/// A promote that lost its lease, and copies that failed (after the store's
+/// own retries), fail the run; skipped slots (someone wrote meanwhile, an
+/// invalid object kept) do not.
 fn failure(report: &PromoteReport) -> Option<String> {
+    if let Some(stopped) = &report.stopped {
+        return Some(format!(
+            "{stopped} ({} not promoted; promote again once the other process is done)",
+            plural(report.unfinished(), "slot")
+        ));
+    }
     let (_, cause) = report.failed.last()?;
     Some(format!(
         "{} could not be promoted: {cause}",
@@ -229,6 +238,12 @@ fn describe(
         for (slot, why) in r.failed.iter().take(NAMED) {
             out.push_str(&format!("  {}: {why}\n", spec.local_iso(*slot)));
         }
+    }
+    if let Some(stopped) = &r.stopped {
+        out.push_str(&format!(
+            "stopped early: {stopped}; {} not promoted\n",
+            plural(r.unfinished(), "slot")
+        ));
     }
     out
 }

@@ -125,12 +125,13 @@ impl SlotDone {
     }
 }
 
-/// Promotes one slot; `Ok(None)` when skipped because the run is stopping.
+/// Promotes one slot; `Ok(None)` when skipped because the run is stopping (a
+/// fatal error, or the lease lost).
 pub async fn promote_one(
     ctx: &Context<'_>,
     c: PromotionCandidate,
 ) -> Result<Option<SlotDone>, PromoteError> {
-    if ctx.stop.load(Ordering::SeqCst) {
+    if ctx.stop.load(Ordering::SeqCst) || !ctx.hold_lease().await {
         return Ok(None);
     }
     let span = tracing::info_span!("slot", slot = %c.start_local);

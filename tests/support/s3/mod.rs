@@ -65,12 +65,40 @@ pub enum S3Fault {
     ResetConnection,
     /// Wait, then forward normally.
     Delay(Duration),
+    /// Wait until the test opens the gate, then forward normally.
+    Hold(Gate),
     /// Forward; send the response head and half the body (by Content-Length; without one,
     /// the head only), then close the connection.
     ResetMidBody,
     /// Forward; send the response head and half the body (by Content-Length), wait, then the
     /// rest: the client holds a download open mid-body meanwhile.
     PauseMidBody(Duration),
+}
+
+/// A gate a test opens once: requests held on it ([`S3Fault::Hold`]) wait until then, so a
+/// test can act while a request is known to be under way.
+#[derive(Debug, Clone)]
+pub struct Gate(Arc<tokio::sync::Semaphore>);
+
+impl Gate {
+    pub fn new() -> Gate {
+        Gate(Arc::new(tokio::sync::Semaphore::new(0)))
+    }
+
+    /// Lets every held request, and any later one, through.
+    pub fn open(&self) {
+        self.0.close();
+    }
+
+    async fn pass(&self) {
+        let _ = self.0.acquire().await;
+    }
+}
+
+impl Default for Gate {
+    fn default() -> Gate {
+        Gate::new()
+    }
 }
 
 /// The first `skip` matching requests of the bucket pass, the next `times` get `fault`, then

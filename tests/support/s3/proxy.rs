@@ -221,6 +221,10 @@ async fn handle(proxy: &Proxy, cr: &mut Reader, cw: &mut Writer, req: Head) -> i
             tokio::time::sleep(d).await;
             return forward(proxy, cr, cw, req, &bucket, class, Body::Whole).await;
         }
+        Some(S3Fault::Hold(gate)) => {
+            gate.pass().await;
+            return forward(proxy, cr, cw, req, &bucket, class, Body::Whole).await;
+        }
         Some(S3Fault::SlowDown503) => (503, "SlowDown", "Slow Down"),
         Some(S3Fault::InternalError500) => (500, "InternalError", "Internal Server Error"),
     };
