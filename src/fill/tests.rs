@@ -85,6 +85,24 @@ impl NoteSource for Scripted {
     fn estimated_calls(&self, _notes: u64) -> u64 {
         1
     }
+
+    fn provenance(&self) -> crate::source::Provenance {
+        crate::source::Provenance {
+            origin: "scripted".into(),
+            mode: "test".into(),
+            endpoint: "scripted:test".into(),
+            engine: "scripted".into(),
+            token: crate::source::TokenClass::Anonymous,
+        }
+    }
+
+    async fn sample(
+        &self,
+        _window: Option<(i64, i64)>,
+        _stats: &mut Fetch,
+    ) -> Result<Vec<Box<RawValue>>, SourceError> {
+        Ok(Vec::new())
+    }
 }
 
 struct Bed {
@@ -140,7 +158,7 @@ impl Bed {
             &self.db,
             &self.ds,
             &self.row,
-            Some(&self.complement),
+            std::slice::from_ref(&self.complement),
             source,
             None,
             options,
@@ -301,7 +319,7 @@ async fn a_lease_held_by_another_process_stops_the_fill_before_any_fetch() {
         &b.db,
         &b.ds,
         &b.row,
-        Some(&b.complement),
+        std::slice::from_ref(&b.complement),
         source.clone(),
         None,
         &b.options(),

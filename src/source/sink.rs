@@ -34,6 +34,12 @@ pub struct NoteFilter {
 }
 
 impl NoteFilter {
+    /// Whether a record in range would be written: in scope and allowed by the
+    /// visibility policy.
+    pub fn admits(&self, head: &RecordHead) -> bool {
+        self.in_scope(head) && head.visibility.is_some_and(|v| self.visibility.allows(v))
+    }
+
     fn in_scope(&self, head: &RecordHead) -> bool {
         let host_ok = match self.host.as_deref() {
             None => true,
@@ -77,6 +83,7 @@ pub struct NoteSink {
     spool: BufWriter<NamedTempFile>,
     spooled: u64,
     left_out: u64,
+    out_of_scope: u64,
     /// The oldest createdAt seen in any pushed note (kept or not).
     pub oldest_seen_ms: Option<i64>,
 }
@@ -137,6 +144,7 @@ impl NoteSink {
             spool: BufWriter::with_capacity(256 * 1024, NamedTempFile::new()?),
             spooled: 0,
             left_out: 0,
+            out_of_scope: 0,
             oldest_seen_ms: None,
         })
     }
@@ -159,6 +167,11 @@ impl NoteSink {
         self.left_out
     }
 
+    /// Distinct in-range notes outside the scope (the host or text filter).
+    pub fn out_of_scope(&self) -> u64 {
+        self.out_of_scope
+    }
+
     /// Offers one note (its raw JSON); returns what happened to it.
     pub fn push(&mut self, raw: &RawValue) -> Result<Pushed, SinkError> {
         let json = raw.get();
@@ -178,6 +191,7 @@ impl NoteSink {
         }
         self.seen.insert(head.id.to_string());
         if !self.filter.in_scope(&head) {
+            self.out_of_scope += 1;
             return Ok(Pushed::Filtered);
         }
         // After the scope: the count says what the policy alone kept out.
@@ -365,6 +379,7 @@ mod tests {
         .unwrap();
         assert_eq!(local.push(&no_user).unwrap(), Pushed::Filtered);
         assert_eq!((local.len(), local.left_out()), (1, 0));
+        assert_eq!(local.out_of_scope(), 3);
 
         let mut one_host = sink(NoteFilter {
             host: Some("mastodon.example".into()),
