@@ -396,17 +396,16 @@ impl Misskey {
             let seen_before = sink.distinct_seen();
             let mut oldest: Option<(String, i64)> = None;
             for raw in &page {
-                let bad = || Failure::BadRecord("a note without an id or createdAt".into());
-                let Some((id, created_ms)) = note_head(raw) else {
-                    stats.failure = Some(bad());
+                let Ok(note) = sink.offer(raw) else {
+                    let bad = Failure::BadRecord("a note without an id or createdAt".into());
+                    stats.failure = Some(bad);
                     return Ok(stats);
                 };
-                if sink.push(raw).is_err() {
-                    stats.failure = Some(bad());
-                    return Ok(stats);
-                }
-                if oldest.as_ref().is_none_or(|(o, _)| id < *o) {
-                    oldest = Some((id, created_ms));
+                if oldest
+                    .as_ref()
+                    .is_none_or(|(o, _)| note.id.as_ref() < o.as_str())
+                {
+                    oldest = Some((note.id.into_owned(), note.created_ms));
                 }
             }
             let (oldest_id, oldest_ms) = oldest.expect("page is not empty");
