@@ -259,7 +259,7 @@ async fn finish(
         .unwrap_or(0) as u64;
     let coverage = object
         .as_ref()
-        .and_then(|o| crate::scan::coverage_seconds(slot, o.earliest.as_deref()));
+        .and_then(|o| crate::location::coverage_seconds(slot, o.earliest.as_deref()));
     let failed = matches!(outcome, AttemptOutcome::Failed | AttemptOutcome::Partial);
     if failed {
         let failures = ctx.consecutive_failures.fetch_add(1, Ordering::SeqCst) + 1;

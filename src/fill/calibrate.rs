@@ -38,7 +38,7 @@ use crate::catalog::{
     CalibrationId, FillCandidate, NewCalibration, ReferenceSlot, RunId, SharedCatalog,
 };
 use crate::config::Dataset;
-use crate::scan::ScanTarget;
+use crate::location::OpenLocation;
 use crate::slot::SlotStart;
 use crate::source::record::{Author, RecordHead};
 use crate::source::sink::parse_created_at;
@@ -121,7 +121,7 @@ pub struct Calibrator<'a> {
     pub ds: &'a Dataset,
     pub db: &'a SharedCatalog,
     pub dataset_id: crate::catalog::DatasetId,
-    pub targets: &'a [ScanTarget],
+    pub targets: &'a [OpenLocation],
     pub source: &'a Arc<dyn NoteSource>,
     pub filter: &'a NoteFilter,
     pub run: Option<RunId>,

@@ -47,9 +47,9 @@ use crate::catalog::{
     AttemptOutcome, CatalogError, DatasetRow, FillCandidate, RunId, SharedCatalog,
 };
 use crate::config::Dataset;
+use crate::location::OpenLocation;
 use crate::progress::Progress;
 use crate::report::format::plural;
-use crate::scan::ScanTarget;
 use crate::slot::{SlotStart, Window};
 use crate::source::{Fetch, NoteFilter, NoteSource, SourceError};
 use crate::store::StoreError;
@@ -231,7 +231,7 @@ struct Context<'a> {
     ds: &'a Dataset,
     dataset: &'a DatasetRow,
     db: &'a SharedCatalog,
-    complement: &'a ScanTarget,
+    complement: &'a OpenLocation,
     source: Arc<dyn NoteSource>,
     run: Option<RunId>,
     options: &'a FillOptions,
@@ -247,7 +247,7 @@ pub async fn fill(
     db: &SharedCatalog,
     ds: &Dataset,
     dataset: &DatasetRow,
-    targets: &[ScanTarget],
+    targets: &[OpenLocation],
     source: Arc<dyn NoteSource>,
     run: Option<RunId>,
     options: &FillOptions,
@@ -397,7 +397,7 @@ async fn fill_candidates(ctx: &Context<'_>, report: &mut FillReport) -> Option<F
 /// cannot succeed stops here with the real cause, having spent no origin call
 /// on a slot it could not write.
 async fn probe(
-    complement: &ScanTarget,
+    complement: &OpenLocation,
     source: &dyn NoteSource,
     report: &mut FillReport,
 ) -> Result<(), FillError> {

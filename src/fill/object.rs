@@ -8,7 +8,7 @@
 //! the bucket can tell how the notes were obtained and how sure that is.
 
 use crate::catalog::{AttemptOutcome, ObjectRecord};
-use crate::scan::{ComplementMeta, ScanError, inspect};
+use crate::location::{ComplementMeta, inspect};
 use crate::slot::SlotStart;
 use crate::source::{Fetch, SlotFile};
 use crate::state::State;
@@ -37,10 +37,6 @@ pub async fn existing_object(
     };
     match inspect(ctx.complement, &ctx.ds.rules, listed, slot).await {
         Ok((record, _)) => Some(record),
-        Err(ScanError::Read { message, .. }) => {
-            tracing::warn!(%message, "cannot read the complement object");
-            None
-        }
         Err(e) => {
             tracing::warn!(error = %e, "cannot read the complement object");
             None

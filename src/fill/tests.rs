@@ -110,7 +110,7 @@ struct Bed {
     ds: Dataset,
     db: SharedCatalog,
     row: DatasetRow,
-    complement: ScanTarget,
+    complement: OpenLocation,
 }
 
 /// A dataset of three missing slots from `T0`, scanned, with an empty complement.
@@ -131,7 +131,7 @@ async fn bed() -> Bed {
     let location = row.locations[1].clone();
     let store = Arc::new(LocalStore::new(&location.url, &dir.path().join("c")));
     Bed {
-        complement: ScanTarget {
+        complement: OpenLocation {
             row: location,
             store,
         },
@@ -340,7 +340,7 @@ fn write_complement_object(b: &Bed, slot: i64, notes: usize) {
         .map(|i| format!("{}\n", note(slot * 1000 + i as i64).get()))
         .collect();
     write(&b.path(slot), body.as_bytes());
-    let meta = crate::scan::ComplementMeta {
+    let meta = crate::location::ComplementMeta {
         complete: Some(true),
         note_count: Some(notes as i64),
         earliest: None,

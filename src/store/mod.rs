@@ -7,6 +7,7 @@
 //! (server-side when both are on one S3 endpoint).
 
 mod copy;
+pub mod count;
 mod http;
 mod local;
 mod s3;
@@ -21,8 +22,8 @@ use thiserror::Error;
 use tokio::io::AsyncRead;
 
 use crate::config::S3Settings;
-use crate::scan::LineCount;
 pub use copy::{CopyMethod, CopyOutcome, CopyRequest, CopySource, copy, normalize_etag};
+pub use count::LineCount;
 pub use local::LocalStore;
 pub use s3::{MAX_CONNECTIONS, S3Store};
 
