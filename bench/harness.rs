@@ -27,6 +27,8 @@ use serde_json::{Value, json};
 use super::misskey::{EmulatorConfig, MisskeyEmulator, NoteSpec, sample_text};
 use super::s3::{self, RequestCounts, S3Server};
 
+#[path = "calls.rs"]
+mod calls;
 #[path = "limit.rs"]
 mod limit;
 
@@ -959,7 +961,12 @@ pub fn run(profile: &Profile, opts: &Options) -> Report {
         ),
     );
     if profile.name == "limit" {
-        limit::limit_part(profile, opts, &mut report);
+        if opts.wants("limit") {
+            limit::limit_part(profile, opts, &mut report);
+        }
+        if opts.wants("calls") {
+            calls::calls_part(opts, &mut report);
+        }
         return report;
     }
     if opts.wants("scan") {

@@ -21,7 +21,7 @@ use std::path::PathBuf;
 
 const USAGE: &str = "usage: bench --slotfill PATH [--profile smoke|full] [--only PARTS] \
     [--json FILE] [--perf DIR] [--scale N] [--days N] [--serve DIR]\n\
-    PARTS: comma-separated of scan, sample, fill, year\n\
+    PARTS: comma-separated of scan, sample, fill, year (the limit profile: limit, calls)\n\
     --serve DIR: generate the scan dataset, write DIR/slotfill.toml, wait until DIR/stop exists";
 
 fn main() {

@@ -17,6 +17,7 @@ mod memory;
 mod nightly;
 mod objects;
 mod promote;
+mod proof;
 mod scan;
 mod scan_order;
 mod scope;

@@ -3,7 +3,7 @@
 //! # Schema
 //! Created by the migrations in `migrations/` (embedded with refinery) and
 //! documented for users in `docs/catalog.md`: datasets, locations, objects,
-//! listings, slots, runs, fill_attempts, leases, promotions, and the `gaps` and
+//! listings, slots, runs, fill_attempts, calibrations, leases, promotions, and the `gaps` and
 //! `coverage_by_day` views.
 //!
 //! # Locking and pragmas
@@ -22,6 +22,7 @@
 //! transaction with upserts, so a rescan costs a handful of statements per day.
 
 mod activity;
+mod calibrations;
 mod fills;
 mod lease;
 mod objects;
@@ -40,6 +41,7 @@ use thiserror::Error;
 use crate::config::{Dataset, Role};
 
 pub use activity::RunRecord;
+pub use calibrations::{NewCalibration, ReferenceSlot};
 pub use fills::{AttemptOutcome, CandidateQuery, FillCandidate, FinishedAttempt};
 pub use lease::{Lease, LeaseError, this_host};
 pub use objects::{KnownObject, ListedDay, ObjectRecord};
@@ -431,7 +433,9 @@ row_id!(
     /// `locations.id`
     LocationId,
     /// `fill_attempts.id`
-    AttemptId
+    AttemptId,
+    /// `calibrations.id`
+    CalibrationId
 );
 
 /// The enums the catalog stores as text, written by their `as_str`.

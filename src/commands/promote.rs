@@ -7,9 +7,9 @@
 use crate::catalog::{RunOutcome, RunSummary};
 use crate::config::Role;
 use crate::error::{Error, Result};
+use crate::location::OpenLocation;
 use crate::promote::{PromoteError, PromoteOptions, PromoteReport};
 use crate::report::format::plural;
-use crate::scan::ScanTarget;
 
 use super::session::failure_of;
 use super::{Global, Notify, Outcome, Selection, Session, require_window, resolve};
@@ -169,7 +169,7 @@ fn target_location(ds: &crate::config::Dataset, into: Option<&str>) -> Result<St
     })
 }
 
-fn targets(session: &Session, target_url: &str) -> Result<(ScanTarget, ScanTarget)> {
+fn targets(session: &Session, target_url: &str) -> Result<(OpenLocation, OpenLocation)> {
     let complement = session
         .complement()
         .cloned()
@@ -186,7 +186,7 @@ fn targets(session: &Session, target_url: &str) -> Result<(ScanTarget, ScanTarge
 /// What the promote did, for people.
 fn describe(
     session: &Session,
-    target: &ScanTarget,
+    target: &OpenLocation,
     options: &PromoteOptions,
     r: &PromoteReport,
 ) -> String {

@@ -142,6 +142,10 @@ pub struct DatasetConfig {
     /// its slot.
     #[serde(default)]
     pub all_locations: bool,
+    /// The least share of the archived notes the origin must return when it is
+    /// calibrated against the archive (0 < r ≤ 1); below it the day is not
+    /// filled and the run fails. Unset: any recall above zero is filled and recorded.
+    pub min_recall: Option<f64>,
 }
 
 /// Defaults of the dataset settings that have one (each in this one place).
@@ -239,6 +243,8 @@ pub struct Dataset {
     pub empty_is_gap: bool,
     /// See [`DatasetConfig::all_locations`].
     pub all_locations: bool,
+    /// See [`DatasetConfig::min_recall`].
+    pub min_recall: Option<f64>,
 }
 
 impl Dataset {
@@ -378,6 +384,11 @@ impl Config {
             parse_duration(value.as_deref().unwrap_or(default))
                 .map_err(|e| invalid(format!("{key}: {e}")))
         };
+        if let Some(r) = raw.min_recall.filter(|r| !(*r > 0.0 && *r <= 1.0)) {
+            return Err(invalid(format!(
+                "min_recall must be above 0 and at most 1 (got {r})"
+            )));
+        }
         let settle_delay = duration("settle_delay", &raw.settle_delay, defaults::SETTLE_DELAY)?;
         let empty_recheck_after = duration(
             "empty_recheck_after",
@@ -393,6 +404,7 @@ impl Config {
             empty_recheck_after,
             empty_is_gap: raw.empty_is_gap || overrides.empty_is_gap,
             all_locations: raw.all_locations || overrides.all_locations,
+            min_recall: raw.min_recall,
             source: raw.source.clone(),
             notify_webhook: raw
                 .notify_webhook

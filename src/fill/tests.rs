@@ -85,6 +85,24 @@ impl NoteSource for Scripted {
     fn estimated_calls(&self, _notes: u64) -> u64 {
         1
     }
+
+    fn provenance(&self) -> crate::source::Provenance {
+        crate::source::Provenance {
+            origin: "scripted".into(),
+            mode: "test".into(),
+            endpoint: "scripted:test".into(),
+            engine: "scripted".into(),
+            token: crate::source::TokenClass::Anonymous,
+        }
+    }
+
+    async fn sample(
+        &self,
+        _window: Option<(i64, i64)>,
+        _stats: &mut Fetch,
+    ) -> Result<Vec<Box<RawValue>>, SourceError> {
+        Ok(Vec::new())
+    }
 }
 
 struct Bed {
@@ -92,7 +110,7 @@ struct Bed {
     ds: Dataset,
     db: SharedCatalog,
     row: DatasetRow,
-    complement: ScanTarget,
+    complement: OpenLocation,
 }
 
 /// A dataset of three missing slots from `T0`, scanned, with an empty complement.
@@ -113,7 +131,7 @@ async fn bed() -> Bed {
     let location = row.locations[1].clone();
     let store = Arc::new(LocalStore::new(&location.url, &dir.path().join("c")));
     Bed {
-        complement: ScanTarget {
+        complement: OpenLocation {
             row: location,
             store,
         },
@@ -140,7 +158,7 @@ impl Bed {
             &self.db,
             &self.ds,
             &self.row,
-            Some(&self.complement),
+            std::slice::from_ref(&self.complement),
             source,
             None,
             options,
@@ -301,7 +319,7 @@ async fn a_lease_held_by_another_process_stops_the_fill_before_any_fetch() {
         &b.db,
         &b.ds,
         &b.row,
-        Some(&b.complement),
+        std::slice::from_ref(&b.complement),
         source.clone(),
         None,
         &b.options(),
@@ -322,7 +340,7 @@ fn write_complement_object(b: &Bed, slot: i64, notes: usize) {
         .map(|i| format!("{}\n", note(slot * 1000 + i as i64).get()))
         .collect();
     write(&b.path(slot), body.as_bytes());
-    let meta = crate::scan::ComplementMeta {
+    let meta = crate::location::ComplementMeta {
         complete: Some(true),
         note_count: Some(notes as i64),
         earliest: None,

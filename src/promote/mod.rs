@@ -36,8 +36,8 @@ use thiserror::Error;
 
 use crate::catalog::{CatalogError, DatasetRow, Lease, PromotionCandidate, RunId, SharedCatalog};
 use crate::config::Dataset;
+use crate::location::OpenLocation;
 use crate::progress::Progress;
-use crate::scan::ScanTarget;
 use crate::slot::{SlotStart, Window};
 use crate::store::StoreError;
 
@@ -103,8 +103,8 @@ struct Context<'a> {
     ds: &'a Dataset,
     dataset: &'a DatasetRow,
     db: &'a SharedCatalog,
-    complement: &'a ScanTarget,
-    target: &'a ScanTarget,
+    complement: &'a OpenLocation,
+    target: &'a OpenLocation,
     run: Option<RunId>,
     options: &'a PromoteOptions,
     /// The dataset's lease (none in a dry run), renewed before each slot.
@@ -138,8 +138,8 @@ pub async fn promote(
     db: &SharedCatalog,
     ds: &Dataset,
     dataset: &DatasetRow,
-    complement: &ScanTarget,
-    target: &ScanTarget,
+    complement: &OpenLocation,
+    target: &OpenLocation,
     run: Option<RunId>,
     options: &PromoteOptions,
 ) -> Result<PromoteReport, PromoteError> {

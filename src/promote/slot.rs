@@ -6,9 +6,10 @@ use std::sync::atomic::Ordering;
 use tracing::Instrument;
 
 use crate::catalog::{ObjectRecord, Promotion, PromotionCandidate};
-use crate::scan::{ComplementMeta, LineCount, judge};
+use crate::location::{ComplementMeta, judge};
 use crate::slot::SlotStart;
 use crate::state::State;
+use crate::store::LineCount;
 use crate::store::{self, CopyOutcome, CopyRequest, WriteCondition};
 
 use super::{Context, PromoteError, PromoteReport};

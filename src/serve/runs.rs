@@ -252,4 +252,36 @@ impl NoteSource for Counted {
         stats.absorb(&own);
         probed
     }
+
+    fn provenance(&self) -> crate::source::Provenance {
+        self.inner.provenance()
+    }
+
+    fn calibrates(&self) -> bool {
+        self.inner.calibrates()
+    }
+
+    fn returnable(&self, record: &str) -> bool {
+        self.inner.returnable(record)
+    }
+
+    async fn sample(
+        &self,
+        window: Option<(i64, i64)>,
+        stats: &mut Fetch,
+    ) -> Result<Vec<Box<serde_json::value::RawValue>>, SourceError> {
+        let mut own = Fetch::default();
+        let sampled = self.inner.sample(window, &mut own).await;
+        self.count(&own);
+        stats.absorb(&own);
+        sampled
+    }
+
+    fn learn_ids(&self, ids: &[String]) {
+        self.inner.learn_ids(ids)
+    }
+
+    fn blind_advice(&self, to: crate::source::BlindTo, answers_recent: Option<bool>) -> String {
+        self.inner.blind_advice(to, answers_recent)
+    }
 }

@@ -14,7 +14,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::OnceCell;
 
 use super::sink::{NoteSink, parse_created_at};
-use super::{Failure, Fetch, NoteSource, SourceError};
+use super::{Failure, Fetch, NoteSource, Provenance, RangeEnd, SourceError, TokenClass};
 use crate::store::ObjectStore;
 
 struct FileSpan {
@@ -163,12 +163,35 @@ impl NoteSource for Archive {
                 tracing::warn!(%message, "archive read failed");
                 stats.failure = Some(Failure::ArchiveRead(message));
             }
-            None => stats.complete = true,
+            None => stats.ended(RangeEnd::ArchiveRead),
         }
         Ok(stats)
     }
 
     fn estimated_calls(&self, _notes: u64) -> u64 {
         1
+    }
+
+    fn provenance(&self) -> Provenance {
+        Provenance {
+            origin: "archive".into(),
+            mode: "archive".into(),
+            endpoint: self.store.location().to_string(),
+            engine: "archive".into(),
+            token: TokenClass::Anonymous,
+        }
+    }
+
+    /// A dump holds what it holds: there is no answer to check against the archive.
+    fn calibrates(&self) -> bool {
+        false
+    }
+
+    async fn sample(
+        &self,
+        _window: Option<(i64, i64)>,
+        _stats: &mut Fetch,
+    ) -> Result<Vec<Box<RawValue>>, SourceError> {
+        Ok(Vec::new())
     }
 }

@@ -77,6 +77,14 @@ impl CallFailure {
             CallFailure::Exhausted { message, .. } => unreachable_origin(&message),
         }
     }
+
+    /// For calls outside a slot's fetch (calibration): a failure as an error.
+    pub fn into_error(self) -> SourceError {
+        match self {
+            CallFailure::Fatal(e) => e,
+            CallFailure::Exhausted { message, .. } => SourceError::Origin(message),
+        }
+    }
 }
 
 /// How a source retries.
@@ -86,9 +94,30 @@ pub struct RetryPolicy {
     pub retry_wait: Duration,
     /// The longest backoff after a 429 that names no wait.
     pub rate_limit_wait_cap: Duration,
+    /// Connection failures get one retry at most (the probe: see [`Self::for_probe`]).
+    pub fail_fast: bool,
 }
 
 impl RetryPolicy {
+    /// For the probe made before the first slot: an origin that cannot be
+    /// connected to at all (refused, unresolvable, no TLS) is told at once,
+    /// after one retry, not after the whole backoff. An origin that answers,
+    /// even with a 502, gets every retry.
+    pub fn for_probe(self) -> RetryPolicy {
+        RetryPolicy {
+            fail_fast: true,
+            ..self
+        }
+    }
+
+    /// The retries a failure with this code gets.
+    fn retries_for(&self, code: &str) -> u32 {
+        match code {
+            "connect" | "dns" | "tls" if self.fail_fast => self.retries.min(1),
+            _ => self.retries,
+        }
+    }
+
     /// Exponential backoff with full jitter on top of the base wait.
     pub fn backoff(&self, attempt: u32) -> Duration {
         let base = self.retry_wait;
@@ -143,7 +172,7 @@ where
             }
             Answer::Transient { code, message } => {
                 failures += 1;
-                if failures > policy.retries {
+                if failures > policy.retries_for(&code) {
                     let message = format!("{message}; gave up after {failures} tries");
                     return Err(CallFailure::Exhausted { code, message });
                 }

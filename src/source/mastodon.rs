@@ -28,7 +28,10 @@ use super::http::{self, Answer, CallFailure, RetryPolicy, error_chain};
 use super::pacer::Pacer;
 use super::record::RecordShape;
 use super::sink::NoteSink;
-use super::{Failure, Fetch, NoteSource, SourceError, Visibility, VisibilityPolicy};
+use super::{
+    Failure, Fetch, NoteSource, Provenance, RangeEnd, SourceError, TokenClass, Visibility,
+    VisibilityPolicy,
+};
 use crate::redact::scrub;
 
 /// Mastodon's cap: `2 × DEFAULT_STATUSES_LIMIT`.
@@ -317,11 +320,11 @@ impl Mastodon {
             };
             match oldest {
                 None => {
-                    stats.complete = true;
+                    stats.ended(RangeEnd::EmptyPage);
                     return Ok(stats);
                 }
                 Some(oldest) if oldest < past_start => {
-                    stats.complete = true;
+                    stats.ended(RangeEnd::OlderRecord);
                     return Ok(stats);
                 }
                 Some(oldest) => max_id = oldest,
@@ -422,6 +425,30 @@ impl NoteSource for Mastodon {
 
     fn shape(&self) -> RecordShape {
         RecordShape::Mastodon
+    }
+
+    fn provenance(&self) -> Provenance {
+        Provenance {
+            origin: "mastodon".into(),
+            mode: format!("timeline:{}", self.settings.timeline.name()),
+            endpoint: self.url.clone(),
+            engine: "mastodon".into(),
+            token: TokenClass::of(self.settings.token.as_deref()),
+        }
+    }
+
+    async fn sample(
+        &self,
+        window: Option<(i64, i64)>,
+        stats: &mut Fetch,
+    ) -> Result<Vec<Box<RawValue>>, SourceError> {
+        let query = match window {
+            Some((_, end_ms)) => self.query(Some(snowflake(end_ms + BACKDATE_MS)), PAGE_LIMIT),
+            None => self.query(None, 10),
+        };
+        self.call(&query, stats)
+            .await
+            .map_err(CallFailure::into_error)
     }
 
     /// The newest status of the timeline: proves the server answers and lets

@@ -118,20 +118,19 @@ pub fn plan(ds: &Dataset, flags: &SourceFlags) -> Result<SourcePlan> {
                 None | Some(IdSchemeSetting::Auto) => None,
                 Some(IdSchemeSetting::Fixed(scheme)) => Some(scheme),
             };
-            let (token, _) = token(config, flags, defaults::TOKEN_ENV);
+            let (token, token_env) = token(config, flags, defaults::TOKEN_ENV);
             check_scope(mode, host.as_deref(), &filter.visibility, token.is_some()).map_err(bad)?;
             let policy = retry_policy(config, flags).map_err(bad)?;
             Origin::Misskey(MisskeySettings {
                 base_url,
                 mode,
                 token,
+                token_env,
                 id_scheme,
                 host,
                 sleep: seconds(flags.sleep, defaults::SLEEP),
-                retries: policy.retries,
-                retry_wait: policy.retry_wait,
+                policy,
                 timeout: seconds(flags.timeout, defaults::TIMEOUT),
-                rate_limit_wait_cap: policy.rate_limit_wait_cap,
                 max_pages: flags.max_pages.unwrap_or(defaults::MAX_PAGES),
             })
         }
@@ -207,6 +206,7 @@ fn retry_policy(
         retries: flags.retry.unwrap_or(defaults::RETRIES),
         retry_wait: seconds(flags.retry_wait, defaults::RETRY_WAIT),
         rate_limit_wait_cap: Duration::from_secs_f64(cap),
+        fail_fast: false,
     })
 }
 

@@ -7,6 +7,7 @@
 //! (server-side when both are on one S3 endpoint).
 
 mod copy;
+pub mod count;
 mod http;
 mod local;
 mod s3;
@@ -21,8 +22,8 @@ use thiserror::Error;
 use tokio::io::AsyncRead;
 
 use crate::config::S3Settings;
-use crate::scan::LineCount;
 pub use copy::{CopyMethod, CopyOutcome, CopyRequest, CopySource, copy, normalize_etag};
+pub use count::LineCount;
 pub use local::LocalStore;
 pub use s3::{MAX_CONNECTIONS, S3Store};
 
@@ -32,6 +33,10 @@ pub enum StoreError {
     NoSuchBucket(String),
     #[error("{location}: access denied ({code}); check the credentials and their permissions")]
     Denied { location: String, code: String },
+    #[error(
+        "{location}: no AWS credentials found (tried the environment, profiles, SSO, web identity, container and instance roles); set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE"
+    )]
+    NoCredentials { location: String },
     #[error("cannot reach the S3 endpoint for {location}: {message}")]
     Unreachable { location: String, message: String },
     #[error("{location}: {message}")]
@@ -51,7 +56,10 @@ impl StoreError {
     pub fn is_configuration(&self) -> bool {
         matches!(
             self,
-            StoreError::NoSuchBucket(_) | StoreError::Denied { .. } | StoreError::BadLocation(_)
+            StoreError::NoSuchBucket(_)
+                | StoreError::Denied { .. }
+                | StoreError::NoCredentials { .. }
+                | StoreError::BadLocation(_)
         )
     }
 }
