@@ -36,7 +36,7 @@ pub async fn fill_one(
     ctx: &Context<'_>,
     candidate: FillCandidate,
 ) -> Result<Option<SlotResult>, FillError> {
-    if ctx.stop.load(Ordering::SeqCst) {
+    if ctx.stop.load(Ordering::SeqCst) || !ctx.hold_lease().await {
         return Ok(None);
     }
     let span = tracing::info_span!("slot", slot = %candidate.start_local);

@@ -44,7 +44,7 @@ use futures::StreamExt;
 use thiserror::Error;
 
 use crate::catalog::{
-    AttemptOutcome, CatalogError, DatasetRow, FillCandidate, RunId, SharedCatalog,
+    AttemptOutcome, CatalogError, DatasetRow, FillCandidate, Lease, RunId, SharedCatalog,
 };
 use crate::config::Dataset;
 use crate::location::OpenLocation;
@@ -236,6 +236,10 @@ struct Context<'a> {
     run: Option<RunId>,
     options: &'a FillOptions,
     calibrations: Calibrations,
+    /// The dataset's lease, renewed before each slot.
+    lease: Lease,
+    /// Why the lease could not be renewed: the run stops.
+    lease_lost: std::sync::Mutex<Option<String>>,
     stop: AtomicBool,
     consecutive_failures: AtomicU32,
 }
@@ -323,6 +327,8 @@ pub async fn fill(
                 run,
                 options,
                 calibrations,
+                lease: lease.clone(),
+                lease_lost: std::sync::Mutex::new(None),
                 stop: AtomicBool::new(false),
                 consecutive_failures: AtomicU32::new(0),
             };
@@ -331,6 +337,7 @@ pub async fn fill(
             report.origin_calls += calibration_calls;
             report.probe_calls += calibration_calls;
             let fatal = fill_candidates(&ctx, &mut report).await;
+            report.stopped = ctx.lease_lost.lock().expect("not poisoned").take();
             if ctx.stop.load(Ordering::SeqCst) && report.stopped.is_none() && fatal.is_none() {
                 report.stopped = Some(format!(
                     "stopped after {} in a row; the rest stay missing and are tried next run",
@@ -347,11 +354,29 @@ pub async fn fill(
     if let Some(e) = fatal {
         return Err(e);
     }
-    if let Some(lost) = lease_lost {
+    if let Some(lost) = lease_lost.filter(|_| report.stopped.is_none()) {
         report.stopped = Some(lost);
     }
     report.suspicious_empty = suspicious_empty(db, dataset.id, &report).await?;
     Ok(report)
+}
+
+impl Context<'_> {
+    /// Renews the lease before a slot is fetched; false (and the run stops)
+    /// when another process took it over, so no slot is fetched or written
+    /// after the lease is gone.
+    async fn hold_lease(&self) -> bool {
+        match lease::renew(self.db, &self.lease).await {
+            Ok(()) => true,
+            Err(lost) => {
+                tracing::error!(error = %lost, "lost the fill lease; filling no further slot");
+                self.stop.store(true, Ordering::SeqCst);
+                let mut first = self.lease_lost.lock().expect("not poisoned");
+                first.get_or_insert(lost);
+                false
+            }
+        }
+    }
 }
 
 /// Fills every planned slot whose day's calibration does not block it,

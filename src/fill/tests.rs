@@ -23,6 +23,9 @@ enum Reply {
     Notes(Vec<i64>),
     /// Notes at these offsets, but the pages never reached the start.
     Incomplete(Vec<i64>),
+    /// Another process takes the dataset's lease over (through the catalog
+    /// file), then the fetch answers like `Notes`.
+    LeaseTakenOver(std::path::PathBuf, Vec<i64>),
 }
 
 struct Scripted {
@@ -70,6 +73,13 @@ impl NoteSource for Scripted {
         let (offsets, complete) = match reply.expect("an unscripted fetch") {
             Reply::Notes(offsets) => (offsets, true),
             Reply::Incomplete(offsets) => (offsets, false),
+            Reply::LeaseTakenOver(catalog, offsets) => {
+                let other = rusqlite::Connection::open(catalog).unwrap();
+                other
+                    .execute("UPDATE leases SET holder = 'elsewhere:1:x'", [])
+                    .unwrap();
+                (offsets, true)
+            }
         };
         for offset in offsets {
             sink.push(&note(start_ms + offset)).unwrap();
@@ -199,6 +209,30 @@ impl Bed {
 fn write(path: &Path, body: &[u8]) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(path, body).unwrap();
+}
+
+#[tokio::test]
+async fn a_fill_whose_lease_is_taken_over_fetches_no_further_slot() {
+    let b = bed().await;
+    let catalog = b.dir.path().join("c.db");
+    let source = Scripted::new([
+        Reply::LeaseTakenOver(catalog, vec![1]),
+        Reply::Notes(vec![2]),
+        Reply::Notes(vec![3]),
+    ]);
+    let report = b.fill(source.clone(), &b.options()).await;
+    // The slot in flight when the lease went is finished and recorded; no other is fetched.
+    assert_eq!(source.fetches(), 1);
+    assert_eq!(report.filled, 1);
+    assert!(b.object(T0).is_some() && b.object(T0 + 600).is_none());
+    let stopped = report.stopped.expect("the run stopped");
+    assert!(stopped.contains("lease"), "{stopped}");
+    // The new holder's lease is left in place.
+    assert_eq!(
+        b.sql("SELECT COUNT(*) FROM leases WHERE holder = 'elsewhere:1:x'")
+            .await,
+        1
+    );
 }
 
 #[tokio::test]
