@@ -311,6 +311,15 @@ fn storage_and_origin_failures_get_one_line_and_keep_the_catalog() {
     assert_ne!(unreachable, base);
     let cases = vec![
         case(
+            "no AWS credentials anywhere",
+            f.windowed("scan", &[]),
+            2,
+            "no AWS credentials found",
+        )
+        .env("AWS_ACCESS_KEY_ID", "")
+        .env("AWS_SECRET_ACCESS_KEY", "")
+        .trace(Trace::FailedRun),
+        case(
             "wrong AWS secret key",
             f.windowed("scan", &[]),
             2,

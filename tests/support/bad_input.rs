@@ -247,7 +247,11 @@ fn run_case(ws: &Workspace, case: &Case, index: usize) -> Run {
     let mut command = ws.bare_command();
     command.arg("--config").arg(&config).args(&case.args);
     for (k, v) in &case.env {
-        command.env(k, v);
+        match v.is_empty() {
+            // An empty value stands for "not set at all".
+            true => command.env_remove(k),
+            false => command.env(k, v),
+        };
     }
     let output = command.output().expect("run slotfill");
     Run {
