@@ -6,27 +6,30 @@
 //!
 //! - [`misskey`]: the Misskey HTTP API, paged newest-first between id bounds
 //!   built from time ([`ids`]), behind one global [`pacer::Pacer`].
-//! - [`mastodon`]: a Mastodon server's public timelines, paged newest-first
-//!   by snowflake ids built from time.
+//! - [`mastodon`]: the public timelines of any Mastodon-API server, paged
+//!   newest-first by ids built in the server's own id space ([`codec`]).
 //! - [`archive`]: JSON Lines files at another location (a dump or another
 //!   archive), assigned to slots by `createdAt`.
 //!
 //! What a source returns is not yet what may be written: the sink applies the
 //! dataset's client-side scope and its [`visibility`] policy to every note,
 //! reading each origin's records through its [`record::RecordShape`]; the
-//! retries and rate-limit waits every HTTP origin shares are in [`http`].
+//! retries every HTTP origin shares are in [`http`], and its rate limits,
+//! read by [`ratelimit`], are kept by one [`pacer`] per origin.
 //!
 //! Adding an origin: a module here implementing [`NoteSource`], its kind and
 //! settings in `config.rs`, and its arm in `commands/source.rs` (`plan` checks
 //! the settings before the catalog is opened, `build` connects).
 
 pub mod archive;
+pub mod codec;
 pub mod http;
 pub mod ids;
 pub mod mastodon;
 pub mod misskey;
 pub mod open;
 pub mod pacer;
+pub mod ratelimit;
 pub mod record;
 pub mod sink;
 pub mod visibility;
