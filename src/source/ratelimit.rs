@@ -15,8 +15,9 @@
 //! (GoToSocial's request throttle). Every wait is measured from the origin's
 //! own clock when its `Date` header shows ours is off, is never negative,
 //! and is turned into real time by [`crate::clock::real_duration`]. A reset
-//! given to the whole second (GoToSocial floors it) gets a second more, so
-//! the first call of the next window does not arrive before it.
+//! or a `Retry-After` date given to the whole second (GoToSocial floors its
+//! reset) gets a second more, so the first call of the next window does not
+//! arrive before it.
 
 use std::time::Duration;
 
@@ -132,11 +133,13 @@ fn relative_ms(value: &str) -> Option<i64> {
     (x.is_finite() && x >= 0.0).then(|| (x * 1000.0).ceil() as i64)
 }
 
-/// `Retry-After`: seconds, or an HTTP date; in ms, never negative.
+/// `Retry-After`: seconds, or an HTTP date (whole seconds, so a second is
+/// added: a server that floors its reset to one would be met early); in ms,
+/// never negative.
 fn retry_after_ms(value: &str, now_ms: i64) -> Option<i64> {
     relative_ms(value).or_else(|| {
         let at = DateTime::parse_from_rfc2822(value.trim()).ok()?;
-        Some((at.timestamp_millis() - now_ms).max(0))
+        Some((at.timestamp_millis() - now_ms + WHOLE_SECOND_MARGIN_MS).max(0))
     })
 }
 
@@ -221,7 +224,11 @@ mod tests {
         let seconds = read(&[("retry-after", "7")], NOW);
         assert_eq!(ms(seconds.retry_after), Some(7000));
         let date = read(&[("retry-after", "Thu, 31 Jul 2025 15:40:05 GMT")], NOW);
-        assert_eq!(ms(date.retry_after), Some(4750));
+        assert_eq!(
+            ms(date.retry_after),
+            Some(5750),
+            "a second added to a whole-second date"
+        );
         let past = read(&[("retry-after", "Thu, 31 Jul 2025 15:00:00 GMT")], NOW);
         assert_eq!(ms(past.retry_after), Some(0));
     }

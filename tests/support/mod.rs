@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod catalog_dump;
+pub mod fediverse;
 pub mod mastodon;
 pub mod misskey;
 pub mod origin;

@@ -130,15 +130,15 @@ impl Mastodon {
                  or use slot_by = \"created_at\""
             )));
         }
+        if samples.len() >= 2 {
+            self.check_paging(codec, newest, stats).await?;
+        }
         if !codec.has_time() && !samples.is_empty() {
             tracing::warn!(
                 newest,
                 "the server's status ids carry no time: each range is paged down from the newest status \
                  (or a landmark of an earlier range) until a status created before its start"
             );
-        }
-        if samples.len() >= 2 {
-            self.check_paging(codec, newest, stats).await?;
         }
         tracing::info!(%codec, "the server's id scheme");
         Ok(codec)

@@ -228,6 +228,9 @@ impl Shared {
                 r
             }
         };
+        if !self.cfg.answer_delay.is_zero() {
+            tokio::time::sleep(self.cfg.answer_delay).await;
+        }
         match fault {
             None => Some(answer(throttled)),
             Some(Fault::ResetConnection) => None,
@@ -342,7 +345,11 @@ impl Shared {
                 }
             },
             _ => {
-                let page = state.page(r.q, part);
+                let mut q = r.q.clone();
+                if self.cfg.ignore_max_id {
+                    q.remove("max_id");
+                }
+                let page = state.page(&q, part);
                 let link = link(&self.base, r.q, &page);
                 (page, link)
             }

@@ -39,6 +39,7 @@ use tokio::net::TcpListener;
 
 pub use super::misskey::Fault;
 use feed::{Part, part_of};
+pub use gts::GTS_HOST;
 use http::{Shared, lock, serve_connection};
 pub use limits::RateLimitForm;
 
@@ -83,6 +84,11 @@ pub struct MastodonConfig {
     pub feed_access: Option<FeedAccess>,
     /// Tokens whose role may view disabled feeds (`view_feeds`).
     pub staff_tokens: Vec<String>,
+    /// A server that ignores `max_id`: it cannot be paged at all.
+    pub ignore_max_id: bool,
+    /// How long each answer takes (after the rate limit counted the request),
+    /// so concurrent calls overlap at the server.
+    pub answer_delay: Duration,
     /// The server needs a signed-in user for its public timelines
     /// (`local_live_feed_access` / `remote_live_feed_access`).
     pub require_token: bool,
@@ -102,6 +108,8 @@ impl Default for MastodonConfig {
             rate_limit_form: RateLimitForm::MastodonIso,
             feed_access: None,
             staff_tokens: Vec::new(),
+            ignore_max_id: false,
+            answer_delay: Duration::ZERO,
             require_token: false,
             auth_status: 401,
             tokens: Vec::new(),
@@ -381,10 +389,17 @@ impl MastodonEmulator {
         lock(&self.shared.log).throttled
     }
 
-    /// The most refusals any one rate window drew.
-    pub fn most_refusals_in_a_window(&self) -> u64 {
+    /// The refusals each rate window drew, in the order of the windows.
+    pub fn refusals_per_window(&self) -> Vec<u64> {
         let log = lock(&self.shared.log);
-        log.refusals.by_window.values().copied().max().unwrap_or(0)
+        let mut windows: Vec<_> = log
+            .refusals
+            .by_window
+            .iter()
+            .map(|((_, w), n)| (*w, *n))
+            .collect();
+        windows.sort();
+        windows.into_iter().map(|(_, n)| n).collect()
     }
 
     /// The most timeline requests that were ever in flight at once.
