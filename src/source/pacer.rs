@@ -29,6 +29,11 @@ use super::ratelimit::Limits;
 
 /// Two resets closer than this belong to the same window.
 const SAME_WINDOW: Duration = Duration::from_secs(1);
+/// The least a throttle's named wait holds every call back (as `http::call`).
+const TOLD_HOLD_MIN: Duration = Duration::from_millis(500);
+/// How long a throttle that names no wait in its headers holds every call
+/// back until its caller backs off.
+const UNTOLD_HOLD: Duration = Duration::from_millis(50);
 
 pub struct Pacer {
     interval: Duration,
@@ -219,11 +224,20 @@ impl Permit<'_> {
             }
             record(origin, remaining, limits.limit, reset_in);
         }
-        if limits.throttle(status, &[]).is_some() {
+        if let Some(told) = limits.throttle(status, &[]) {
             if !limits.announces_budget() {
                 state.serial = true;
             }
             state.alone = true;
+            // Held back at once, before the caller has read the body and backs
+            // off: a waiting call woken when this permit drops must not slip
+            // into the same window. (A wait named only in the body is not known
+            // yet: a short hold bridges the read.)
+            let hold = match told {
+                Some(told) => told.clamp(TOLD_HOLD_MIN, super::http::MAX_WAIT),
+                None => UNTOLD_HOLD,
+            };
+            state.next = state.next.max(now + hold);
         } else {
             state.alone = false;
         }
@@ -345,6 +359,19 @@ mod tests {
         drop(alone);
         let both = (pacer.acquire().await, pacer.acquire().await);
         drop(both);
+
+        // A throttle naming a wait holds every call back as soon as it is seen,
+        // before its caller backs off.
+        let told = pacer.acquire().await;
+        let retry = Limits {
+            retry_after: Some(Duration::from_secs(2)),
+            ..limits(0, 2000)
+        };
+        told.observe("o", StatusCode::TOO_MANY_REQUESTS, &retry);
+        drop(told);
+        let before = Instant::now();
+        drop(pacer.acquire().await);
+        assert!(before.elapsed() >= Duration::from_millis(1900));
 
         // A throttle naming no budget: one call at a time from then on.
         let throttled = pacer.acquire().await;
