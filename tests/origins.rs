@@ -33,13 +33,17 @@ fn plain(start_ms: i64, end_ms: i64, count: usize, seed: u64) -> Vec<StatusSpec>
 /// (statuses, calls).
 fn assert_exact(
     f: &Fixture,
+    e: &MastodonEmulator,
     timeline: &str,
     window: &[i64],
     expected: impl Fn(i64) -> Vec<Value>,
     served: impl Fn(i64) -> usize,
 ) -> Vec<(usize, i64)> {
     let (first, last) = (window[0], *window.last().unwrap());
+    let before = e.calls();
     let out = f.fill(first, last, &[]).ok();
+    // Every call the emulator saw is one the run counted, and no more.
+    assert_eq!(e.calls() - before, f.fill_calls(), "{timeline}");
     let attempts = f.attempts();
     let mut seen = Vec::new();
     for &slot in window {
@@ -100,7 +104,7 @@ fn gotosocial_is_filled_exactly_in_its_string_ordered_ulid_space() {
             "local" => e.expected("local", range(slot).0, range(slot).1).len(),
             _ => e.expected("public", range(slot).0, range(slot).1).len(),
         };
-        let seen = assert_exact(&f, timeline, &window, expected, served);
+        let seen = assert_exact(&f, &e, timeline, &window, expected, served);
         let total: usize = seen.iter().map(|(n, _)| n).sum();
         assert!(
             total > if media { 15 } else { 40 },
@@ -184,7 +188,7 @@ fn akkoma_flake_ids_and_late_deliveries_are_filled_exactly() {
         e.expected_by_receipt("public", start - 1000, end + 601_000)
             .len()
     };
-    let seen = assert_exact(&f, "public", &window, expected, served);
+    let seen = assert_exact(&f, &e, "public", &window, expected, served);
     assert!(seen.iter().map(|(n, _)| n).sum::<usize>() > 200);
     // Bounds are FlakeIds of the server's length (18 base62 characters).
     for q in e.requests().iter().filter(|q| q.contains_key("max_id")) {
@@ -211,7 +215,9 @@ fn a_sharkey_layer_with_aidx_ids_is_filled_exactly_and_its_401_named() {
     }
     let f = Fixture::new(&e, "local", "");
     let expected = |slot| e.expected("local", slot * 1000, (slot + SLOT) * 1000);
-    assert_exact(&f, "local", &window, expected, |slot| expected(slot).len());
+    assert_exact(&f, &e, "local", &window, expected, |slot| {
+        expected(slot).len()
+    });
     for q in e.requests().iter().filter(|q| q.contains_key("max_id")) {
         let id = &q["max_id"];
         assert!(

@@ -67,6 +67,12 @@ impl Fixture {
         )
     }
 
+    /// The origin calls the last fill counted (probe included).
+    pub fn fill_calls(&self) -> u64 {
+        let sql = "SELECT origin_calls FROM runs WHERE command = 'fill' ORDER BY id DESC LIMIT 1";
+        self.ws.query_i64(sql) as u64
+    }
+
     /// Per slot start (s): (outcome, notes, origin calls) of its last attempt.
     pub fn attempts(&self) -> BTreeMap<i64, (String, i64, i64)> {
         let db = self.ws.catalog();
