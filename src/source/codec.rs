@@ -18,7 +18,7 @@ use std::cmp::Ordering;
 use std::fmt;
 use std::str::FromStr;
 
-use super::ids::IdScheme;
+use super::ids::{IdScheme, parse_radix, radix};
 
 const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 /// 2000-01-01T00:00:00Z: no server minted ids before it.
@@ -145,24 +145,12 @@ impl IdCodec {
     }
 }
 
-fn base62(mut value: u128) -> String {
-    let mut digits = Vec::new();
-    while value > 0 {
-        digits.push(BASE62[(value % 62) as usize]);
-        value /= 62;
-    }
-    if digits.is_empty() {
-        digits.push(b'0');
-    }
-    digits.reverse();
-    String::from_utf8(digits).expect("ascii alphabet")
+fn base62(value: u128) -> String {
+    radix(value, BASE62, 1)
 }
 
 fn parse_base62(s: &str) -> Option<u128> {
-    s.bytes().try_fold(0u128, |acc, b| {
-        let digit = BASE62.iter().position(|&a| a == b)? as u128;
-        acc.checked_mul(62)?.checked_add(digit)
-    })
+    parse_radix(s, BASE62)
 }
 
 impl fmt::Display for IdCodec {

@@ -17,13 +17,11 @@ use rand::Rng;
 use serde_json::value::RawValue;
 
 use super::pacer::Pacer;
-use super::ratelimit::Limits;
+use super::ratelimit::{Limits, MAX_WAIT};
 use super::{Fetch, SourceError};
 
 /// Consecutive rate-limit answers tolerated for one call before giving up on it.
 const MAX_RATE_LIMIT_WAITS: u32 = 30;
-/// The longest wait ever taken, whatever the origin asks.
-pub const MAX_WAIT: Duration = Duration::from_secs(15 * 60);
 
 /// One answer from the origin, classified; `T` is what a page holds.
 pub enum Answer<T = Vec<Box<RawValue>>> {

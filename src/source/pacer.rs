@@ -25,7 +25,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::ratelimit::Limits;
+use super::ratelimit::{Limits, MAX_WAIT};
 
 /// Two resets closer than this belong to the same window.
 const SAME_WINDOW: Duration = Duration::from_secs(1);
@@ -234,7 +234,7 @@ impl Permit<'_> {
             // into the same window. (A wait named only in the body is not known
             // yet: a short hold bridges the read.)
             let hold = match told {
-                Some(told) => told.clamp(TOLD_HOLD_MIN, super::http::MAX_WAIT),
+                Some(told) => told.clamp(TOLD_HOLD_MIN, MAX_WAIT),
                 None => UNTOLD_HOLD,
             };
             state.next = state.next.max(now + hold);

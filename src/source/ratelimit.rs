@@ -34,6 +34,8 @@ const EPOCH_MS_FROM: f64 = 1e12;
 const SKEW_TOLERANCE_MS: i64 = 2000;
 /// Added to a reset given to the whole second.
 const WHOLE_SECOND_MARGIN_MS: i64 = 1000;
+/// The longest wait ever taken, whatever the origin asks.
+pub const MAX_WAIT: Duration = Duration::from_secs(15 * 60);
 
 /// The rate-limit facts of one answer; waits in real time from its arrival.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -188,6 +188,16 @@ pub fn jsonl(lines: usize, width: usize) -> Vec<u8> {
     out
 }
 
+/// The number a command's summary prints after `label` (`"retries: "`).
+pub fn summary_number(stdout: &str, label: &str) -> i64 {
+    stdout
+        .split(label)
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no {label:?} in the summary:\n{stdout}"))
+}
+
 /// Parses `gaps --format csv` into (slot_start, status) pairs.
 pub fn gaps_csv(stdout: &str) -> Vec<(String, String)> {
     let mut lines = stdout.lines();
