@@ -343,6 +343,40 @@ mod tests {
     use super::*;
 
     #[test]
+    fn slot_rules_by_timeline_and_their_defaults() {
+        let config = |slot_by: Option<SlotBy>, lag: Option<&str>| SourceConfig {
+            slot_by,
+            federation_lag: lag.map(str::to_string),
+            ..Default::default()
+        };
+        let ten_minutes = SlotRule::CreatedAt { lag_ms: 600_000 };
+        assert_eq!(
+            slot_rule(&config(None, None), Timeline::Public),
+            Ok(ten_minutes)
+        );
+        assert_eq!(
+            slot_rule(&config(None, Some("90s")), Timeline::Remote),
+            Ok(SlotRule::CreatedAt { lag_ms: 90_000 })
+        );
+        let receipt = config(Some(SlotBy::Receipt), None);
+        assert_eq!(slot_rule(&receipt, Timeline::Public), Ok(SlotRule::Receipt));
+        assert_eq!(
+            slot_rule(&config(None, None), Timeline::Local),
+            Ok(SlotRule::CreatedAt { lag_ms: 0 })
+        );
+        let err = slot_rule(&receipt, Timeline::Local).unwrap_err();
+        assert!(
+            err.contains("slot_by applies to the federated timelines"),
+            "{err}"
+        );
+        let err =
+            slot_rule(&config(Some(SlotBy::Receipt), Some("5m")), Timeline::Public).unwrap_err();
+        assert!(err.contains("no lag applies"), "{err}");
+        let err = slot_rule(&config(None, Some("5 minutes")), Timeline::Public).unwrap_err();
+        assert!(err.starts_with("federation_lag: "), "{err}");
+    }
+
+    #[test]
     fn scope_that_would_keep_nothing_is_refused() {
         let public = VisibilityPolicy::default();
         assert!(check_scope(Mode::GlobalTimeline, Some("."), &public, false).is_ok());
