@@ -468,3 +468,63 @@ fn an_honest_origin_calibrates_ok_and_host_filter_drops_are_counted() {
         );
     }
 }
+
+/// A Mastodon-API feed disabled for the caller answers a signed-in caller 200 `[]`
+/// (Mastodon 4.5). Where the instance does not say so, calibration must: the archived
+/// statuses do not come back, no slot is sealed empty, and the run fails naming the feed.
+#[test]
+fn a_mastodon_feed_that_answers_nothing_is_found_blind_by_calibration() {
+    use crate::support::fediverse::Fixture;
+    use crate::support::mastodon::{FeedAccess, MastodonConfig, MastodonEmulator, mixed_statuses};
+    let e = MastodonEmulator::start(MastodonConfig {
+        feed_access: Some(FeedAccess {
+            local: "disabled",
+            remote: "public",
+        }),
+        hide_feed_settings: true,
+        tokens: vec!["user-token".into()],
+        ..Default::default()
+    });
+    let first = AUG1_JST;
+    for i in 0..6 {
+        let slot = first + i * SLOT;
+        e.add_statuses(mixed_statuses(
+            slot * 1000,
+            (slot + SLOT) * 1000,
+            30,
+            i as u64,
+        ));
+    }
+    let mut f = Fixture::new(&e, "local", "");
+    f.ws.set_env("MASTODON_TOKEN", "user-token");
+    // The collector archived the first two slots: what the public timeline held then.
+    for slot in [first, first + SLOT] {
+        let statuses = e.expected("public", slot * 1000, (slot + SLOT) * 1000);
+        let mut body = Vec::new();
+        for s in statuses.iter().take(35) {
+            serde_json::to_writer(&mut body, s).unwrap();
+            body.push(b'\n');
+        }
+        f.primary.put(&key_of(slot), &body);
+    }
+    let last = first + 5 * SLOT;
+    f.run("scan", first, last, &[]).ok();
+    let out = f.run("fill", first, last, &[]).code(1);
+    let line = out.stderr.trim();
+    assert_eq!(line.lines().count(), 1, "{line}");
+    assert!(
+        line.contains("returned none of the") && line.contains("timelines_access"),
+        "{line}"
+    );
+    assert!(f.complement.keys().is_empty(), "nothing written");
+    let sealed =
+        f.ws.query_i64("SELECT COUNT(*) FROM slots WHERE state = 'empty'");
+    assert_eq!(
+        sealed, 0,
+        "no slot sealed empty on a feed that answers nothing"
+    );
+    assert_eq!(f.ws.query_i64("SELECT COUNT(*) FROM fill_attempts"), 0);
+    let verdict =
+        f.ws.query_i64("SELECT COUNT(*) FROM calibrations WHERE verdict = 'blind'");
+    assert_eq!(verdict, 1);
+}

@@ -37,7 +37,14 @@ pub struct SourceConfig {
     /// Mastodon: only statuses with media attachments (`only_media`).
     pub only_media: Option<bool>,
     pub token_env: Option<String>,
+    /// How the origin's ids encode time: detected ("auto") or fixed.
     pub id_scheme: Option<IdSchemeSetting>,
+    /// Mastodon, federated timelines: how a slot claims a status,
+    /// "created_at" (the default) or "receipt" (the time its id carries).
+    pub slot_by: Option<crate::source::mastodon::SlotBy>,
+    /// Mastodon, `slot_by = "created_at"` on a federated timeline: how late a
+    /// status may be delivered and still be found in its slot (a duration).
+    pub federation_lag: Option<String>,
     /// Only notes of this host ("." = local): sent where the endpoint has a
     /// parameter for it, and applied to the notes in every mode.
     pub host: Option<String>,
@@ -51,12 +58,14 @@ pub struct SourceConfig {
     pub rate_limit_wait_cap: Option<f64>,
 }
 
-/// `[datasets.X.source] id_scheme`: detected from the instance's notes, or fixed.
+/// `[datasets.X.source] id_scheme`: detected from the origin's notes, or
+/// fixed. Misskey instances use the Misskey schemes; Mastodon-API servers any
+/// [`IdCodec`](crate::source::codec::IdCodec).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "String")]
 pub enum IdSchemeSetting {
     Auto,
-    Fixed(crate::source::ids::IdScheme),
+    Fixed(crate::source::codec::IdCodec),
 }
 
 impl TryFrom<String> for IdSchemeSetting {

@@ -89,12 +89,17 @@ fn typed_source_settings_name_the_accepted_spellings() {
     );
     let typo = EXAMPLE.replace("id_scheme = \"auto\"", "id_scheme = \"aidxx\"");
     let err = Config::from_toml(path, &typo).unwrap_err().to_string();
-    assert!(err.contains("auto, aid, aidx"), "{err}");
+    assert!(
+        err.contains("line ") && err.contains("auto, snowflake, ulid, flake, aidx"),
+        "{err}"
+    );
     let fixed = EXAMPLE.replace("id_scheme = \"auto\"", "id_scheme = \"aidx\"");
     let config = Config::from_toml(path, &fixed).unwrap();
     assert_eq!(
         config.datasets["jp"].source.id_scheme,
-        Some(IdSchemeSetting::Fixed(crate::source::ids::IdScheme::Aidx))
+        Some(IdSchemeSetting::Fixed(
+            crate::source::codec::IdCodec::Prefixed(crate::source::ids::IdScheme::Aidx)
+        ))
     );
 }
 

@@ -6,21 +6,23 @@
 //!
 //! - [`misskey`]: the Misskey HTTP API, paged newest-first between id bounds
 //!   built from time ([`ids`]), behind one global [`pacer::Pacer`].
-//! - [`mastodon`]: a Mastodon server's public timelines, paged newest-first
-//!   by snowflake ids built from time.
+//! - [`mastodon`]: the public timelines of any Mastodon-API server, paged
+//!   newest-first by ids built in the server's own id space ([`codec`]).
 //! - [`archive`]: JSON Lines files at another location (a dump or another
 //!   archive), assigned to slots by `createdAt`.
 //!
 //! What a source returns is not yet what may be written: the sink applies the
 //! dataset's client-side scope and its [`visibility`] policy to every note,
 //! reading each origin's records through its [`record::RecordShape`]; the
-//! retries and rate-limit waits every HTTP origin shares are in [`http`].
+//! retries every HTTP origin shares are in [`http`], and its rate limits,
+//! read by [`ratelimit`], are kept by one [`pacer`] per origin.
 //!
 //! Adding an origin: a module here implementing [`NoteSource`], its kind and
 //! settings in `config.rs`, and its arm in `commands/source.rs` (`plan` checks
 //! the settings before the catalog is opened, `build` connects).
 
 pub mod archive;
+pub mod codec;
 pub mod http;
 pub mod ids;
 pub mod mastodon;
@@ -28,6 +30,7 @@ pub mod misskey;
 pub mod open;
 pub mod pacer;
 pub mod provenance;
+pub mod ratelimit;
 pub mod record;
 pub mod sink;
 pub mod visibility;
@@ -69,6 +72,9 @@ pub enum RangeEnd {
     /// On an engine that compares bounds by millisecond: a page that brought
     /// nothing new once the boundary millisecond was read again.
     NoNewRecord,
+    /// The server's `Link` header named a next page starting below the
+    /// range's start, after it read (and filtered away) everything above.
+    NextPageBelowStart,
     /// An archive source read every file that overlaps the range.
     ArchiveRead,
 }
@@ -79,6 +85,7 @@ impl RangeEnd {
             RangeEnd::EmptyPage => "empty-page",
             RangeEnd::OlderRecord => "older-note",
             RangeEnd::NoNewRecord => "no-new-note",
+            RangeEnd::NextPageBelowStart => "next-page-below-start",
             RangeEnd::ArchiveRead => "archive-read",
         }
     }
@@ -91,6 +98,7 @@ pub struct RangeEnds {
     pub empty_page: u32,
     pub older_record: u32,
     pub no_new_record: u32,
+    pub next_page_below_start: u32,
     pub archive_read: u32,
 }
 
@@ -100,6 +108,7 @@ impl RangeEnds {
             RangeEnd::EmptyPage => self.empty_page += 1,
             RangeEnd::OlderRecord => self.older_record += 1,
             RangeEnd::NoNewRecord => self.no_new_record += 1,
+            RangeEnd::NextPageBelowStart => self.next_page_below_start += 1,
             RangeEnd::ArchiveRead => self.archive_read += 1,
         }
     }
@@ -108,6 +117,7 @@ impl RangeEnds {
         self.empty_page += other.empty_page;
         self.older_record += other.older_record;
         self.no_new_record += other.no_new_record;
+        self.next_page_below_start += other.next_page_below_start;
         self.archive_read += other.archive_read;
     }
 
@@ -118,6 +128,7 @@ impl RangeEnds {
             (RangeEnd::EmptyPage, self.empty_page),
             (RangeEnd::OlderRecord, self.older_record),
             (RangeEnd::NoNewRecord, self.no_new_record),
+            (RangeEnd::NextPageBelowStart, self.next_page_below_start),
             (RangeEnd::ArchiveRead, self.archive_read),
         ];
         let ended: Vec<_> = counts.iter().filter(|(_, n)| *n > 0).collect();

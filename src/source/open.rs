@@ -20,8 +20,9 @@ use std::time::Duration;
 
 use crate::config::{Dataset, IdSchemeSetting, S3Settings, SourceConfig, SourceKind, TextFilter};
 use crate::error::{Error, Result};
+use crate::source::codec::IdCodec;
 use crate::source::http::RetryPolicy;
-use crate::source::mastodon::{Mastodon, MastodonSettings};
+use crate::source::mastodon::{Mastodon, MastodonSettings, SlotBy, SlotRule, Timeline};
 use crate::source::misskey::{Misskey, MisskeySettings, Mode};
 use crate::source::{NoteFilter, NoteSource, SourceError, Visibility, VisibilityPolicy};
 use crate::store;
@@ -46,6 +47,13 @@ pub mod defaults {
     pub const TOKEN_ENV: &str = "MISSKEY_TOKEN";
     /// The variable the Mastodon token is read from.
     pub const MASTODON_TOKEN_ENV: &str = "MASTODON_TOKEN";
+    /// How a slot of a federated Mastodon timeline claims a status.
+    pub const SLOT_BY: crate::source::mastodon::SlotBy = crate::source::mastodon::SlotBy::CreatedAt;
+    /// How late a federated status may be delivered and still be found in its
+    /// slot under `slot_by = "created_at"`: Mastodon retries a failed delivery
+    /// after about 15 s, 30 s, 1 min, 1.5 min and 4.5 min, so 10 minutes
+    /// covers five retries.
+    pub const FEDERATION_LAG: &str = "10m";
 }
 
 /// Origin settings given on the command line (they override the config).
@@ -116,7 +124,12 @@ pub fn plan(ds: &Dataset, flags: &SourceFlags) -> Result<SourcePlan> {
             let mode = flags.mode.or(config.mode).unwrap_or(defaults::MODE);
             let id_scheme = match config.id_scheme {
                 None | Some(IdSchemeSetting::Auto) => None,
-                Some(IdSchemeSetting::Fixed(scheme)) => Some(scheme),
+                Some(IdSchemeSetting::Fixed(IdCodec::Prefixed(scheme))) => Some(scheme),
+                Some(IdSchemeSetting::Fixed(other)) => {
+                    return Err(bad(format!(
+                        "id_scheme \"{other}\" is an id scheme of Mastodon-API servers; a misskey source uses \"auto\", aid, aidx, meid, meidg, ulid or objectid"
+                    )));
+                }
             };
             let (token, token_env) = token(config, flags, defaults::TOKEN_ENV);
             check_scope(mode, host.as_deref(), &filter.visibility, token.is_some()).map_err(bad)?;
@@ -150,6 +163,11 @@ pub fn plan(ds: &Dataset, flags: &SourceFlags) -> Result<SourcePlan> {
                 .check_scope(host.as_deref(), &filter.visibility)
                 .map_err(bad)?;
             let (token, token_env) = token(config, flags, defaults::MASTODON_TOKEN_ENV);
+            let slot_rule = slot_rule(config, timeline).map_err(bad)?;
+            let id_codec = match config.id_scheme {
+                None | Some(IdSchemeSetting::Auto) => None,
+                Some(IdSchemeSetting::Fixed(codec)) => Some(codec),
+            };
             Origin::Mastodon(MastodonSettings {
                 base_url,
                 timeline,
@@ -160,10 +178,43 @@ pub fn plan(ds: &Dataset, flags: &SourceFlags) -> Result<SourcePlan> {
                 policy: retry_policy(config, flags).map_err(bad)?,
                 timeout: seconds(flags.timeout, defaults::TIMEOUT),
                 max_pages: flags.max_pages.unwrap_or(defaults::MAX_PAGES),
+                id_codec,
+                slot_rule,
             })
         }
     };
     Ok(SourcePlan { origin, filter })
+}
+
+/// How a slot claims a status: `local` is exact (its ids carry the creation
+/// time); the federated timelines follow `slot_by` and `federation_lag`.
+fn slot_rule(config: &SourceConfig, timeline: Timeline) -> std::result::Result<SlotRule, String> {
+    if !timeline.federated() {
+        if let Some(key) = [
+            ("slot_by", config.slot_by.is_some()),
+            ("federation_lag", config.federation_lag.is_some()),
+        ]
+        .iter()
+        .find_map(|(key, set)| set.then_some(key))
+        {
+            return Err(format!(
+                "timeline \"local\" holds only the server's own statuses, whose ids carry their creation time: \
+                 {key} applies to the federated timelines (\"public\", \"remote\")"
+            ));
+        }
+        return Ok(SlotRule::CreatedAt { lag_ms: 0 });
+    }
+    match config.slot_by.unwrap_or(defaults::SLOT_BY) {
+        SlotBy::Receipt if config.federation_lag.is_some() => Err(
+            "federation_lag widens slot_by = \"created_at\"; with slot_by = \"receipt\" the id's time decides and no lag applies".to_string(),
+        ),
+        SlotBy::Receipt => Ok(SlotRule::Receipt),
+        SlotBy::CreatedAt => {
+            let lag = config.federation_lag.as_deref().unwrap_or(defaults::FEDERATION_LAG);
+            let lag = crate::config::parse_duration(lag).map_err(|e| format!("federation_lag: {e}"))?;
+            Ok(SlotRule::CreatedAt { lag_ms: lag.num_milliseconds() })
+        }
+    }
 }
 
 fn seconds(v: Option<f64>, default: f64) -> Duration {
@@ -217,15 +268,14 @@ fn refuse_other_kinds_settings(
     flags: &SourceFlags,
 ) -> std::result::Result<(), String> {
     let kind = config.kind.name();
-    let misskey_only = [
-        ("mode", config.mode.is_some()),
-        ("id_scheme", config.id_scheme.is_some()),
-    ];
+    let misskey_only = [("mode", config.mode.is_some())];
     let mastodon_only = [
         ("timeline", config.timeline.is_some()),
         ("only_media", config.only_media.is_some()),
+        ("slot_by", config.slot_by.is_some()),
+        ("federation_lag", config.federation_lag.is_some()),
     ];
-    let (foreign, owner, instead) = match config.kind {
+    let (foreign, owner, instead): (&[(&str, bool)], _, _) = match config.kind {
         SourceKind::Mastodon => (&misskey_only, "misskey", "timeline"),
         SourceKind::Misskey => (&mastodon_only, "mastodon", "mode"),
         SourceKind::Archive => return Ok(()),
@@ -291,6 +341,40 @@ pub async fn build(plan: &SourcePlan, s3: &S3Settings) -> Result<Arc<dyn NoteSou
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn slot_rules_by_timeline_and_their_defaults() {
+        let config = |slot_by: Option<SlotBy>, lag: Option<&str>| SourceConfig {
+            slot_by,
+            federation_lag: lag.map(str::to_string),
+            ..Default::default()
+        };
+        let ten_minutes = SlotRule::CreatedAt { lag_ms: 600_000 };
+        assert_eq!(
+            slot_rule(&config(None, None), Timeline::Public),
+            Ok(ten_minutes)
+        );
+        assert_eq!(
+            slot_rule(&config(None, Some("90s")), Timeline::Remote),
+            Ok(SlotRule::CreatedAt { lag_ms: 90_000 })
+        );
+        let receipt = config(Some(SlotBy::Receipt), None);
+        assert_eq!(slot_rule(&receipt, Timeline::Public), Ok(SlotRule::Receipt));
+        assert_eq!(
+            slot_rule(&config(None, None), Timeline::Local),
+            Ok(SlotRule::CreatedAt { lag_ms: 0 })
+        );
+        let err = slot_rule(&receipt, Timeline::Local).unwrap_err();
+        assert!(
+            err.contains("slot_by applies to the federated timelines"),
+            "{err}"
+        );
+        let err =
+            slot_rule(&config(Some(SlotBy::Receipt), Some("5m")), Timeline::Public).unwrap_err();
+        assert!(err.contains("no lag applies"), "{err}");
+        let err = slot_rule(&config(None, Some("5 minutes")), Timeline::Public).unwrap_err();
+        assert!(err.starts_with("federation_lag: "), "{err}");
+    }
 
     #[test]
     fn scope_that_would_keep_nothing_is_refused() {

@@ -5,6 +5,7 @@
 pub mod bad_input;
 pub mod bodies;
 pub mod catalog_dump;
+pub mod fediverse;
 pub mod mastodon;
 pub mod misskey;
 pub mod origin;
@@ -202,6 +203,16 @@ pub fn jsonl_of_size(lines: usize, size: usize) -> Vec<u8> {
     }
     assert_eq!(out.len(), size);
     out
+}
+
+/// The number a command's summary prints after `label` (`"retries: "`).
+pub fn summary_number(stdout: &str, label: &str) -> i64 {
+    stdout
+        .split(label)
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no {label:?} in the summary:\n{stdout}"))
 }
 
 /// Parses `gaps --format csv` into (slot_start, status) pairs.

@@ -35,6 +35,7 @@ use tokio::sync::OnceCell;
 use super::http::{self, Answer, CallFailure, RetryPolicy, error_chain};
 use super::ids::IdScheme;
 use super::pacer::Pacer;
+use super::ratelimit::Limits;
 use super::sink::{NoteSink, parse_created_at};
 use super::{BlindTo, Failure, Fetch, NoteSource, Provenance, RangeEnd, SourceError, TokenClass};
 use crate::redact::scrub;
@@ -96,8 +97,6 @@ struct MisskeyError {
     code: String,
     #[serde(default)]
     message: String,
-    #[serde(default)]
-    info: Option<Value>,
 }
 
 impl Misskey {
@@ -155,7 +154,6 @@ impl Misskey {
 
     /// One HTTP exchange, classified.
     async fn call_once(&self, body: &Value) -> Answer {
-        self.pacer.wait_turn().await;
         let transient = |code: &str, message: String| Answer::Transient {
             code: code.to_string(),
             message,
@@ -163,17 +161,12 @@ impl Misskey {
         let request = self.http.post(&self.url).json(body);
         let token = self.settings.token.as_deref();
         let (base_url, timeout) = (&self.settings.base_url, self.settings.timeout);
-        let response = match http::send(request, token, base_url, timeout).await {
+        let response = match http::send(&self.pacer, request, token, base_url, timeout).await {
             Ok(response) => response,
             Err(answer) => return answer,
         };
         let status = response.status();
-        let retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+        let limits = Limits::of(response.headers());
         let bytes = match response.bytes().await {
             Ok(bytes) => bytes,
             Err(e) => {
@@ -195,21 +188,12 @@ impl Misskey {
                 ),
             };
         }
+        if let Some(wait) = limits.throttle(status, &bytes) {
+            return Answer::RateLimited(wait);
+        }
         let error = serde_json::from_slice::<MisskeyErrorBody>(&bytes)
             .ok()
             .map(|b| b.error);
-        if status == StatusCode::TOO_MANY_REQUESTS {
-            let reset = error
-                .as_ref()
-                .and_then(|e| e.info.as_ref())
-                .and_then(|info| info.get("resetMs"))
-                .and_then(Value::as_i64)
-                .map(|reset_ms| {
-                    let wait = reset_ms - crate::clock::now().timestamp_millis();
-                    Duration::from_millis(wait.max(0) as u64)
-                });
-            return Answer::RateLimited(retry_after.or(reset));
-        }
         match error {
             Some(e) if status.is_client_error() => Answer::Fatal(self.client_error(status, &e)),
             Some(e) => transient(
