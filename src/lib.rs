@@ -25,3 +25,4 @@ pub mod slot;
 pub mod source;
 pub mod state;
 pub mod store;
+pub mod text;

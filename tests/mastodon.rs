@@ -369,7 +369,7 @@ fn refusals_reach_the_user_as_one_line_naming_the_setting() {
     for (extra, says) in [
         (
             "mode = \"search\"\n",
-            "source key mode is a misskey setting; a mastodon source reads timeline",
+            "source key mode is a misskey setting; a mastodon source reads base_url, timeline",
         ),
         (
             "host = \"remote.example\"\n",

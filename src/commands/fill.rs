@@ -40,7 +40,7 @@ pub async fn fill(global: &Global, cmd: &FillCommand) -> Result<Outcome> {
     let window = require_window(&resolved)?;
     require_complement(&resolved.ds)?;
     // Before the catalog is opened: a scope that cannot be honoured records nothing.
-    let plan = source::plan(&resolved.ds, &cmd.flags.source)?;
+    let plan = source::plan(&resolved.ds.name, &resolved.ds.source, &cmd.flags.source)?;
     let session = Session::open(resolved).await?;
     let source = source::build(&plan, &session.resolved.config.s3).await?;
     let options = fill_options(window, &cmd.flags, &plan);

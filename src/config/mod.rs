@@ -12,15 +12,10 @@ use thiserror::Error;
 
 use crate::slot::{SlotError, SlotSpec};
 
-mod duration;
-mod location;
-mod source;
-
-pub use duration::{format_duration, parse_duration};
-pub use location::normalize_location;
-use location::overlaps;
-use source::check_source;
-pub use source::{IdSchemeSetting, SourceConfig, SourceKind, TextFilter};
+pub use crate::source::open::SourceConfig;
+use crate::store::overlaps;
+pub use crate::store::{S3Settings, normalize_location};
+pub use crate::text::{format_duration, parse_duration};
 
 pub const DEFAULT_KEY_TEMPLATE: &str = "%Y/%m/%d/%H/%Y-%m-%d_%H-%M.jsonl";
 
@@ -43,15 +38,6 @@ pub enum ConfigError {
     Slot { dataset: String, source: SlotError },
     #[error("dataset {dataset}: {message}")]
     Invalid { dataset: String, message: String },
-}
-
-#[derive(Debug, Clone, Deserialize, Default, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct S3Settings {
-    pub endpoint_url: Option<String>,
-    pub region: Option<String>,
-    #[serde(default)]
-    pub force_path_style: bool,
 }
 
 /// Validity rules for collector-written locations.
@@ -372,7 +358,6 @@ impl Config {
                 return Err(invalid(format!("location {a} is listed twice")));
             }
         }
-        check_source(&raw.source).map_err(&invalid)?;
         let rules = raw.rules;
         if rules.max_lines == 0 || rules.min_lines >= rules.max_lines {
             return Err(invalid(format!(

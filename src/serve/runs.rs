@@ -114,9 +114,12 @@ pub async fn start(
     };
     // As `slotfill run` does, before the catalog is opened.
     require_complement(&handle.ds)?;
-    let plan = crate::source::open::plan(&handle.ds, &flags.source)?;
+    let plan = crate::source::open::plan(&handle.ds.name, &handle.ds.source, &flags.source)
+        .map_err(Error::from)?;
     let session = Session::open(state.resolved(&handle.ds, window)).await?;
-    let source = crate::source::open::build(&plan, &session.resolved.config.s3).await?;
+    let source = crate::source::open::build(&plan, &session.resolved.config.s3)
+        .await
+        .map_err(Error::from)?;
     let source: Arc<dyn NoteSource> = Arc::new(Counted {
         inner: source,
         handle: handle.clone(),

@@ -288,7 +288,7 @@ async fn fill_window(
         concurrency: 4,
         ..Default::default()
     };
-    let plan = crate::source::open::plan(&handle.ds, &flags.source)?;
+    let plan = crate::source::open::plan(&handle.ds.name, &handle.ds.source, &flags.source)?;
     // A session of its own, over the overdue slots: the run record names them.
     let session = Session::open(state.resolved(&handle.ds, window)).await?;
     let source = crate::source::open::build(&plan, &session.resolved.config.s3).await?;

@@ -13,9 +13,34 @@ use serde_json::value::RawValue;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::OnceCell;
 
+use super::settings::SourceFlags;
 use super::sink::{NoteSink, parse_created_at};
 use super::{Failure, Fetch, NoteSource, Provenance, RangeEnd, SourceError, TokenClass};
 use crate::store::ObjectStore;
+
+/// `[datasets.X.source]` of a dataset filled from an archive, as read.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArchiveConfig {
+    /// Where the JSON Lines files are: `s3://bucket/prefix` or `file:///dir`.
+    pub location: Option<String>,
+}
+
+impl ArchiveConfig {
+    pub const KEYS: &[&str] = &["location"];
+
+    /// The archive's location, checked.
+    pub fn plan(&self, flags: &SourceFlags) -> Result<String, String> {
+        if flags.mode.is_some() {
+            return Err("--mode chooses a Misskey endpoint; an archive source has none".into());
+        }
+        let location = self
+            .location
+            .as_deref()
+            .ok_or_else(|| "source kind \"archive\" needs location".to_string())?;
+        crate::store::normalize_location(location)
+    }
+}
 
 struct FileSpan {
     key: String,

@@ -17,9 +17,10 @@
 //! retries every HTTP origin shares are in [`http`], and its rate limits,
 //! read by [`ratelimit`], are kept by one [`pacer`] per origin.
 //!
-//! Adding an origin: a module here implementing [`NoteSource`], its kind and
-//! settings in `config.rs`, and its arm in `commands/source.rs` (`plan` checks
-//! the settings before the catalog is opened, `build` connects).
+//! Adding an origin: a module here implementing [`NoteSource`] that owns its
+//! settings (as read, checked and used), registered in [`open`] (one variant
+//! and its arms), and its emulator in `tests/support/` (see the README's
+//! "Adding an origin").
 
 pub mod archive;
 pub mod codec;
@@ -32,6 +33,7 @@ pub mod pacer;
 pub mod provenance;
 pub mod ratelimit;
 pub mod record;
+pub mod settings;
 pub mod sink;
 pub mod visibility;
 

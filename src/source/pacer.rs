@@ -11,9 +11,13 @@
 //!   reset one call goes alone and brings the new window's budget.
 //! - **A throttle** (429, or 503 with `Retry-After`) holds every caller back
 //!   for the wait it named, then lets one call go alone. An origin that
-//!   throttles without announcing a budget is called one at a time from then
-//!   on: with no count to go by, that is what keeps it to one refusal a window
-//!   (Misskey counts refused calls too, so hammering only extends the block).
+//!   throttles without announcing a budget is called one at a time: with no
+//!   count to go by, that is what keeps it to one refusal a window (Misskey
+//!   counts refused calls too, so hammering only extends the block). Calls
+//!   overlap again once an answer announces a budget, or after a clean
+//!   stretch ([`SERIAL_RECOVERY_CALLS`] answers and [`SERIAL_RECOVERY`] with
+//!   no throttle): one stray refusal from a proxy does not make a month-long
+//!   backfill serial.
 //!
 //! What each origin last announced is kept for `/metrics` ([`budgets`]).
 
@@ -34,6 +38,10 @@ const TOLD_HOLD_MIN: Duration = Duration::from_millis(500);
 /// How long a throttle that names no wait in its headers holds every call
 /// back until its caller backs off.
 const UNTOLD_HOLD: Duration = Duration::from_millis(50);
+/// Serial calls overlap again after this many answers without a throttle…
+pub const SERIAL_RECOVERY_CALLS: u32 = 100;
+/// …and this long since the last throttle.
+pub const SERIAL_RECOVERY: Duration = Duration::from_secs(60);
 
 pub struct Pacer {
     interval: Duration,
@@ -53,6 +61,9 @@ struct State {
     announces: bool,
     /// It throttled without announcing a budget: one call at a time.
     serial: bool,
+    /// While serial: answers without a throttle since the last one, and when that was.
+    clean_answers: u32,
+    throttled_at: Instant,
     /// The next call goes alone (after a throttle wait), until an answer comes.
     alone: bool,
 }
@@ -139,6 +150,8 @@ impl Pacer {
                 window: None,
                 announces: false,
                 serial: false,
+                clean_answers: 0,
+                throttled_at: Instant::now(),
                 alone: false,
             }),
             changed: Notify::new(),
@@ -200,6 +213,8 @@ impl Permit<'_> {
         let now = Instant::now();
         if let (Some(remaining), Some(reset_in)) = (limits.remaining, limits.reset_in) {
             state.announces = true;
+            // A budget to go by: no need to guess with one call at a time.
+            state.serial = false;
             // The other calls in flight may not be counted in this answer yet.
             let others = u64::from(state.in_flight.saturating_sub(1));
             let estimate = remaining.saturating_sub(others);
@@ -227,6 +242,8 @@ impl Permit<'_> {
         if let Some(told) = limits.throttle(status, &[]) {
             if !limits.announces_budget() {
                 state.serial = true;
+                state.clean_answers = 0;
+                state.throttled_at = now;
             }
             state.alone = true;
             // Held back at once, before the caller has read the body and backs
@@ -240,6 +257,15 @@ impl Permit<'_> {
             state.next = state.next.max(now + hold);
         } else {
             state.alone = false;
+            if state.serial {
+                state.clean_answers += 1;
+                if state.clean_answers >= SERIAL_RECOVERY_CALLS
+                    && now >= state.throttled_at + SERIAL_RECOVERY
+                {
+                    tracing::info!("no throttle for a while: origin calls overlap again");
+                    state.serial = false;
+                }
+            }
         }
     }
 }
@@ -383,5 +409,32 @@ mod tests {
         let two = tokio::time::timeout(Duration::from_secs(1), pacer.acquire()).await;
         assert!(two.is_err());
         drop(one);
+
+        // A clean stretch (enough answers, long enough) lets calls overlap again.
+        for _ in 1..SERIAL_RECOVERY_CALLS {
+            pacer
+                .acquire()
+                .await
+                .observe("o", StatusCode::OK, &Limits::default());
+        }
+        assert!(pacer.is_serial(), "not before the time has passed too");
+        tokio::time::advance(SERIAL_RECOVERY).await;
+        pacer
+            .acquire()
+            .await
+            .observe("o", StatusCode::OK, &Limits::default());
+        assert!(!pacer.is_serial());
+
+        // An answer that announces a budget ends the guessing at once.
+        let throttled = pacer.acquire().await;
+        throttled.observe("o", StatusCode::TOO_MANY_REQUESTS, &Limits::default());
+        drop(throttled);
+        assert!(pacer.is_serial());
+        // (Another origin's name: budgets are kept per origin, process-wide.)
+        pacer
+            .acquire()
+            .await
+            .observe("elsewhere", StatusCode::OK, &limits(100, 60_000));
+        assert!(!pacer.is_serial());
     }
 }

@@ -11,6 +11,7 @@ pub mod count;
 mod http;
 mod local;
 mod s3;
+mod url;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -21,11 +22,23 @@ use async_trait::async_trait;
 use thiserror::Error;
 use tokio::io::AsyncRead;
 
-use crate::config::S3Settings;
 pub use copy::{CopyMethod, CopyOutcome, CopyRequest, CopySource, copy, normalize_etag};
 pub use count::LineCount;
 pub use local::LocalStore;
 pub use s3::{MAX_CONNECTIONS, S3Store};
+use serde::Deserialize;
+pub use url::{normalize_location, overlaps};
+
+/// `[s3]`: how the S3 locations are reached. Credentials always come from
+/// aws-config's standard chain, never from this file.
+#[derive(Debug, Clone, Deserialize, Default, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct S3Settings {
+    pub endpoint_url: Option<String>,
+    pub region: Option<String>,
+    #[serde(default)]
+    pub force_path_style: bool,
+}
 
 #[derive(Debug, Error)]
 pub enum StoreError {

@@ -25,12 +25,12 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_smithy_types::date_time::Format;
 use tokio_util::task::AbortOnDropHandle;
 
+use super::S3Settings;
 use super::count::{LineCount, LineCounter};
 use super::{
     CopySource, CountedRead, ListedObject, Listing, ObjectHead, ObjectRead, ObjectStore,
     PutOutcome, PutRequest, Result, StoreError, StoreStats, WriteCondition,
 };
-use crate::config::S3Settings;
 
 /// S3 requests a scan has in flight at most, whatever `--concurrency` says, and
 /// the idle connections the pool keeps: each open connection costs about

@@ -17,6 +17,7 @@ mod access;
 mod client;
 mod landmarks;
 mod paging;
+pub mod settings;
 mod timeline;
 
 use std::sync::{Arc, Mutex};
@@ -26,39 +27,19 @@ use async_trait::async_trait;
 use tokio::sync::OnceCell;
 
 use super::codec::IdCodec;
-use super::http::{self, CallFailure, RetryPolicy};
+use super::http::{self, CallFailure};
 use super::pacer::Pacer;
 use super::record::RecordShape;
 use super::sink::NoteSink;
 use super::{BlindTo, Fetch, NoteSource, Provenance, SourceError, TokenClass};
 
+pub use settings::{MastodonConfig, MastodonSettings};
 pub use timeline::{SlotBy, SlotRule, Timeline, in_timeline, returnable};
 
 /// The most statuses a page holds (Mastodon: `2 × DEFAULT_STATUSES_LIMIT`;
 /// GoToSocial and Pleroma clamp to it too).
 pub const PAGE_LIMIT: usize = 40;
 pub const ENDPOINT: &str = "api/v1/timelines/public";
-
-/// Everything the Mastodon source needs, resolved from config and flags.
-#[derive(Debug, Clone)]
-pub struct MastodonSettings {
-    pub base_url: String,
-    pub timeline: Timeline,
-    pub only_media: bool,
-    pub token: Option<String>,
-    /// The variable the token comes from, for messages.
-    pub token_env: String,
-    pub sleep: Duration,
-    pub policy: RetryPolicy,
-    pub timeout: Duration,
-    /// Pages one range may take before the fetch is declared incomplete.
-    pub max_pages: u32,
-    /// `None`: detected from the statuses the probe reads (`id_scheme = "auto"`).
-    pub id_codec: Option<IdCodec>,
-    /// How a slot claims a status; the local timeline's ids carry their
-    /// creation time, so it is `CreatedAt` with no lag there.
-    pub slot_rule: SlotRule,
-}
 
 pub struct Mastodon {
     http: reqwest::Client,

@@ -42,31 +42,12 @@ use crate::redact::scrub;
 
 mod mode;
 mod scope;
+pub mod settings;
 
 pub use mode::Mode;
+pub use settings::{MisskeyConfig, MisskeySettings};
 
 pub const PAGE_LIMIT: usize = 100;
-
-/// Everything the Misskey source needs, resolved from config and flags.
-#[derive(Debug, Clone)]
-pub struct MisskeySettings {
-    pub base_url: String,
-    pub mode: Mode,
-    pub token: Option<String>,
-    /// The variable the token comes from, for messages.
-    pub token_env: String,
-    /// `None`: detect from the instance's newest notes (or the archive's).
-    pub id_scheme: Option<IdScheme>,
-    /// notes/search `host` filter ("." = local); `notes` maps "." to `local: true`.
-    pub host: Option<String>,
-    pub sleep: Duration,
-    /// Retries, backoff, and the longest wait after a 429 that names none (a
-    /// wait the origin names is honoured up to 15 minutes).
-    pub policy: RetryPolicy,
-    pub timeout: Duration,
-    /// Pages one range may take before the fetch is declared incomplete.
-    pub max_pages: u32,
-}
 
 /// How the origin compares id bounds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
