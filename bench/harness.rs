@@ -2,7 +2,7 @@
 //! test (`tests/bench_smoke.rs`).
 //!
 //! It generates datasets of the reference layout into the test S3 server (SeaweedFS behind the
-//! counting proxy of `tests/support/s3.rs`), runs the real `slotfill` binary as a child process
+//! counting proxy of `tests/support/s3/`), runs the real `slotfill` binary as a child process
 //! and measures wall time, the child's CPU time and peak RSS (`wait4`), the requests and bytes
 //! the server saw, and the CPU time SeaweedFS and this process (the proxy) spent meanwhile.
 //! With checks on, it also asserts the request counts the design promises: every object that
@@ -27,6 +27,8 @@ use serde_json::{Value, json};
 use super::misskey::{EmulatorConfig, MisskeyEmulator, NoteSpec, sample_text};
 use super::s3::{self, RequestCounts, S3Server};
 
+#[path = "calls.rs"]
+mod calls;
 #[path = "limit.rs"]
 mod limit;
 
@@ -959,7 +961,12 @@ pub fn run(profile: &Profile, opts: &Options) -> Report {
         ),
     );
     if profile.name == "limit" {
-        limit::limit_part(profile, opts, &mut report);
+        if opts.wants("limit") {
+            limit::limit_part(profile, opts, &mut report);
+        }
+        if opts.wants("calls") {
+            calls::calls_part(opts, &mut report);
+        }
         return report;
     }
     if opts.wants("scan") {

@@ -10,7 +10,7 @@
 //! - **Default and `--all-locations`**, through the counting proxy: GETs and bytes of each, and
 //!   peak RSS at `--concurrency` 8, 32 and 64 with every copy read.
 //! - **Local directories**: the same objects as files (in the page cache), scanned cold.
-//! - **Calls per slot** of a fill on SQL search and on a millisecond-granular engine.
+//! - **Calls per slot** of a fill: `bench/calls.rs` (the part `calls` of this profile).
 //!
 //! The dataset is real-sized: days of a primary and a backup drawn from the real distribution
 //! (median 2 MB, a few over the line cap, up to 57 MB).
@@ -22,21 +22,17 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde_json::json;
 
-use super::super::misskey::{EmulatorConfig, MisskeyEmulator, NoteSpec, SearchEngine, sample_text};
 use super::s3::{self, S3Server};
 use super::{
     ChildRun, MAX_LINES, Measure, Obj, Options, PinTo, Profile, Report, Rules, Workspace, body,
-    config, date, exit_code, machine_cpu, realistic_location, record, round3, run_slotfill,
-    scan_plan, upload, window_args,
+    config, date, exit_code, machine_cpu, realistic_location, record, run_slotfill, scan_plan,
+    upload, window_args,
 };
 
 /// Rounds of curl and slotfill, alternating.
 const ROUNDS: usize = 3;
 /// Requests in flight for both clients.
 const PARALLEL: usize = 16;
-/// Fill: slots per engine, and their note counts in turn.
-const FILL_SLOTS: usize = 40;
-const FILL_NOTES: [usize; 4] = [1_000, 250, 99, 101];
 
 pub fn limit_part(profile: &Profile, opts: &Options, report: &mut Report) {
     // Waiting up to 2 minutes per measurement for an idle machine would take too long on a
@@ -207,11 +203,6 @@ pub fn limit_part(profile: &Profile, opts: &Options, report: &mut Report) {
         ),
     );
     drop(files);
-
-    // 4. Calls per slot on both kinds of search engine.
-    for engine in [SearchEngine::SqlLike, SearchEngine::Meilisearch] {
-        calls_per_slot(opts, report, engine);
-    }
 }
 
 /// Waits until the machine is nearly idle for a second, at most 15 s.
@@ -414,96 +405,4 @@ fn write_files(dir: &Path, locations: &[(&str, &[Obj])]) -> u64 {
         }
     }
     bytes
-}
-
-/// Fills `FILL_SLOTS` slots on one kind of search engine; records the origin calls per slot.
-fn calls_per_slot(opts: &Options, report: &mut Report, engine: SearchEngine) {
-    let emulator = MisskeyEmulator::start(EmulatorConfig {
-        search: engine,
-        ..Default::default()
-    });
-    // 2025-09-01T00:00+09:00
-    let first_slot = date(2025, 9, 1)
-        .and_hms_opt(0, 0, 0)
-        .expect("midnight")
-        .and_utc()
-        .timestamp()
-        - 9 * 3600;
-    let mut budget = 0u64;
-    let mut seed = 0u64;
-    for s in 0..FILL_SLOTS {
-        let n = FILL_NOTES[s % FILL_NOTES.len()];
-        budget += n.div_ceil(100) as u64 + 1;
-        let start_ms = (first_slot + s as i64 * 600) * 1000;
-        // Distinct milliseconds: a note sharing the millisecond of a page's last costs a call
-        // more on a millisecond-granular engine, whatever the client does.
-        let step = 600_000 / n as i64;
-        emulator.add_notes((0..n as i64).map(|k| {
-            seed += 1;
-            NoteSpec::public_local(
-                start_ms + k * step + (seed as i64 % step),
-                &sample_text(seed),
-            )
-        }));
-    }
-    let last_slot = first_slot + (FILL_SLOTS as i64 - 1) * 600;
-    let local = |slot: i64| {
-        chrono::DateTime::from_timestamp(slot + 9 * 3600, 0)
-            .expect("time")
-            .naive_utc()
-            .format("%Y-%m-%dT%H:%M")
-            .to_string()
-    };
-    let dir = tempfile::tempdir().expect("temp dir");
-    let cfg = format!(
-        "catalog = \"slotfill.db\"\n[datasets.jp]\nprimary = \"file://{0}/p\"\n\
-         complement = \"file://{0}/c\"\n[datasets.jp.source]\nkind = \"misskey\"\n\
-         base_url = \"{1}\"\nmode = \"search\"\n",
-        dir.path().display(),
-        emulator.base_url()
-    );
-    let ws = Workspace::new(&cfg);
-    let window = [
-        "--start".to_string(),
-        local(first_slot),
-        "--end".into(),
-        local(last_slot),
-    ];
-    let mut scan = vec!["scan".to_string(), "-d".into(), "jp".into()];
-    scan.extend(window.iter().cloned());
-    let out = run_slotfill(opts, &ws, &[], "calls: scan first", &scan, None);
-    report.check(out.code == 0, format!("calls: scan exit code {}", out.code));
-    let mut fill = vec!["fill".to_string(), "-d".into(), "jp".into()];
-    fill.extend(window.iter().cloned());
-    let mut out = run_slotfill(
-        opts,
-        &ws,
-        &[],
-        &format!("fill {FILL_SLOTS} slots, {engine:?}"),
-        &fill,
-        None,
-    );
-    let calls = emulator.calls();
-    let over = ws.query_i64(
-        "SELECT COUNT(*) FROM fill_attempts WHERE origin_calls > (notes + 99) / 100 + 1",
-    );
-    let notes = ws.query_i64("SELECT SUM(notes) FROM fill_attempts WHERE outcome = 'filled'");
-    out.measure.extra.extend([
-        ("origin_calls".to_string(), json!(calls)),
-        (
-            "calls_per_slot".into(),
-            json!(round3(calls as f64 / FILL_SLOTS as f64)),
-        ),
-        ("budget".into(), json!(budget)),
-        ("notes".into(), json!(notes)),
-    ]);
-    record(report, opts, &out, 0);
-    report.check(
-        calls <= budget + 2,
-        format!("{engine:?}: {calls} origin calls <= sum of ceil(n/100)+1 = {budget}, + 2 probes"),
-    );
-    report.check(
-        over <= 1,
-        format!("{engine:?}: {over} slots over ceil(n/100)+1 (the one with the bound probe)"),
-    );
 }

@@ -7,7 +7,7 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use slotfill::scan::count::LineCounter;
+use slotfill::store::count::LineCounter;
 
 const CHUNK: usize = 256 * 1024;
 

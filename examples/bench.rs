@@ -13,7 +13,7 @@
 
 #[path = "../tests/support/misskey/mod.rs"]
 mod misskey;
-#[path = "../tests/support/s3.rs"]
+#[path = "../tests/support/s3/mod.rs"]
 mod s3;
 
 #[path = "../bench/harness.rs"]
@@ -36,7 +36,7 @@ use std::path::PathBuf;
 
 const USAGE: &str = "usage: bench --slotfill PATH [--profile smoke|full] [--only PARTS] \
     [--json FILE] [--perf DIR] [--scale N] [--days N] [--serve DIR]\n\
-    PARTS: comma-separated of scan, sample, fill, year\n\
+    PARTS: comma-separated of scan, sample, fill, year (the limit profile: limit, calls)\n\
     --serve DIR: generate the scan dataset, write DIR/slotfill.toml, wait until DIR/stop exists\n\
     or: bench --slotfill PATH --profile soak [--days N] [--speed X] [--seed N]\n\
     or: bench --slotfill PATH --profile events [--events N] [--senders N]\n\

@@ -1,4 +1,4 @@
--- The 50 most recent runs and how they ended.
+-- The 50 most recent runs and how they ended (with their calibrations' verdicts and lowest recall).
 SELECT r.id,
        d.name AS dataset,
        r.command,
@@ -13,6 +13,8 @@ SELECT r.id,
        r.still_missing,
        r.requests,
        r.origin_calls,
+       (SELECT group_concat(DISTINCT c.verdict) FROM calibrations c WHERE c.run_id = r.id) AS calibration,
+       (SELECT ROUND(MIN(c.recall), 3) FROM calibrations c WHERE c.run_id = r.id) AS recall,
        r.error
 FROM runs r
 LEFT JOIN datasets d ON d.id = r.dataset_id

@@ -2,7 +2,8 @@
 //!
 //! The pipeline is scan → fill → verify (→ promote) over a SQLite catalog. Each concept has
 //! its module: [`slot`] (time and keys), [`config`], [`catalog`], [`store`]
-//! (S3 and local directories), [`scan`], [`source`] (the origin API), and
+//! (S3 and local directories), [`location`] (a location opened, and what one
+//! object of it holds), [`scan`], [`source`] (the origin API), [`fill`], and
 //! [`report`]. [`commands`] glues them into what the CLI runs.
 
 pub mod catalog;
@@ -11,6 +12,7 @@ pub mod commands;
 pub mod config;
 pub mod error;
 pub mod fill;
+pub mod location;
 pub mod logging;
 pub mod notify;
 pub mod progress;
@@ -23,3 +25,4 @@ pub mod slot;
 pub mod source;
 pub mod state;
 pub mod store;
+pub mod text;

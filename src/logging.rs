@@ -26,7 +26,9 @@ pub fn init(verbose: u8, quiet: bool, json: bool) {
     let default = if verbose >= 3 {
         format!("{level},aws_smithy_runtime=debug,aws_runtime=debug,hyper=info")
     } else {
-        format!("warn,slotfill={level}")
+        // aws-config warns once per credential provider that found nothing; the
+        // error line that follows names the missing credentials in one line.
+        format!("warn,aws_config=error,slotfill={level}")
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()

@@ -409,13 +409,7 @@ fn rate_limits_and_transient_faults_are_waited_out() {
     f.assert_complement_exact();
     // The faults reached the origin and were waited out (some by the probe before
     // the first slot, which no attempt records).
-    let retries: u64 = out
-        .stdout
-        .split("retries: ")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("{}", out.stdout));
+    let retries = summary_number(&out.stdout, "retries: ");
     assert!(retries >= 6, "{retries} retries");
 }
 

@@ -10,6 +10,7 @@ use std::net::TcpStream;
 
 use serde_json::Value;
 
+use crate::support::fediverse::Fixture;
 use crate::support::mastodon::{
     MastodonConfig, MastodonEmulator, StatusSpec, Throttle, mixed_statuses,
 };
@@ -188,34 +189,6 @@ fn the_emulator_refuses_anonymous_callers_and_bad_tokens_in_mastodons_shape() {
     assert_eq!(get(&e.base_url(), PATH, Some("good")).0, 200);
 }
 
-/// Dataset `jp` over local directories reading `timeline` of `e`.
-fn workspace(
-    e: &MastodonEmulator,
-    dirs: &std::path::Path,
-    timeline: &str,
-    extra: &str,
-) -> Workspace {
-    let config = format!(
-        "catalog = \"slotfill.db\"\n[datasets.jp]\nprimary = \"file://{0}/primary\"\ncomplement = \"file://{0}/complement\"\n{RULES}\
-         [datasets.jp.source]\nkind = \"mastodon\"\nbase_url = \"{1}\"\ntimeline = \"{timeline}\"\n{extra}",
-        dirs.display(),
-        e.base_url()
-    );
-    Workspace::new(&config)
-}
-
-fn window_args(command: &str, first: i64, last: i64, extra: &[&str]) -> Vec<String> {
-    let mut args = vec![command.to_string(), "-d".into(), "jp".into()];
-    args.extend([
-        "--start".into(),
-        arg_time(first),
-        "--end".into(),
-        arg_time(last),
-    ]);
-    args.extend(extra.iter().map(|s| s.to_string()));
-    args
-}
-
 #[test]
 fn each_timeline_is_filled_exactly_across_slot_and_day_boundaries() {
     let e = MastodonEmulator::start(MastodonConfig::default());
@@ -241,19 +214,23 @@ fn each_timeline_is_filled_exactly_across_slot_and_day_boundaries() {
             e.add_status(remote);
         }
     }
-    let dirs = tempfile::tempdir().unwrap();
     for (timeline, media) in [
         ("public", false),
         ("local", false),
         ("remote", false),
         ("public", true),
     ] {
-        let root = dirs.path().join(format!("{timeline}-{media}"));
-        let extra = if media { "only_media = true\n" } else { "" };
-        let ws = workspace(&e, &root, timeline, extra);
-        ws.slotfill(&as_strs(&window_args("run", first, last, &[])))
-            .ok();
-        let complement = Place::Dir(root.join("complement"));
+        // No federation lag here: the call budget below is the statuses' own
+        // pages (the lag's cost is measured in its own test).
+        let lag = if timeline == "local" {
+            ""
+        } else {
+            "federation_lag = \"0\"\n"
+        };
+        let extra = format!("{lag}{}", if media { "only_media = true\n" } else { "" });
+        let f = Fixture::new(&e, timeline, &extra);
+        f.run("run", first, last, &[]).ok();
+        let (ws, complement) = (&f.ws, &f.complement);
         let mut written = 0;
         for i in 0..12 {
             let slot = first + i * SLOT;
@@ -261,14 +238,7 @@ fn each_timeline_is_filled_exactly_across_slot_and_day_boundaries() {
                 false => e.expected(timeline, slot * 1000, (slot + SLOT) * 1000),
                 true => e.expected_media(timeline, slot * 1000, (slot + SLOT) * 1000),
             };
-            let body = complement
-                .get(&key_of(slot))
-                .expect("every slot has its object");
-            let got: Vec<Value> = String::from_utf8(body)
-                .unwrap()
-                .lines()
-                .map(|l| serde_json::from_str(l).unwrap())
-                .collect();
+            let got = f.slot(slot).expect("every slot has its object");
             assert_eq!(got, want, "{timeline} {}", local_iso(slot));
             written += got.len();
             let meta = complement.metadata(&key_of(slot)).unwrap();
@@ -292,12 +262,14 @@ fn each_timeline_is_filled_exactly_across_slot_and_day_boundaries() {
             "{timeline}: calls beyond the statuses' pages"
         );
     }
-    // Every page request sent limit 40 and an upper bound, never a lower one.
-    let pages: Vec<_> = e
+    // Every page request sent limit 40 and an upper bound, never a lower one;
+    // each run's probe also asked once for 2 statuses below the newest.
+    let (probes, pages): (Vec<_>, Vec<_>) = e
         .requests()
         .into_iter()
         .filter(|q| q.contains_key("max_id"))
-        .collect();
+        .partition(|q| q["limit"] == "2");
+    assert_eq!(probes.len(), 4, "{probes:?}");
     for q in &pages {
         assert_eq!(q["limit"], "40");
         assert!(
@@ -333,18 +305,8 @@ fn the_rate_limit_headers_are_honoured_before_the_429_comes() {
             i as u64,
         ));
     }
-    let dirs = tempfile::tempdir().unwrap();
-    let ws = workspace(&e, dirs.path(), "public", "");
-    ws.slotfill(&as_strs(&window_args("scan", first, last, &[])))
-        .ok();
-    let out = ws
-        .slotfill(&as_strs(&window_args(
-            "fill",
-            first,
-            last,
-            &["--concurrency", "1", "-v"],
-        )))
-        .ok();
+    let f = Fixture::new(&e, "public", "");
+    let out = f.fill(first, last, &["--concurrency", "1", "-v"]).ok();
     let paging = e
         .requests()
         .iter()
@@ -373,12 +335,9 @@ fn refusals_reach_the_user_as_one_line_naming_the_setting() {
     });
     let slot = AUG1_JST;
     e.add_statuses(mixed_statuses(slot * 1000, (slot + SLOT) * 1000, 20, 1));
-    let dirs = tempfile::tempdir().unwrap();
-    let mut ws = workspace(&e, dirs.path(), "local", "token_env = \"MY_MASTODON\"\n");
-    ws.slotfill(&as_strs(&window_args("scan", slot, slot, &[])))
-        .ok();
-    let fill = window_args("fill", slot, slot, &[]);
-    let out = ws.slotfill(&as_strs(&fill)).code(2);
+    let mut f = Fixture::new(&e, "local", "token_env = \"MY_MASTODON\"\n");
+    f.run("scan", slot, slot, &[]).ok();
+    let out = f.run("fill", slot, slot, &[]).code(2);
     assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
     assert!(
         out.stderr.starts_with("slotfill: error: the Mastodon server requires a signed-in user for the local timeline (422: This method requires an authenticated user)")
@@ -386,8 +345,8 @@ fn refusals_reach_the_user_as_one_line_naming_the_setting() {
         "{}",
         out.stderr
     );
-    ws.set_env("MY_MASTODON", "wrong-token");
-    let out = ws.slotfill(&as_strs(&fill)).code(2);
+    f.ws.set_env("MY_MASTODON", "wrong-token");
+    let out = f.run("fill", slot, slot, &[]).code(2);
     assert!(
         out.stderr
             .contains("rejected the access token (401: The access token is invalid)")
@@ -395,10 +354,10 @@ fn refusals_reach_the_user_as_one_line_naming_the_setting() {
         "{}",
         out.stderr
     );
-    assert_eq!(ws.query_i64("SELECT COUNT(*) FROM fill_attempts"), 0);
-    ws.env.clear();
-    ws.set_env("MY_MASTODON", "good-token");
-    ws.slotfill(&as_strs(&fill)).ok();
+    assert_eq!(f.ws.query_i64("SELECT COUNT(*) FROM fill_attempts"), 0);
+    f.ws.env.clear();
+    f.ws.set_env("MY_MASTODON", "good-token");
+    f.run("fill", slot, slot, &[]).ok();
     assert!(
         e.seen_authorization_headers()
             .iter()
@@ -410,7 +369,7 @@ fn refusals_reach_the_user_as_one_line_naming_the_setting() {
     for (extra, says) in [
         (
             "mode = \"search\"\n",
-            "source key mode is a misskey setting; a mastodon source reads timeline",
+            "source key mode is a misskey setting; a mastodon source reads base_url, timeline",
         ),
         (
             "host = \"remote.example\"\n",
@@ -418,13 +377,13 @@ fn refusals_reach_the_user_as_one_line_naming_the_setting() {
         ),
         ("visibility = [\"home\"]\n", "returns only public statuses"),
     ] {
-        let ws = workspace(&e, dirs.path(), "local", extra);
-        let out = ws.slotfill(&as_strs(&fill)).code(2);
+        let f = Fixture::new(&e, "local", extra);
+        let out = f.run("fill", slot, slot, &[]).code(2);
         assert!(out.stderr.contains(says), "{extra}: {}", out.stderr);
-        assert!(!ws.catalog_path().exists());
+        assert!(!f.ws.catalog_path().exists());
     }
-    let ws = workspace(&e, dirs.path(), "federated", "");
-    let out = ws.slotfill(&as_strs(&fill)).code(2);
+    let f = Fixture::new(&e, "federated", "");
+    let out = f.run("fill", slot, slot, &[]).code(2);
     assert!(
         out.stderr
             .contains("unknown timeline \"federated\" (local, public, remote)"),

@@ -1,11 +1,10 @@
 //! Awkward objects on the real S3 server are counted exactly, and counting
 //! streams: a single 5 MB line, a missing final newline, CRLF, empty objects,
 //! stray and cut-off UTF-8 sequences, and a 60 MB object, with the peak memory
-//! (RSS) of the `slotfill` process measured by the kernel.
+//! (RSS) of the `slotfill` process measured by the kernel (`support::rss`).
 
-use std::fs::File;
-use std::process::Stdio;
-
+use crate::support::bodies::{big_body, mixed_line, mixed_lines};
+use crate::support::rss::run_measured;
 use crate::support::s3::S3Server;
 use crate::support::*;
 
@@ -36,130 +35,6 @@ fn expect(lines: i64, utf8_valid: bool, unterminated: bool, status: &'static str
         unterminated: Some(i64::from(unterminated)),
         status,
     }
-}
-
-/// A line of about `width` bytes, mixing ASCII and three-byte Japanese characters.
-fn mixed_line(i: usize, width: usize) -> String {
-    let mut line = format!("{{\"id\":\"n{i:08}\",\"text\":\"");
-    let pieces = ["日本語のテキスト", " ascii words ", "改行なし", "🦀", "é"];
-    let mut k = i;
-    while line.len() + 3 < width {
-        line.push_str(pieces[k % pieces.len()]);
-        k += 1;
-    }
-    line.push_str("\"}");
-    line
-}
-
-/// `count` mixed lines, each ending with `ending`.
-fn mixed_lines(count: usize, width: usize, ending: &str) -> Vec<u8> {
-    let mut out = Vec::new();
-    for i in 0..count {
-        out.extend_from_slice(mixed_line(i, width).as_bytes());
-        out.extend_from_slice(ending.as_bytes());
-    }
-    out
-}
-
-/// At least `size` bytes of mixed lines of about 3.6 KB each; returns the body and its lines.
-pub(crate) fn big_body(size: usize) -> (Vec<u8>, i64) {
-    let mut body = Vec::with_capacity(size + 8192);
-    let mut lines = 0;
-    while body.len() < size {
-        body.extend_from_slice(mixed_line(lines, 3600).as_bytes());
-        body.push(b'\n');
-        lines += 1;
-    }
-    (body, lines as i64)
-}
-
-/// Runs slotfill to completion; returns its outcome and its peak resident set
-/// in KiB. slotfill runs under ptrace, stopped just before it exits to read
-/// `VmHWM` from `/proc/PID/status`: the high-water mark of its own address
-/// space. (`wait4`'s `ru_maxrss` would not do: after a vfork-style spawn it
-/// includes the peak of the test process, which holds the 60 MiB body.)
-pub(crate) fn run_measured(ws: &Workspace, args: &[&str]) -> (Run, u64) {
-    use std::os::unix::process::CommandExt;
-    let (out_path, err_path) = (ws.path().join("stdout.txt"), ws.path().join("stderr.txt"));
-    let mut command = ws.command(args);
-    command
-        .stdout(Stdio::from(File::create(&out_path).unwrap()))
-        .stderr(Stdio::from(File::create(&err_path).unwrap()));
-    // SAFETY: one async-signal-safe syscall between fork and exec.
-    unsafe {
-        command.pre_exec(|| {
-            let null = std::ptr::null_mut::<libc::c_void>();
-            if libc::ptrace(libc::PTRACE_TRACEME, 0, null, null) == -1 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    // This thread forked slotfill, so it is its tracer: every ptrace call below is made here.
-    let child = command.spawn().expect("spawn slotfill under ptrace");
-    let pid = child.id() as libc::pid_t;
-    let null = std::ptr::null_mut::<libc::c_void>();
-    let mut status = 0;
-    let wait = |status: &mut i32| {
-        // SAFETY: waits for our own child.
-        let waited = unsafe { libc::waitpid(pid, status, 0) };
-        assert_eq!(waited, pid, "waitpid: {}", std::io::Error::last_os_error());
-    };
-    wait(&mut status);
-    assert!(
-        libc::WIFSTOPPED(status) && libc::WSTOPSIG(status) == libc::SIGTRAP,
-        "slotfill did not stop at exec: status {status:#x}"
-    );
-    let options = (libc::PTRACE_O_TRACEEXIT | libc::PTRACE_O_EXITKILL) as usize;
-    // SAFETY: ptrace requests on our stopped tracee.
-    let set = unsafe {
-        libc::ptrace(
-            libc::PTRACE_SETOPTIONS,
-            pid,
-            null,
-            options as *mut libc::c_void,
-        )
-    };
-    assert_eq!(
-        set,
-        0,
-        "PTRACE_SETOPTIONS: {}",
-        std::io::Error::last_os_error()
-    );
-    let mut peak_kib = None;
-    let mut deliver = 0usize;
-    loop {
-        // SAFETY: as above; `deliver` passes on a signal the tracee received.
-        unsafe { libc::ptrace(libc::PTRACE_CONT, pid, null, deliver as *mut libc::c_void) };
-        wait(&mut status);
-        if libc::WIFEXITED(status) || libc::WIFSIGNALED(status) {
-            break;
-        }
-        deliver = 0;
-        if status >> 8 == (libc::SIGTRAP | (libc::PTRACE_EVENT_EXIT << 8)) {
-            // About to exit: the address space, and its high-water mark, still exist.
-            let proc_status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-            peak_kib = proc_status
-                .lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok());
-        } else if libc::WIFSTOPPED(status) {
-            deliver = libc::WSTOPSIG(status) as usize;
-        }
-    }
-    drop(child);
-    let code = if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else {
-        -1
-    };
-    let run = Run {
-        code,
-        stdout: std::fs::read_to_string(&out_path).unwrap(),
-        stderr: std::fs::read_to_string(&err_path).unwrap(),
-    };
-    let peak_kib = peak_kib.unwrap_or_else(|| panic!("no VmHWM read before exit: {run:?}"));
-    (run, peak_kib)
 }
 
 fn scan_args(first: i64, last: i64) -> Vec<String> {

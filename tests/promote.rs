@@ -5,8 +5,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use crate::objects::{big_body, run_measured};
-use crate::support::s3::{FaultRule, S3Fault, S3Op, S3Server};
+use crate::support::bodies::big_body;
+use crate::support::rss::run_measured;
+use crate::support::s3::{FaultRule, Gate, S3Fault, S3Op, S3Server};
 use crate::support::seeded::{Origin, Place, Rng, as_strs, finish, spawn};
 use crate::support::*;
 
@@ -187,6 +188,85 @@ fn a_collector_object_written_between_plan_and_copy_is_not_clobbered() {
     // A scan catalogues the collector's object: its slot is ok through the primary.
     ws.slotfill(&as_strs(&o.args("scan", &[]))).ok();
     assert_eq!(ok_role(&ws, raced), "primary");
+}
+
+/// Another process takes the lease (a row written from another connection to
+/// the catalog file) while the first copy is under way: that copy finishes
+/// and is recorded, and promote copies nothing more, exits 1 naming the lost
+/// lease, and leaves the new holder's lease in place.
+#[test]
+fn promote_stops_when_another_process_takes_its_lease() {
+    let server = S3Server::shared();
+    let primary = Place::bucket("promote-lease-primary", "misskey");
+    let complement = Place::bucket("promote-lease-complement", "misskey_complement");
+    let (o, ws) = filled(0x9205, 8, &primary, &complement);
+    let present = primary.contents();
+    let gate = Gate::new();
+    server.inject(
+        primary.bucket_name(),
+        FaultRule {
+            op: S3Op::Put,
+            fault: S3Fault::Hold(gate.clone()),
+            times: 1,
+            skip: 0,
+        },
+    );
+    server.reset_counts(primary.bucket_name());
+    let child = spawn(&ws, &o.args("promote", &["--concurrency", "1"]));
+    let started = Instant::now();
+    while server.counts(primary.bucket_name()).put == 0 {
+        assert!(started.elapsed() < Duration::from_secs(30), "no copy came");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // The first copy is held at the proxy: now another process takes the lease.
+    let taken = ws
+        .catalog()
+        .execute(
+            "UPDATE leases SET holder = 'elsewhere:7:x', host = 'elsewhere.example', pid = 7",
+            [],
+        )
+        .unwrap();
+    assert_eq!(taken, 1, "promote held no lease");
+    gate.open();
+    let out = finish(child);
+    assert_eq!(out.code, 1, "{out:?}");
+    let fillable = o.fillable();
+    let rest = fillable.len() - 1;
+    assert_eq!(
+        out.stderr.trim(),
+        format!(
+            "slotfill: error: lost the lease on dataset jp to another process; stopping \
+             ({rest} slots not promoted; promote again once the other process is done)"
+        ),
+        "{}",
+        out.stderr
+    );
+    // The copy under way was made and recorded; no other copy was even tried.
+    assert_eq!(server.counts(primary.bucket_name()).put, 1);
+    let first = fillable[0];
+    assert_eq!(
+        promotions(&ws).keys().copied().collect::<Vec<_>>(),
+        vec![first]
+    );
+    assert_eq!(ok_role(&ws, first), "primary");
+    assert_eq!(primary.get(&key_of(first)), complement.get(&key_of(first)));
+    for slot in &fillable[1..] {
+        assert_eq!(primary.get(&key_of(*slot)), None, "{}", local_iso(*slot));
+        assert_eq!(ok_role(&ws, *slot), "complement");
+    }
+    assert_eq!(primary.keys().len(), present.len() + 1);
+    assert_eq!(
+        ws.query_i64(
+            "SELECT COUNT(*) FROM runs WHERE command = 'promote' AND outcome = 'stopped'
+                    AND error LIKE 'lost the lease%'"
+        ),
+        1
+    );
+    let holder: String = ws
+        .catalog()
+        .query_row("SELECT holder FROM leases", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(holder, "elsewhere:7:x", "the new holder's lease is kept");
 }
 
 #[test]

@@ -200,6 +200,48 @@ fn rescans_download_only_what_changed() {
     );
 }
 
+/// An object rewritten with the same byte count but other lines is a new
+/// object (its ETag says so): the next scan downloads exactly it, once, and
+/// records what it holds now.
+#[test]
+fn an_object_rewritten_with_the_same_size_is_counted_again() {
+    let f = fixture();
+    let server = S3Server::shared();
+    scan(&f);
+    let slot = f.first + 10 * SLOT;
+    let key = format!("misskey/{}", key_of(slot));
+    let before = server.get(&f.primary, &key).unwrap();
+    let etag = server.etag(&f.primary, &key).unwrap();
+    let lines_of = |f: &Fixture| {
+        f.ws.query_i64(&format!(
+            "SELECT lines FROM objects WHERE key = '{}'",
+            key_of(slot)
+        ))
+    };
+    assert_eq!(lines_of(&f), 39);
+
+    // Two lines now, padded to the same size: too few lines.
+    let rewritten = jsonl_of_size(2, before.len());
+    server.put(&f.primary, &key, &rewritten);
+    assert_ne!(server.etag(&f.primary, &key).unwrap(), etag);
+    server.reset_counts(&f.primary);
+    server.reset_counts(&f.backup);
+    scan(&f);
+    let (primary, backup) = (server.counts(&f.primary), server.counts(&f.backup));
+    assert_eq!((primary.get, backup.get), (1, 0), "{primary:?} {backup:?}");
+    assert_eq!(primary.bytes_out, before.len() as u64, "{primary:?}");
+    assert_eq!(lines_of(&f), 2);
+    let state: String =
+        f.ws.catalog()
+            .query_row(
+                "SELECT state FROM slots WHERE slot_start = ?1",
+                [slot],
+                |r| r.get(0),
+            )
+            .unwrap();
+    assert_eq!(state, "too_few_lines");
+}
+
 #[test]
 fn local_directory_locations_scan_like_buckets() {
     let dir = tempfile::tempdir().unwrap();

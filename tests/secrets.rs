@@ -18,6 +18,10 @@ const WRONG_AWS_SECRET: &str = "aws-WRONG-secret-Zq81xVw3";
 /// The secret part of a webhook URL (its path and query embed a token).
 const WEBHOOK_SECRET: &str = "hook-SECRET-d9c0e41b";
 
+/// How an error body that quoted the token reads once masked (see
+/// `EmulatorConfig::echo_token_in_errors`).
+const ECHO_MASKED: &str = "(query parameters: [\"***\"])";
+
 /// Texts that must never appear anywhere.
 const LONG_SECRETS: [&str; 4] = [TOKEN, WRONG_TOKEN, WRONG_AWS_SECRET, WEBHOOK_SECRET];
 
@@ -102,8 +106,10 @@ fn fixture() -> Fixture {
     let bucket = server.new_bucket("secrets");
     let first = AUG1_JST;
     let last = first + 5 * SLOT;
+    // Every error body the origin sends repeats the caller's token.
     let emulator = MisskeyEmulator::start(EmulatorConfig {
         required_token: Some(TOKEN.into()),
+        echo_token_in_errors: true,
         ..Default::default()
     });
     for i in 0..6 {
@@ -215,6 +221,24 @@ impl Fixture {
             }
         }
     }
+
+    /// Every object in the bucket (collector's and filled) and its metadata: no secret.
+    #[track_caller]
+    fn assert_bucket_clean(&self) {
+        let server = S3Server::shared();
+        let keys = server.list_keys(&self.bucket, "");
+        let filled = keys.iter().filter(|k| k.starts_with("misskey_complement/"));
+        assert!(filled.count() >= 3, "{keys:?}");
+        for key in &keys {
+            let body = server.get(&self.bucket, key).unwrap();
+            for secret in LONG_SECRETS {
+                let found = body.windows(secret.len()).any(|w| w == secret.as_bytes());
+                assert!(!found, "object {key} holds {secret}");
+            }
+            let metadata = server.head_metadata(&self.bucket, key).unwrap();
+            assert_no_secret(&format!("metadata of {key}"), &format!("{metadata:?}"));
+        }
+    }
 }
 
 #[test]
@@ -263,7 +287,7 @@ fn no_command_shows_a_secret_at_any_verbosity_or_failure() {
     );
     assert_eq!(f.ok_slots(), 4, "one slot filled through the faults");
     f.emulator.fail_every(1, Fault::Internal500);
-    f.run(
+    let failing = f.run(
         &[
             "--log-format",
             "json",
@@ -277,6 +301,12 @@ fn no_command_shows_a_secret_at_any_verbosity_or_failure() {
             "1",
         ],
         1,
+    );
+    // The origin's error body quoted the token: the message shows where it was, masked.
+    assert!(
+        failing.stderr.contains(ECHO_MASKED),
+        "the echoed token reached the error, masked:\n{}",
+        failing.stderr
     );
     f.emulator.fail_every(0, Fault::Internal500);
 
@@ -361,11 +391,12 @@ fn no_command_shows_a_secret_at_any_verbosity_or_failure() {
     );
     assert!(
         failures.stdout.contains("rejected the API token")
-            && failures.stdout.contains("access denied"),
+            && failures.stdout.contains("access denied")
+            && failures.stdout.contains(ECHO_MASKED),
         "failures are recorded with their messages:\n{}",
         failures.stdout
     );
     f.assert_catalog_clean();
+    f.assert_bucket_clean();
     assert!(f.runs >= 25, "{} runs", f.runs);
-    let _ = &f.bucket;
 }

@@ -1,6 +1,6 @@
 //! Fill attempts: which slots to fill, and what each attempt did.
 
-use super::{AttemptId, DatasetId, LocationId};
+use super::{AttemptId, CalibrationId, DatasetId, LocationId};
 use std::str::FromStr;
 
 use rusqlite::{OptionalExtension, params};
@@ -83,6 +83,14 @@ pub struct FinishedAttempt {
     pub retry_after: Option<String>,
     /// Notes the visibility policy kept out of the slot (None: nothing fetched).
     pub left_out: Option<u64>,
+    /// In-range notes outside the dataset's scope (host, text filter).
+    pub out_of_scope: Option<u64>,
+    /// The calibration that vouched for the origin's answers.
+    pub calibration_id: Option<CalibrationId>,
+    /// What ended the slot's ranges (`RangeEnds::describe`), when any did.
+    pub range_end: Option<String>,
+    /// How the notes were obtained, as JSON.
+    pub provenance: Option<String>,
 }
 
 impl FromStr for AttemptOutcome {
@@ -180,7 +188,8 @@ impl Catalog {
         };
         tx.execute(
             "UPDATE fill_attempts SET finished_at = ?2, outcome = ?3, notes = ?4, origin_calls = ?5, retries = ?6,
-                 coverage_seconds = ?7, error_code = ?8, object_id = ?9, left_out = ?10
+                 coverage_seconds = ?7, error_code = ?8, object_id = ?9, left_out = ?10,
+                 out_of_scope = ?11, calibration_id = ?12, range_end = ?13, provenance = ?14
              WHERE id = ?1",
             params![
                 done.attempt_id,
@@ -192,7 +201,11 @@ impl Catalog {
                 done.coverage_seconds,
                 done.error_code,
                 object_id,
-                done.left_out.map(|n| n as i64)
+                done.left_out.map(|n| n as i64),
+                done.out_of_scope.map(|n| n as i64),
+                done.calibration_id,
+                done.range_end,
+                done.provenance,
             ],
         )?;
         // Older attempts of this slot that never finished were interrupted runs.
@@ -278,6 +291,19 @@ impl Catalog {
         let after = nearest("ASC", ">", slot + max_distance)?;
         let known: Vec<i64> = before.into_iter().chain(after).collect();
         Ok((!known.is_empty()).then(|| known.iter().sum::<i64>() as f64 / known.len() as f64))
+    }
+
+    /// The most lines any object of the slot was counted to hold (an invalid
+    /// object's count is a lower bound on the slot's notes; counting stops at
+    /// `max_lines`).
+    pub fn slot_lines(&self, dataset_id: DatasetId, slot: SlotStart) -> Result<Option<i64>> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT MAX(o.lines) FROM objects o JOIN locations l ON l.id = o.location_id
+                 WHERE l.dataset_id = ?1 AND o.slot_start = ?2 AND o.gone_at IS NULL",
+            )?
+            .query_row(params![dataset_id, slot], |r| r.get(0))?)
     }
 
     /// The average line count of the dataset's valid objects (for estimates).

@@ -3,8 +3,8 @@
 //! # Schema
 //! Created by the migrations in `migrations/` (embedded with refinery) and
 //! documented for users in `docs/catalog.md`: datasets, locations, objects,
-//! listings, slots, runs, fill_attempts, leases, promotions, the watch's
-//! watch_checks, incidents and alerts, and the `gaps` and
+//! listings, slots, runs, fill_attempts, calibrations, leases, promotions, the
+//! watch's watch_checks, incidents and alerts, and the `gaps` and
 //! `coverage_by_day` views.
 //!
 //! # Locking and pragmas
@@ -23,6 +23,7 @@
 //! transaction with upserts, so a rescan costs a handful of statements per day.
 
 mod activity;
+mod calibrations;
 mod detail;
 mod fills;
 mod lease;
@@ -43,6 +44,7 @@ use thiserror::Error;
 use crate::config::{Dataset, Role};
 
 pub use activity::RunRecord;
+pub use calibrations::{NewCalibration, ReferenceSlot};
 pub use detail::AttemptRow;
 pub use fills::{AttemptOutcome, CandidateQuery, FillCandidate, FinishedAttempt};
 pub use lease::{Lease, LeaseError, this_host};
@@ -439,6 +441,8 @@ row_id!(
     LocationId,
     /// `fill_attempts.id`
     AttemptId,
+    /// `calibrations.id`
+    CalibrationId,
     /// `incidents.id`
     IncidentId,
     /// `alerts.id`

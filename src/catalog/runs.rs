@@ -19,7 +19,8 @@ pub enum RunOutcome {
     GapsRemain,
     /// A dry run: nothing fetched or written.
     DryRun,
-    /// A fill stopped early (failed slots in a row, or its lease was lost).
+    /// A fill stopped early (failed slots in a row, or its lease was lost), or
+    /// a promote (its lease was lost).
     Stopped,
     Failed,
     Interrupted,

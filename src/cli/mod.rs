@@ -68,7 +68,7 @@ pub enum Command {
     },
     /// Slots by state for each dataset (catalog only, no network).
     Status {
-        #[arg(long)]
+        #[arg(long, short = 'd')]
         dataset: Option<String>,
     },
     /// Complement the catalog's missing slots from the origin API.

@@ -62,6 +62,8 @@ fn command_lines() {
         vec!["gaps", "--dataset", "jp", "--start", "-3d", "--end", "now"],
         vec!["--config", "x.toml", "status"],
         vec!["-vv", "--log-format", "json", "status", "--dataset", "jp"],
+        // Every command that takes a dataset takes `-d` (the README says so).
+        vec!["status", "-d", "jp"],
         vec![
             "fill",
             "-d",

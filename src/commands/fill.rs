@@ -40,7 +40,7 @@ pub async fn fill(global: &Global, cmd: &FillCommand) -> Result<Outcome> {
     let window = require_window(&resolved)?;
     require_complement(&resolved.ds)?;
     // Before the catalog is opened: a scope that cannot be honoured records nothing.
-    let plan = source::plan(&resolved.ds, &cmd.flags.source)?;
+    let plan = source::plan(&resolved.ds.name, &resolved.ds.source, &cmd.flags.source)?;
     let session = Session::open(resolved).await?;
     let source = source::build(&plan, &session.resolved.config.s3).await?;
     let options = fill_options(window, &cmd.flags, &plan);
@@ -134,7 +134,7 @@ pub async fn run_fill(
         &session.db,
         &session.resolved.ds,
         &session.row,
-        session.complement(),
+        &session.targets,
         source,
         run,
         options,
@@ -184,7 +184,7 @@ pub fn describe(
             out.push_str(&format!("  … and {} more\n", r.candidates.len() - 20));
         }
         out.push_str(&format!(
-            "dry run: nothing fetched; expected about {} notes in about {} origin calls, {} at --sleep {} s and --concurrency {} (estimated from the neighbouring valid slots)\n",
+            "dry run: nothing fetched; expected at least {} notes in at least {} origin calls, {} at --sleep {} s and --concurrency {} (a lower bound: estimated from the neighbouring valid slots and each slot's own invalid object)\n",
             r.estimate.notes,
             r.estimate.calls,
             crate::fill::plan::describe_duration(r.estimate.duration),
@@ -212,10 +212,25 @@ pub fn describe(
         "origin calls: {} ({before}{per_slot:.1} per slot), retries: {}\n",
         r.origin_calls, r.retries
     ));
+    for c in &r.calibrations {
+        out.push_str(&format!("calibration: {}\n", describe_calibration(c)));
+    }
+    if r.blocked > 0 {
+        out.push_str(&format!(
+            "not filled: {} whose day's calibration found the origin blind there; nothing was sealed on its answers\n",
+            plural(r.blocked, "slot")
+        ));
+    }
     if r.left_out > 0 {
         out.push_str(&format!(
             "{} left out by the visibility policy\n",
             plural(r.left_out, "note")
+        ));
+    }
+    if r.out_of_scope > 0 {
+        out.push_str(&format!(
+            "{} left out by the host or text filter\n",
+            plural(r.out_of_scope, "note")
         ));
     }
     if r.filled > 0 {
@@ -251,4 +266,19 @@ pub fn describe(
         out.push_str(&format!("stopped early: {stopped}\n"));
     }
     out
+}
+
+/// One calibration, for people.
+fn describe_calibration(c: &crate::fill::Calibration) -> String {
+    let reference = c
+        .reference
+        .as_deref()
+        .map(|r| {
+            format!(
+                " (archived slot {r}, {})",
+                plural(c.origin_calls, "origin call")
+            )
+        })
+        .unwrap_or_default();
+    format!("{}: {}{reference}", c.verdict.as_str(), c.message)
 }

@@ -7,9 +7,9 @@
 use crate::catalog::{RunOutcome, RunSummary};
 use crate::config::Role;
 use crate::error::{Error, Result};
+use crate::location::OpenLocation;
 use crate::promote::{PromoteError, PromoteOptions, PromoteReport};
 use crate::report::format::plural;
-use crate::scan::ScanTarget;
 
 use super::session::failure_of;
 use super::{Global, Notify, Outcome, Selection, Session, require_window, resolve};
@@ -74,6 +74,8 @@ pub async fn promote(global: &Global, cmd: &PromoteCommand) -> Result<Outcome> {
             let summary = RunSummary {
                 outcome: if cmd.dry_run {
                     RunOutcome::DryRun
+                } else if report.stopped.is_some() {
+                    RunOutcome::Stopped
                 } else if report.failed.is_empty() {
                     RunOutcome::Ok
                 } else {
@@ -102,9 +104,16 @@ fn into_error(e: PromoteError) -> Error {
     }
 }
 
-/// Copies that failed (after the store's own retries) fail the run; skipped
-/// slots (someone wrote meanwhile, an invalid object kept) do not.
+/// A promote that lost its lease, and copies that failed (after the store's
+/// own retries), fail the run; skipped slots (someone wrote meanwhile, an
+/// invalid object kept) do not.
 fn failure(report: &PromoteReport) -> Option<String> {
+    if let Some(stopped) = &report.stopped {
+        return Some(format!(
+            "{stopped} ({} not promoted; promote again once the other process is done)",
+            plural(report.unfinished(), "slot")
+        ));
+    }
     let (_, cause) = report.failed.last()?;
     Some(format!(
         "{} could not be promoted: {cause}",
@@ -160,7 +169,7 @@ fn target_location(ds: &crate::config::Dataset, into: Option<&str>) -> Result<St
     })
 }
 
-fn targets(session: &Session, target_url: &str) -> Result<(ScanTarget, ScanTarget)> {
+fn targets(session: &Session, target_url: &str) -> Result<(OpenLocation, OpenLocation)> {
     let complement = session
         .complement()
         .cloned()
@@ -177,7 +186,7 @@ fn targets(session: &Session, target_url: &str) -> Result<(ScanTarget, ScanTarge
 /// What the promote did, for people.
 fn describe(
     session: &Session,
-    target: &ScanTarget,
+    target: &OpenLocation,
     options: &PromoteOptions,
     r: &PromoteReport,
 ) -> String {
@@ -229,6 +238,12 @@ fn describe(
         for (slot, why) in r.failed.iter().take(NAMED) {
             out.push_str(&format!("  {}: {why}\n", spec.local_iso(*slot)));
         }
+    }
+    if let Some(stopped) = &r.stopped {
+        out.push_str(&format!(
+            "stopped early: {stopped}; {} not promoted\n",
+            plural(r.unfinished(), "slot")
+        ));
     }
     out
 }

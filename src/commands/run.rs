@@ -28,7 +28,7 @@ pub async fn run(global: &Global, cmd: &RunCommand) -> Result<Outcome> {
     let window = require_window(&resolved)?;
     require_complement(&resolved.ds)?;
     // Before the catalog is opened: a scope that cannot be honoured records nothing.
-    let plan = source::plan(&resolved.ds, &cmd.fill.source)?;
+    let plan = source::plan(&resolved.ds.name, &resolved.ds.source, &cmd.fill.source)?;
     let session = Session::open(resolved).await?;
     let source = source::build(&plan, &session.resolved.config.s3).await?;
     let options = fill_options(window, &cmd.fill, &plan);

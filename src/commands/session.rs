@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::catalog::{Catalog, DatasetRow, RunId, RunOutcome, RunSummary, SharedCatalog};
 use crate::error::{Error, Result};
-use crate::scan::ScanTarget;
+use crate::location::OpenLocation;
 use crate::slot::Window;
 use crate::store;
 
@@ -27,7 +27,7 @@ pub struct Session {
     pub resolved: Resolved,
     pub db: SharedCatalog,
     pub row: DatasetRow,
-    pub targets: Vec<ScanTarget>,
+    pub targets: Vec<OpenLocation>,
 }
 
 impl Session {
@@ -37,7 +37,7 @@ impl Session {
         let mut targets = Vec::new();
         for location in &row.locations {
             let store = store::open(&location.url, &resolved.config.s3).await?;
-            targets.push(ScanTarget {
+            targets.push(OpenLocation {
                 row: location.clone(),
                 store,
             });
@@ -50,7 +50,7 @@ impl Session {
         })
     }
 
-    pub fn complement(&self) -> Option<&ScanTarget> {
+    pub fn complement(&self) -> Option<&OpenLocation> {
         self.targets
             .iter()
             .find(|t| t.row.role == crate::config::Role::Complement)

@@ -12,15 +12,10 @@ use thiserror::Error;
 
 use crate::slot::{SlotError, SlotSpec};
 
-mod duration;
-mod location;
-mod source;
-
-pub use duration::{format_duration, parse_duration};
-pub use location::normalize_location;
-use location::overlaps;
-use source::check_source;
-pub use source::{IdSchemeSetting, SourceConfig, SourceKind, TextFilter};
+pub use crate::source::open::SourceConfig;
+use crate::store::overlaps;
+pub use crate::store::{S3Settings, normalize_location};
+pub use crate::text::{format_duration, parse_duration};
 
 pub const DEFAULT_KEY_TEMPLATE: &str = "%Y/%m/%d/%H/%Y-%m-%d_%H-%M.jsonl";
 
@@ -43,15 +38,6 @@ pub enum ConfigError {
     Slot { dataset: String, source: SlotError },
     #[error("dataset {dataset}: {message}")]
     Invalid { dataset: String, message: String },
-}
-
-#[derive(Debug, Clone, Deserialize, Default, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct S3Settings {
-    pub endpoint_url: Option<String>,
-    pub region: Option<String>,
-    #[serde(default)]
-    pub force_path_style: bool,
 }
 
 /// Validity rules for collector-written locations.
@@ -142,6 +128,10 @@ pub struct DatasetConfig {
     /// its slot.
     #[serde(default)]
     pub all_locations: bool,
+    /// The least share of the archived notes the origin must return when it is
+    /// calibrated against the archive (0 < r ≤ 1); below it the day is not
+    /// filled and the run fails. Unset: any recall above zero is filled and recorded.
+    pub min_recall: Option<f64>,
 }
 
 /// Defaults of the dataset settings that have one (each in this one place).
@@ -239,6 +229,8 @@ pub struct Dataset {
     pub empty_is_gap: bool,
     /// See [`DatasetConfig::all_locations`].
     pub all_locations: bool,
+    /// See [`DatasetConfig::min_recall`].
+    pub min_recall: Option<f64>,
 }
 
 impl Dataset {
@@ -366,7 +358,6 @@ impl Config {
                 return Err(invalid(format!("location {a} is listed twice")));
             }
         }
-        check_source(&raw.source).map_err(&invalid)?;
         let rules = raw.rules;
         if rules.max_lines == 0 || rules.min_lines >= rules.max_lines {
             return Err(invalid(format!(
@@ -378,6 +369,11 @@ impl Config {
             parse_duration(value.as_deref().unwrap_or(default))
                 .map_err(|e| invalid(format!("{key}: {e}")))
         };
+        if let Some(r) = raw.min_recall.filter(|r| !(*r > 0.0 && *r <= 1.0)) {
+            return Err(invalid(format!(
+                "min_recall must be above 0 and at most 1 (got {r})"
+            )));
+        }
         let settle_delay = duration("settle_delay", &raw.settle_delay, defaults::SETTLE_DELAY)?;
         let empty_recheck_after = duration(
             "empty_recheck_after",
@@ -393,6 +389,7 @@ impl Config {
             empty_recheck_after,
             empty_is_gap: raw.empty_is_gap || overrides.empty_is_gap,
             all_locations: raw.all_locations || overrides.all_locations,
+            min_recall: raw.min_recall,
             source: raw.source.clone(),
             notify_webhook: raw
                 .notify_webhook

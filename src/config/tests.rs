@@ -89,12 +89,21 @@ fn typed_source_settings_name_the_accepted_spellings() {
     );
     let typo = EXAMPLE.replace("id_scheme = \"auto\"", "id_scheme = \"aidxx\"");
     let err = Config::from_toml(path, &typo).unwrap_err().to_string();
-    assert!(err.contains("auto, aid, aidx"), "{err}");
+    assert!(
+        err.contains("line ") && err.contains("auto, snowflake, ulid, flake, aidx"),
+        "{err}"
+    );
     let fixed = EXAMPLE.replace("id_scheme = \"auto\"", "id_scheme = \"aidx\"");
     let config = Config::from_toml(path, &fixed).unwrap();
+    let crate::source::open::OriginConfig::Misskey(misskey) = &config.datasets["jp"].source.origin
+    else {
+        panic!("a misskey source");
+    };
     assert_eq!(
-        config.datasets["jp"].source.id_scheme,
-        Some(IdSchemeSetting::Fixed(crate::source::ids::IdScheme::Aidx))
+        misskey.id_scheme,
+        Some(crate::source::settings::IdSchemeSetting::Fixed(
+            crate::source::codec::IdCodec::Prefixed(crate::source::ids::IdScheme::Aidx)
+        ))
     );
 }
 
@@ -128,15 +137,21 @@ fn visibility_and_filter_names_are_checked_when_read() {
     let path = Path::new("c.toml");
     let config = Config::from_toml(path, EXAMPLE).unwrap();
     let ds = config.dataset("jp", &Overrides::default()).unwrap();
-    assert_eq!(ds.source.visibility, None, "the default is the policy's");
-    assert_eq!(ds.source.filter, Some(TextFilter::None));
+    assert_eq!(
+        ds.source.scope.visibility, None,
+        "the default is the policy's"
+    );
+    assert_eq!(
+        ds.source.scope.filter,
+        Some(crate::source::settings::TextFilter::None)
+    );
     let listed = format!("{EXAMPLE}visibility = [\"public\", \"followers\"]\n");
     let ds = Config::from_toml(path, &listed)
         .unwrap()
         .dataset("jp", &Overrides::default())
         .unwrap();
     assert_eq!(
-        ds.source.visibility,
+        ds.source.scope.visibility,
         Some(vec![Visibility::Public, Visibility::Followers])
     );
     let unknown = format!("{EXAMPLE}visibility = [\"public\", \"unlisted\"]\n");
@@ -148,10 +163,10 @@ fn visibility_and_filter_names_are_checked_when_read() {
     let err = Config::from_toml(path, &typo).unwrap_err().to_string();
     assert!(err.contains("japanes") && err.contains("japanese"), "{err}");
     let empty = format!("{EXAMPLE}visibility = []\n");
-    let err = Config::from_toml(path, &empty)
-        .unwrap()
-        .dataset("jp", &Overrides::default())
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("lists nothing"), "{err}");
+    // Refused when the file is read, naming the source table's line.
+    let err = Config::from_toml(path, &empty).unwrap_err().to_string();
+    assert!(
+        err.contains("lists nothing") && err.contains("line "),
+        "{err}"
+    );
 }

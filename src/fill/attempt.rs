@@ -22,6 +22,8 @@ pub struct SlotResult {
     pub notes: u64,
     /// Notes the visibility policy kept out; None when nothing was fetched.
     pub left_out: Option<u64>,
+    /// In-range notes outside the scope (host, text filter); None when nothing was fetched.
+    pub out_of_scope: Option<u64>,
     pub coverage: Option<f64>,
     /// The slot ended confirmed empty at the origin.
     pub confirmed_empty: bool,
@@ -34,7 +36,7 @@ pub async fn fill_one(
     ctx: &Context<'_>,
     candidate: FillCandidate,
 ) -> Result<Option<SlotResult>, FillError> {
-    if ctx.stop.load(Ordering::SeqCst) {
+    if ctx.stop.load(Ordering::SeqCst) || !ctx.hold_lease().await {
         return Ok(None);
     }
     let span = tracing::info_span!("slot", slot = %candidate.start_local);
@@ -65,6 +67,8 @@ struct Ending {
     confirmed_empty: bool,
     /// Notes the visibility policy kept out; None when nothing was fetched.
     left_out: Option<u64>,
+    /// In-range notes outside the scope; None when nothing was fetched.
+    out_of_scope: Option<u64>,
 }
 
 impl Ending {
@@ -75,6 +79,7 @@ impl Ending {
             object: None,
             confirmed_empty: false,
             left_out: None,
+            out_of_scope: None,
         }
     }
 
@@ -136,9 +141,14 @@ async fn attempt(ctx: &Context<'_>, candidate: &FillCandidate) -> (Ending, Optio
             return (ending, Some(e.into()));
         }
     };
-    let left_out = Some(sink.left_out());
+    let (left_out, out_of_scope) = (Some(sink.left_out()), Some(sink.out_of_scope()));
     let (ending, stop_run) = settle(ctx, candidate, &key, sink, fetch).await;
-    (Ending { left_out, ..ending }, stop_run)
+    let ending = Ending {
+        left_out,
+        out_of_scope,
+        ..ending
+    };
+    (ending, stop_run)
 }
 
 /// What a finished fetch comes to: nothing, the slot confirmed empty again, or
@@ -182,7 +192,7 @@ async fn settle(
             return (Ending::failed(fetch, Failure::Spool(message)), None);
         }
     };
-    match write_object(ctx, key, slot, &file, condition).await {
+    match write_object(ctx, key, slot, &file, &fetch, condition).await {
         Ok((outcome, object)) => (Ending::with_object(outcome, fetch, object), None),
         // Wrong credentials or a missing bucket fail every slot alike: stop at once
         // instead of fetching more slots from the origin for nothing.
@@ -241,6 +251,7 @@ async fn finish(
         object,
         confirmed_empty,
         left_out,
+        out_of_scope,
     } = ending;
     let notes = object
         .as_ref()
@@ -248,7 +259,7 @@ async fn finish(
         .unwrap_or(0) as u64;
     let coverage = object
         .as_ref()
-        .and_then(|o| crate::scan::coverage_seconds(slot, o.earliest.as_deref()));
+        .and_then(|o| crate::location::coverage_seconds(slot, o.earliest.as_deref()));
     let failed = matches!(outcome, AttemptOutcome::Failed | AttemptOutcome::Partial);
     if failed {
         let failures = ctx.consecutive_failures.fetch_add(1, Ordering::SeqCst) + 1;
@@ -260,6 +271,8 @@ async fn finish(
     }
     let retry_after = confirmed_empty
         .then(|| crate::clock::timestamp_text(crate::clock::now() + ctx.ds.empty_recheck_after));
+    let calibration = ctx.calibrations.of(ctx.ds, slot);
+    let fetched = fetch.calls > 0 || fetch.complete;
     let done = FinishedAttempt {
         dataset_id: ctx.dataset.id,
         attempt_id,
@@ -273,6 +286,10 @@ async fn finish(
         object: object.map(|o| (ctx.complement.row.id, o)),
         retry_after,
         left_out,
+        out_of_scope,
+        calibration_id: calibration.and_then(|c| c.id),
+        range_end: Some(fetch.ends.describe()).filter(|e| !e.is_empty()),
+        provenance: fetched.then(|| super::object::provenance_json(ctx)),
     };
     ctx.db.call(move |c| c.finish_attempt(&done)).await?;
     tracing::info!(
@@ -295,6 +312,7 @@ async fn finish(
         fetch,
         notes,
         left_out,
+        out_of_scope,
         coverage,
         confirmed_empty,
         failure,

@@ -21,18 +21,23 @@ pub async fn release(db: &SharedCatalog, lease: Lease) {
     let _ = db.call(move |c| c.release_lease(&lease)).await;
 }
 
+/// Renews the lease now; the message if it was lost (another process took it
+/// over) or cannot be confirmed.
+pub async fn renew(db: &SharedCatalog, lease: &Lease) -> Result<(), String> {
+    let lease = lease.clone();
+    db.call(move |c| c.renew_lease(&lease, chrono::Duration::seconds(LEASE_TTL_SECS)))
+        .await
+        .map_err(|e| e.to_string())
+}
+
 /// Renews the lease until aborted; ends early with a message if it was lost.
 pub fn spawn_heartbeat(db: SharedCatalog, lease: Lease) -> tokio::task::JoinHandle<Option<String>> {
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(LEASE_RENEW).await;
-            let lease = lease.clone();
-            let renewed = db
-                .call(move |c| c.renew_lease(&lease, chrono::Duration::seconds(LEASE_TTL_SECS)))
-                .await;
-            if let Err(e) = renewed {
+            if let Err(e) = renew(&db, &lease).await {
                 tracing::error!(error = %e, "lost the fill lease");
-                return Some(e.to_string());
+                return Some(e);
             }
         }
     })

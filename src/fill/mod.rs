@@ -21,12 +21,17 @@
 //! Before the first slot the complement location (exists, accepts a write)
 //! and the origin (answers, accepts the settings) are probed once, so a run
 //! that cannot succeed stops with the real cause instead of failing every slot.
-//! Slots that have not ended plus the settle delay are never fetched.
+//! Then the origin's answers are checked against the archive, once per day of
+//! gaps ([`calibrate`]): a day whose answers cannot see what the archive holds
+//! is not filled, and the run fails naming the likely cause. Slots that have
+//! not ended plus the settle delay are never fetched.
 //!
-//! Files: [`plan`] (candidates, estimates), [`attempt`] (one slot),
-//! [`object`] (the complement object), [`lease`] (one filler per dataset).
+//! Files: [`plan`] (candidates, estimates), [`calibrate`] (the origin against
+//! the archive), [`attempt`] (one slot), [`object`] (the complement object and
+//! its provenance), [`lease`] (one filler per dataset).
 
 mod attempt;
+pub mod calibrate;
 pub(crate) mod lease;
 mod object;
 pub mod plan;
@@ -39,16 +44,17 @@ use futures::StreamExt;
 use thiserror::Error;
 
 use crate::catalog::{
-    AttemptOutcome, CatalogError, DatasetRow, FillCandidate, RunId, SharedCatalog,
+    AttemptOutcome, CatalogError, DatasetRow, FillCandidate, Lease, RunId, SharedCatalog,
 };
 use crate::config::Dataset;
+use crate::location::OpenLocation;
 use crate::progress::Progress;
 use crate::report::format::plural;
-use crate::scan::ScanTarget;
 use crate::slot::{SlotStart, Window};
 use crate::source::{Fetch, NoteFilter, NoteSource, SourceError};
 use crate::store::StoreError;
 
+pub use calibrate::{Calibration, Calibrations, Verdict};
 pub use plan::Estimate;
 
 /// How many slots a report names (empty slots, for example).
@@ -128,6 +134,15 @@ pub struct FillReport {
     pub notes: u64,
     /// Notes the visibility policy kept out of the slots' objects.
     pub left_out: u64,
+    /// In-range notes outside the dataset's scope (host, text filter).
+    pub out_of_scope: u64,
+    /// The calibrations against the archive, in the order of their days.
+    pub calibrations: Vec<Arc<Calibration>>,
+    /// Candidates not fetched because their day's calibration showed the
+    /// origin blind (or below `min_recall`) there.
+    pub blocked: u64,
+    /// Why, for the error line.
+    pub blocked_reason: Option<String>,
     pub origin_calls: u64,
     /// Of `origin_calls`, those made once before the first slot (the probes).
     pub probe_calls: u64,
@@ -169,6 +184,12 @@ impl FillReport {
         if let Some(stopped) = &self.stopped {
             return Some(format!("{stopped}{cause}"));
         }
+        if let Some(reason) = &self.blocked_reason {
+            return Some(format!(
+                "{} not filled: {reason}",
+                plural(self.blocked, "slot")
+            ));
+        }
         let failed = self.failed + self.partial;
         (failed > 0 && self.completed() + self.empty == 0).then(|| {
             format!(
@@ -194,6 +215,7 @@ impl FillReport {
         }
         self.notes += slot.notes;
         self.left_out += slot.left_out.unwrap_or(0);
+        self.out_of_scope += slot.out_of_scope.unwrap_or(0);
         self.origin_calls += slot.fetch.calls;
         self.retries += slot.fetch.retries;
         self.coverage_seconds_total += slot.coverage.unwrap_or(0.0);
@@ -209,24 +231,35 @@ struct Context<'a> {
     ds: &'a Dataset,
     dataset: &'a DatasetRow,
     db: &'a SharedCatalog,
-    complement: &'a ScanTarget,
+    complement: &'a OpenLocation,
     source: Arc<dyn NoteSource>,
     run: Option<RunId>,
     options: &'a FillOptions,
+    calibrations: Calibrations,
+    /// The dataset's lease, renewed before each slot.
+    lease: Lease,
+    /// Why the lease could not be renewed: the run stops.
+    lease_lost: std::sync::Mutex<Option<String>>,
     stop: AtomicBool,
     consecutive_failures: AtomicU32,
 }
 
+/// Fills the catalog's gap slots of `options.window` from `source` into the
+/// complement location among `targets` (every location of the dataset: the
+/// collector's are read to calibrate the origin).
 pub async fn fill(
     db: &SharedCatalog,
     ds: &Dataset,
     dataset: &DatasetRow,
-    complement: Option<&ScanTarget>,
+    targets: &[OpenLocation],
     source: Arc<dyn NoteSource>,
     run: Option<RunId>,
     options: &FillOptions,
 ) -> Result<FillReport, FillError> {
-    let complement = complement.ok_or_else(|| FillError::NoComplement(ds.name.clone()))?;
+    let complement = targets
+        .iter()
+        .find(|t| t.row.role == crate::config::Role::Complement)
+        .ok_or_else(|| FillError::NoComplement(ds.name.clone()))?;
     let unscanned = plan::unscanned_slots(db, ds, dataset.id, options).await?;
     let query = plan::candidate_query(ds, options);
     if options.dry_run {
@@ -273,40 +306,92 @@ pub async fn fill(
         return probed.map(|()| report);
     }
     let heartbeat = lease::spawn_heartbeat(db.clone(), lease.clone());
-    let ctx = Context {
+    let calibrator = calibrate::Calibrator {
         ds,
-        dataset,
         db,
-        complement,
-        source,
+        dataset_id: dataset.id,
+        targets,
+        source: &source,
+        filter: &options.filter,
         run,
-        options,
-        stop: AtomicBool::new(false),
-        consecutive_failures: AtomicU32::new(0),
     };
-    let fatal = fill_candidates(&ctx, &mut report).await;
+    let calibrated = calibrator.calibrate(&report.candidates).await;
+    let fatal = match calibrated {
+        Ok(calibrations) => {
+            let ctx = Context {
+                ds,
+                dataset,
+                db,
+                complement,
+                source: source.clone(),
+                run,
+                options,
+                calibrations,
+                lease: lease.clone(),
+                lease_lost: std::sync::Mutex::new(None),
+                stop: AtomicBool::new(false),
+                consecutive_failures: AtomicU32::new(0),
+            };
+            report.calibrations = ctx.calibrations.distinct();
+            let calibration_calls: u64 = report.calibrations.iter().map(|c| c.origin_calls).sum();
+            report.origin_calls += calibration_calls;
+            report.probe_calls += calibration_calls;
+            let fatal = fill_candidates(&ctx, &mut report).await;
+            report.stopped = ctx.lease_lost.lock().expect("not poisoned").take();
+            if ctx.stop.load(Ordering::SeqCst) && report.stopped.is_none() && fatal.is_none() {
+                report.stopped = Some(format!(
+                    "stopped after {} in a row; the rest stay missing and are tried next run",
+                    plural(options.max_consecutive_failures, "failed slot")
+                ));
+            }
+            fatal
+        }
+        Err(e) => Some(e),
+    };
     heartbeat.abort();
     let lease_lost = heartbeat.await.ok().and_then(|lost| lost);
     lease::release(db, lease).await;
     if let Some(e) = fatal {
         return Err(e);
     }
-    if let Some(lost) = lease_lost {
+    if let Some(lost) = lease_lost.filter(|_| report.stopped.is_none()) {
         report.stopped = Some(lost);
-    } else if ctx.stop.load(Ordering::SeqCst) {
-        report.stopped = Some(format!(
-            "stopped after {} in a row; the rest stay missing and are tried next run",
-            plural(options.max_consecutive_failures, "failed slot")
-        ));
     }
     report.suspicious_empty = suspicious_empty(db, dataset.id, &report).await?;
     Ok(report)
 }
 
-/// Fills every planned slot, `concurrency` at once; returns the error that
-/// stopped the run, if one did.
+impl Context<'_> {
+    /// Renews the lease before a slot is fetched; false (and the run stops)
+    /// when another process took it over, so no slot is fetched or written
+    /// after the lease is gone.
+    async fn hold_lease(&self) -> bool {
+        match lease::renew(self.db, &self.lease).await {
+            Ok(()) => true,
+            Err(lost) => {
+                tracing::error!(error = %lost, "lost the fill lease; filling no further slot");
+                self.stop.store(true, Ordering::SeqCst);
+                let mut first = self.lease_lost.lock().expect("not poisoned");
+                first.get_or_insert(lost);
+                false
+            }
+        }
+    }
+}
+
+/// Fills every planned slot whose day's calibration does not block it,
+/// `concurrency` at once; returns the error that stopped the run, if one did.
 async fn fill_candidates(ctx: &Context<'_>, report: &mut FillReport) -> Option<FillError> {
-    let candidates = report.candidates.clone();
+    let (candidates, blocked): (Vec<_>, Vec<_>) =
+        report.candidates.iter().cloned().partition(|c| {
+            let calibration = ctx.calibrations.of(ctx.ds, c.slot_start);
+            !calibration.is_some_and(|c| c.verdict.blocks())
+        });
+    if let Some(first) = blocked.first() {
+        report.blocked = blocked.len() as u64;
+        let calibration = ctx.calibrations.of(ctx.ds, first.slot_start);
+        report.blocked_reason = calibration.map(|c| c.message.clone());
+    }
     let progress = Progress::new(ctx.options.progress, candidates.len() as u64, "filling");
     let mut results = futures::stream::iter(candidates)
         .map(|candidate| attempt::fill_one(ctx, candidate))
@@ -337,7 +422,7 @@ async fn fill_candidates(ctx: &Context<'_>, report: &mut FillReport) -> Option<F
 /// cannot succeed stops here with the real cause, having spent no origin call
 /// on a slot it could not write.
 async fn probe(
-    complement: &ScanTarget,
+    complement: &OpenLocation,
     source: &dyn NoteSource,
     report: &mut FillReport,
 ) -> Result<(), FillError> {

@@ -1,10 +1,16 @@
 //! The complement object of a slot: written from the slot file with slotfill's
-//! metadata, or found and counted when it already exists.
+//! metadata and its provenance, or found and counted when it already exists.
+//!
+//! Provenance keys (user metadata, beside `source`): `mode`, `engine`, `token`
+//! (`anonymous` or `user`, never the token), `visibility`, `host`, `filter`,
+//! `range-end` (what proved each range read to its end) and `calibration`
+//! (how the origin's answers compared with the archive). Someone holding only
+//! the bucket can tell how the notes were obtained and how sure that is.
 
 use crate::catalog::{AttemptOutcome, ObjectRecord};
-use crate::scan::{ComplementMeta, ScanError, inspect};
+use crate::location::{ComplementMeta, inspect};
 use crate::slot::SlotStart;
-use crate::source::SlotFile;
+use crate::source::{Fetch, SlotFile};
 use crate::state::State;
 use crate::store::{ListedObject, PutOutcome, PutRequest, StoreError, WriteCondition};
 
@@ -31,10 +37,6 @@ pub async fn existing_object(
     };
     match inspect(ctx.complement, &ctx.ds.rules, listed, slot).await {
         Ok((record, _)) => Some(record),
-        Err(ScanError::Read { message, .. }) => {
-            tracing::warn!(%message, "cannot read the complement object");
-            None
-        }
         Err(e) => {
             tracing::warn!(error = %e, "cannot read the complement object");
             None
@@ -48,6 +50,7 @@ pub async fn write_object(
     key: &str,
     slot: SlotStart,
     file: &SlotFile,
+    fetch: &Fetch,
     condition: WriteCondition,
 ) -> Result<(AttemptOutcome, Option<ObjectRecord>), StoreError> {
     let meta = ComplementMeta {
@@ -57,7 +60,8 @@ pub async fn write_object(
         latest: file.latest.clone(),
         promoted: false,
     };
-    let metadata = meta.to_metadata(slot, ctx.ds.spec.local_iso(slot), ctx.source.describe());
+    let mut metadata = meta.to_metadata(slot, ctx.ds.spec.local_iso(slot), ctx.source.describe());
+    metadata.extend(provenance_metadata(ctx, slot, fetch));
     let request = PutRequest {
         content_type: "application/x-ndjson".to_string(),
         metadata,
@@ -103,4 +107,60 @@ pub async fn write_object(
             ))
         }
     }
+}
+
+/// The provenance keys of a slot's object.
+fn provenance_metadata(ctx: &Context<'_>, slot: SlotStart, fetch: &Fetch) -> Vec<(String, String)> {
+    let source = ctx.source.provenance();
+    let filter = &ctx.options.filter;
+    let calibration = match ctx.calibrations.of(ctx.ds, slot) {
+        Some(c) => c.summary(),
+        None if !ctx.source.calibrates() => "not-applicable: an archive source".to_string(),
+        None => "none".to_string(),
+    };
+    [
+        ("mode", source.mode),
+        ("engine", source.engine),
+        ("token", source.token.name().to_string()),
+        ("visibility", filter.visibility.names().join(",")),
+        ("host", filter.host.clone().unwrap_or_else(|| "any".into())),
+        ("filter", text_filter(filter).to_string()),
+        ("range-end", fetch.ends.describe()),
+        ("calibration", calibration),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), header_value(&v)))
+    .collect()
+}
+
+/// S3 user metadata travels in HTTP headers: printable ASCII, kept short.
+fn header_value(value: &str) -> String {
+    let ascii: String = value
+        .chars()
+        .map(|c| {
+            if c == ' ' || c.is_ascii_graphic() {
+                c
+            } else {
+                '?'
+            }
+        })
+        .take(300)
+        .collect();
+    ascii
+}
+
+fn text_filter(filter: &crate::source::NoteFilter) -> &'static str {
+    if filter.japanese { "japanese" } else { "none" }
+}
+
+/// How an attempt's notes were obtained, as recorded in `fill_attempts.provenance`.
+pub fn provenance_json(ctx: &Context<'_>) -> String {
+    let filter = &ctx.options.filter;
+    let mut value = serde_json::to_value(ctx.source.provenance()).unwrap_or_default();
+    if let Some(object) = value.as_object_mut() {
+        object.insert("visibility".into(), filter.visibility.names().into());
+        object.insert("host".into(), filter.host.clone().into());
+        object.insert("filter".into(), text_filter(filter).into());
+    }
+    value.to_string()
 }

@@ -77,8 +77,11 @@ pub struct Estimate {
 }
 
 /// Estimates each candidate's notes from its nearest valid neighbours (the
-/// dataset's average when it has none within a day), and the calls and time
-/// that takes at the source's pace and the fill's concurrency.
+/// dataset's average when it has none within a day), or from its own invalid
+/// object where that was counted to hold more (a heavy slot cannot be seen
+/// from its neighbours), and the calls and time that takes at the source's
+/// pace and the fill's concurrency. Every figure is a lower bound: an invalid
+/// object's count stops at `max_lines`, and thinned pages cost more calls.
 pub async fn estimate(
     db: &SharedCatalog,
     dataset_id: DatasetId,
@@ -93,10 +96,11 @@ pub async fn estimate(
             slots
                 .iter()
                 .map(|slot| {
-                    c.neighbour_lines(dataset_id, *slot, NEIGHBOUR_DISTANCE_SECS)
-                        .map(|n| n.unwrap_or(average).round() as u64)
+                    let own = c.slot_lines(dataset_id, *slot)?.unwrap_or(0).max(0) as u64;
+                    let near = c.neighbour_lines(dataset_id, *slot, NEIGHBOUR_DISTANCE_SECS)?;
+                    Ok(own.max(near.unwrap_or(average).round() as u64))
                 })
-                .collect::<Result<Vec<u64>, _>>()
+                .collect::<Result<Vec<u64>, crate::catalog::CatalogError>>()
         })
         .await?;
     let notes = per_slot.iter().sum();

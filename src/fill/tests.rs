@@ -23,6 +23,9 @@ enum Reply {
     Notes(Vec<i64>),
     /// Notes at these offsets, but the pages never reached the start.
     Incomplete(Vec<i64>),
+    /// Another process takes the dataset's lease over (through the catalog
+    /// file), then the fetch answers like `Notes`.
+    LeaseTakenOver(std::path::PathBuf, Vec<i64>),
 }
 
 struct Scripted {
@@ -70,6 +73,13 @@ impl NoteSource for Scripted {
         let (offsets, complete) = match reply.expect("an unscripted fetch") {
             Reply::Notes(offsets) => (offsets, true),
             Reply::Incomplete(offsets) => (offsets, false),
+            Reply::LeaseTakenOver(catalog, offsets) => {
+                let other = rusqlite::Connection::open(catalog).unwrap();
+                other
+                    .execute("UPDATE leases SET holder = 'elsewhere:1:x'", [])
+                    .unwrap();
+                (offsets, true)
+            }
         };
         for offset in offsets {
             sink.push(&note(start_ms + offset)).unwrap();
@@ -85,6 +95,24 @@ impl NoteSource for Scripted {
     fn estimated_calls(&self, _notes: u64) -> u64 {
         1
     }
+
+    fn provenance(&self) -> crate::source::Provenance {
+        crate::source::Provenance {
+            origin: "scripted".into(),
+            mode: "test".into(),
+            endpoint: "scripted:test".into(),
+            engine: "scripted".into(),
+            token: crate::source::TokenClass::Anonymous,
+        }
+    }
+
+    async fn sample(
+        &self,
+        _window: Option<(i64, i64)>,
+        _stats: &mut Fetch,
+    ) -> Result<Vec<Box<RawValue>>, SourceError> {
+        Ok(Vec::new())
+    }
 }
 
 struct Bed {
@@ -92,7 +120,7 @@ struct Bed {
     ds: Dataset,
     db: SharedCatalog,
     row: DatasetRow,
-    complement: ScanTarget,
+    complement: OpenLocation,
 }
 
 /// A dataset of three missing slots from `T0`, scanned, with an empty complement.
@@ -113,7 +141,7 @@ async fn bed() -> Bed {
     let location = row.locations[1].clone();
     let store = Arc::new(LocalStore::new(&location.url, &dir.path().join("c")));
     Bed {
-        complement: ScanTarget {
+        complement: OpenLocation {
             row: location,
             store,
         },
@@ -140,7 +168,7 @@ impl Bed {
             &self.db,
             &self.ds,
             &self.row,
-            Some(&self.complement),
+            std::slice::from_ref(&self.complement),
             source,
             None,
             options,
@@ -181,6 +209,30 @@ impl Bed {
 fn write(path: &Path, body: &[u8]) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(path, body).unwrap();
+}
+
+#[tokio::test]
+async fn a_fill_whose_lease_is_taken_over_fetches_no_further_slot() {
+    let b = bed().await;
+    let catalog = b.dir.path().join("c.db");
+    let source = Scripted::new([
+        Reply::LeaseTakenOver(catalog, vec![1]),
+        Reply::Notes(vec![2]),
+        Reply::Notes(vec![3]),
+    ]);
+    let report = b.fill(source.clone(), &b.options()).await;
+    // The slot in flight when the lease went is finished and recorded; no other is fetched.
+    assert_eq!(source.fetches(), 1);
+    assert_eq!(report.filled, 1);
+    assert!(b.object(T0).is_some() && b.object(T0 + 600).is_none());
+    let stopped = report.stopped.expect("the run stopped");
+    assert!(stopped.contains("lease"), "{stopped}");
+    // The new holder's lease is left in place.
+    assert_eq!(
+        b.sql("SELECT COUNT(*) FROM leases WHERE holder = 'elsewhere:1:x'")
+            .await,
+        1
+    );
 }
 
 #[tokio::test]
@@ -301,7 +353,7 @@ async fn a_lease_held_by_another_process_stops_the_fill_before_any_fetch() {
         &b.db,
         &b.ds,
         &b.row,
-        Some(&b.complement),
+        std::slice::from_ref(&b.complement),
         source.clone(),
         None,
         &b.options(),
@@ -322,7 +374,7 @@ fn write_complement_object(b: &Bed, slot: i64, notes: usize) {
         .map(|i| format!("{}\n", note(slot * 1000 + i as i64).get()))
         .collect();
     write(&b.path(slot), body.as_bytes());
-    let meta = crate::scan::ComplementMeta {
+    let meta = crate::location::ComplementMeta {
         complete: Some(true),
         note_count: Some(notes as i64),
         earliest: None,

@@ -22,19 +22,22 @@
 //! `promotions` row, the slot now ok through the target), so the slot's state
 //! says at once that the target holds a valid object, and a second promote
 //! finds nothing to do. The dataset's lease is held throughout: a promote
-//! never races a fill or another promote of the same dataset.
+//! never races a fill or another promote of the same dataset. It is renewed
+//! before each slot, so a promote whose lease another process took over stops
+//! before its next copy (the copies already under way finish and are recorded).
 
 mod slot;
 
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::StreamExt;
 use thiserror::Error;
 
-use crate::catalog::{CatalogError, DatasetRow, PromotionCandidate, RunId, SharedCatalog};
+use crate::catalog::{CatalogError, DatasetRow, Lease, PromotionCandidate, RunId, SharedCatalog};
 use crate::config::Dataset;
+use crate::location::OpenLocation;
 use crate::progress::Progress;
-use crate::scan::ScanTarget;
 use crate::slot::{SlotStart, Window};
 use crate::store::StoreError;
 
@@ -79,11 +82,19 @@ pub struct PromoteReport {
     pub failed: Vec<(SlotStart, String)>,
     /// With `dry_run`: the slots that would be copied.
     pub planned: Vec<(SlotStart, slot::Action)>,
+    /// Why the promote stopped before its last slot: its lease was lost.
+    pub stopped: Option<String>,
 }
 
 impl PromoteReport {
     pub fn promoted(&self) -> u64 {
         self.copied + self.streamed + self.found
+    }
+
+    /// Candidates neither promoted, skipped nor failed: the promote stopped first.
+    pub fn unfinished(&self) -> u64 {
+        let done = self.promoted() + (self.skipped.len() + self.failed.len()) as u64;
+        (self.candidates.len() as u64).saturating_sub(done)
     }
 }
 
@@ -92,11 +103,34 @@ struct Context<'a> {
     ds: &'a Dataset,
     dataset: &'a DatasetRow,
     db: &'a SharedCatalog,
-    complement: &'a ScanTarget,
-    target: &'a ScanTarget,
+    complement: &'a OpenLocation,
+    target: &'a OpenLocation,
     run: Option<RunId>,
     options: &'a PromoteOptions,
+    /// The dataset's lease (none in a dry run), renewed before each slot.
+    lease: Option<Lease>,
     stop: AtomicBool,
+    /// Why the lease could not be renewed: the run stops.
+    lost: OnceLock<String>,
+}
+
+impl Context<'_> {
+    /// Renews the lease before a slot is promoted; false (and the run
+    /// stopping) when another process took it over.
+    async fn hold_lease(&self) -> bool {
+        let Some(lease) = &self.lease else {
+            return true;
+        };
+        match crate::fill::lease::renew(self.db, lease).await {
+            Ok(()) => true,
+            Err(lost) => {
+                tracing::debug!(error = %lost, "lost the lease; promoting no further slot");
+                self.stop.store(true, Ordering::SeqCst);
+                let _ = self.lost.set(lost);
+                false
+            }
+        }
+    }
 }
 
 /// Promotes every slot of the window that is ok only through the complement into `target`.
@@ -104,8 +138,8 @@ pub async fn promote(
     db: &SharedCatalog,
     ds: &Dataset,
     dataset: &DatasetRow,
-    complement: &ScanTarget,
-    target: &ScanTarget,
+    complement: &OpenLocation,
+    target: &OpenLocation,
     run: Option<RunId>,
     options: &PromoteOptions,
 ) -> Result<PromoteReport, PromoteError> {
@@ -114,7 +148,7 @@ pub async fn promote(
     let plan = move |c: &mut crate::catalog::Catalog| {
         c.promotion_candidates(id, source_id, target_id, range)
     };
-    let ctx = Context {
+    let mut ctx = Context {
         ds,
         dataset,
         db,
@@ -122,7 +156,9 @@ pub async fn promote(
         target,
         run,
         options,
+        lease: None,
         stop: AtomicBool::new(false),
+        lost: OnceLock::new(),
     };
     if options.dry_run {
         let candidates = db.call(plan).await?;
@@ -141,13 +177,18 @@ pub async fn promote(
         .await
         .map_err(lease_error)?;
     let heartbeat = crate::fill::lease::spawn_heartbeat(db.clone(), lease.clone());
+    ctx.lease = Some(lease.clone());
     let result = match db.call(plan).await {
         Ok(candidates) => promote_all(&ctx, candidates).await,
         Err(e) => Err(e.into()),
     };
     heartbeat.abort();
+    let lost_by_heartbeat = heartbeat.await.ok().flatten();
     crate::fill::lease::release(db, lease).await;
-    result
+    result.map(|mut report| {
+        report.stopped = ctx.lost.into_inner().or(lost_by_heartbeat);
+        report
+    })
 }
 
 fn lease_error(e: crate::fill::FillError) -> PromoteError {

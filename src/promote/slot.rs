@@ -6,9 +6,10 @@ use std::sync::atomic::Ordering;
 use tracing::Instrument;
 
 use crate::catalog::{ObjectRecord, Promotion, PromotionCandidate};
-use crate::scan::{ComplementMeta, LineCount, judge};
+use crate::location::{ComplementMeta, judge};
 use crate::slot::SlotStart;
 use crate::state::State;
+use crate::store::LineCount;
 use crate::store::{self, CopyOutcome, CopyRequest, WriteCondition};
 
 use super::{Context, PromoteError, PromoteReport};
@@ -125,12 +126,13 @@ impl SlotDone {
     }
 }
 
-/// Promotes one slot; `Ok(None)` when skipped because the run is stopping.
+/// Promotes one slot; `Ok(None)` when skipped because the run is stopping (a
+/// fatal error, or the lease lost).
 pub async fn promote_one(
     ctx: &Context<'_>,
     c: PromotionCandidate,
 ) -> Result<Option<SlotDone>, PromoteError> {
-    if ctx.stop.load(Ordering::SeqCst) {
+    if ctx.stop.load(Ordering::SeqCst) || !ctx.hold_lease().await {
         return Ok(None);
     }
     let span = tracing::info_span!("slot", slot = %c.start_local);

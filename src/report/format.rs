@@ -4,33 +4,15 @@ use std::io::Write;
 
 use serde_json::Value;
 
+// The counted nouns and lists of the summaries, where the reports used to own them.
+pub use crate::text::{name_some, plural};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Format {
     #[default]
     Table,
     Csv,
     Json,
-}
-
-/// A count and its noun, singular or plural: `1 slot`, `2 slots`, `3 day prefixes`.
-pub fn plural(n: impl Into<u64>, noun: &str) -> String {
-    let n = n.into();
-    if n == 1 {
-        return format!("1 {noun}");
-    }
-    let es = ["s", "x", "ch", "sh"].iter().any(|end| noun.ends_with(end));
-    format!("{n} {noun}{}", if es { "es" } else { "s" })
-}
-
-/// The first slots of a list of `total`, comma-separated, with "…" when some are left out.
-pub fn name_some<S: AsRef<str>>(named: &[S], total: u64) -> String {
-    let names: Vec<&str> = named.iter().map(AsRef::as_ref).collect();
-    let more = if total as usize > names.len() {
-        ", …"
-    } else {
-        ""
-    };
-    format!("{}{more}", names.join(", "))
 }
 
 /// Quotes a CSV field when it needs it (RFC 4180).

@@ -55,6 +55,10 @@ pub const CANNED: &[Canned] = &[
         name: "redundancy",
         sql: include_str!("../../sql/redundancy.sql"),
     },
+    Canned {
+        name: "calibrations",
+        sql: include_str!("../../sql/calibrations.sql"),
+    },
 ];
 
 pub fn canned(name: &str) -> Option<&'static Canned> {
@@ -123,7 +127,10 @@ mod every_canned_query {
                  INSERT INTO fill_attempts (dataset_id, slot_start, started_at, finished_at, outcome, notes, object_id)
                      VALUES (1, {t0} + 600, 'x', 'y', 'filled', 3, 2);
                  INSERT INTO runs (dataset_id, command, args, started_at, outcome)
-                     VALUES (1, 'fill', 'slotfill fill', 'x', 'ok');",
+                     VALUES (1, 'fill', 'slotfill fill', 'x', 'ok');
+                 INSERT INTO calibrations (dataset_id, run_id, scope_first, scope_last, reference_slot,
+                                           source, expected, found, recall, verdict, calibrated_at)
+                     VALUES (1, 1, {t0} + 1200, {t0} + 1200, {t0}, 'x', 98, 96, 0.98, 'partial', 'x');",
             ))
             .unwrap();
         (dir, catalog)

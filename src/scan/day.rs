@@ -25,11 +25,12 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::NaiveDate;
 use futures::{StreamExt, TryStreamExt};
 
-use super::{Context, ScanError, ScanTarget, add, count_object};
+use super::{Context, OpenLocation, ScanError, add, count_object};
 use crate::catalog::{KnownObject, ListedDay, ObjectRecord};
 use crate::config::{Dataset, Role};
-use crate::scan::{ComplementMeta, LineCount, judge};
+use crate::location::{ComplementMeta, judge};
 use crate::state::State;
+use crate::store::LineCount;
 use crate::store::{ListedObject, Listing};
 
 /// What the listing and the catalog say about one listed object.
@@ -72,7 +73,7 @@ struct Candidate {
 /// slot, and records each location's listing in one transaction.
 pub(super) async fn scan_day(
     ctx: &Context<'_>,
-    targets: &[&ScanTarget],
+    targets: &[&OpenLocation],
     day: NaiveDate,
 ) -> Result<(), ScanError> {
     let prefix = ctx.ds.spec.day_prefix(day);
@@ -150,7 +151,7 @@ pub(super) async fn scan_day(
 /// Reads what the catalog knows of a location's day prefix, then lists it.
 async fn list_location(
     ctx: &Context<'_>,
-    target: &ScanTarget,
+    target: &OpenLocation,
     prefix: &str,
 ) -> Result<Listed, ScanError> {
     let location_id = target.row.id;
@@ -177,7 +178,7 @@ async fn list_location(
 /// `all_locations`). Returns what to record, by target index.
 async fn judge_slot(
     ctx: &Context<'_>,
-    targets: &[&ScanTarget],
+    targets: &[&OpenLocation],
     slot_start: i64,
     candidates: Vec<Candidate>,
 ) -> Result<Vec<(usize, ObjectRecord)>, ScanError> {

@@ -14,27 +14,24 @@
 //! streams, so memory stays flat however long the window, however large the
 //! objects and whatever `--concurrency` says.
 
-pub mod count;
 mod day;
-mod judge;
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
 use thiserror::Error;
 use tokio::sync::Semaphore;
 
-use crate::catalog::{
-    CatalogError, DatasetRow, DayStates, LocationRow, ObjectRecord, SharedCatalog,
-};
+use crate::catalog::{CatalogError, DatasetRow, DayStates, ObjectRecord, SharedCatalog};
 use crate::config::Dataset;
+use crate::location::{ReadError, inspect};
 use crate::progress::Progress;
 use crate::slot::Window;
-use crate::store::{ListedObject, ObjectStore, StoreError, StoreStats};
-pub use count::{LineCount, count_lines};
-pub use judge::{ComplementMeta, coverage_seconds, judge};
+use crate::store::{ListedObject, StoreError};
+
+use crate::location::OpenLocation;
+// Until serve moves to `crate::location` (its events examine objects like a listing).
+pub use crate::location::OpenLocation as ScanTarget;
 
 pub use crate::store::MAX_CONNECTIONS;
 
@@ -44,20 +41,8 @@ pub enum ScanError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Catalog(#[from] CatalogError),
-    #[error("{location}: reading {key} failed after {}: {message}", crate::report::format::plural(*attempts, "attempt"))]
-    Read {
-        location: String,
-        key: String,
-        attempts: u32,
-        message: String,
-    },
-}
-
-/// A location opened for scanning.
-#[derive(Clone)]
-pub struct ScanTarget {
-    pub row: LocationRow,
-    pub store: Arc<dyn ObjectStore>,
+    #[error(transparent)]
+    Read(#[from] ReadError),
 }
 
 #[derive(Debug, Clone)]
@@ -123,7 +108,7 @@ pub async fn scan(
     db: &SharedCatalog,
     ds: &Dataset,
     dataset: &DatasetRow,
-    targets: &[ScanTarget],
+    targets: &[OpenLocation],
     options: &ScanOptions,
 ) -> Result<ScanReport, ScanError> {
     let days = options.window.days(&ds.spec);
@@ -144,7 +129,7 @@ pub async fn scan(
         ),
     };
     // Locations in order: an earlier one decides a slot before a later one is read.
-    let mut ordered: Vec<&ScanTarget> = targets.iter().collect();
+    let mut ordered: Vec<&OpenLocation> = targets.iter().collect();
     ordered.sort_by_key(|t| t.row.position);
     futures::stream::iter(days.iter().copied())
         .map(|day| day::scan_day(&ctx, &ordered, day))
@@ -185,12 +170,10 @@ pub async fn scan(
     })
 }
 
-const READ_ATTEMPTS: u32 = 3;
-
 /// Downloads and counts one object, retrying broken streams, under the download limit.
 async fn count_object(
     ctx: &Context<'_>,
-    target: &ScanTarget,
+    target: &OpenLocation,
     object: ListedObject,
     slot_start: i64,
 ) -> Result<ObjectRecord, ScanError> {
@@ -207,7 +190,7 @@ async fn count_object(
 /// size already makes it too small, otherwise a download, a count and the
 /// judge's verdict. Returns the record to store and the bytes read.
 pub async fn examine(
-    target: &ScanTarget,
+    target: &OpenLocation,
     ds: &Dataset,
     object: ListedObject,
     slot_start: i64,
@@ -224,74 +207,4 @@ pub async fn examine(
         )),
         day::Decision::Count => Some(inspect(target, &ds.rules, object, slot_start).await?),
     })
-}
-
-/// Downloads, counts and judges one object of a location; also returns the bytes read.
-pub async fn inspect(
-    target: &ScanTarget,
-    rules: &crate::config::Rules,
-    object: ListedObject,
-    slot_start: i64,
-) -> Result<(ObjectRecord, u64), ScanError> {
-    let role = target.row.role;
-    // Complement objects are counted whole: their line count is checked against
-    // their metadata. Collector objects stop at the line cap.
-    let cap = role.is_collector().then_some(rules.max_lines);
-    let (mut count, metadata) = read_counted(target, &object.key, cap).await?;
-    let meta = ComplementMeta::for_role(role, &metadata);
-    if meta.promoted && count.capped {
-        // A promoted copy is judged by its metadata like its original: count it whole.
-        (count, _) = read_counted(target, &object.key, None).await?;
-    }
-    StoreStats::bump(&target.store.stats().bytes_read, count.bytes);
-    let status = judge(role, object.size, Some(&count), &meta, rules);
-    let record = ObjectRecord {
-        key: object.key,
-        slot_start,
-        size: object.size as i64,
-        etag: object.etag,
-        last_modified: object.last_modified,
-        lines: Some(count.lines as i64),
-        utf8_valid: Some(count.utf8_valid),
-        unterminated: Some(count.unterminated),
-        complete: meta.complete,
-        note_count: meta.note_count,
-        earliest: meta.earliest,
-        latest: meta.latest,
-        status: Some(status),
-        counted: true,
-    };
-    Ok((record, count.bytes))
-}
-
-/// Reads and counts one object, retrying broken streams.
-async fn read_counted(
-    target: &ScanTarget,
-    key: &str,
-    cap: Option<u64>,
-) -> Result<(LineCount, std::collections::HashMap<String, String>), ScanError> {
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let result = target
-            .store
-            .count(key, cap)
-            .await
-            .map(|read| (read.count, read.metadata));
-        match result {
-            Ok(done) => return Ok(done),
-            Err(e) if e.is_configuration() || attempt >= READ_ATTEMPTS => {
-                return Err(ScanError::Read {
-                    location: target.store.location().to_string(),
-                    key: key.to_string(),
-                    attempts: attempt,
-                    message: e.to_string(),
-                });
-            }
-            Err(e) => {
-                tracing::warn!(%key, error = %e, attempt, "read failed; retrying");
-                tokio::time::sleep(Duration::from_millis(200 * 2u64.pow(attempt))).await;
-            }
-        }
-    }
 }

@@ -76,7 +76,8 @@ pub fn fill_flags(ds: &Dataset, max_slots: Option<u64>, dry_run: bool) -> FillFl
         |secs: f64| crate::clock::real_std(std::time::Duration::from_secs_f64(secs)).as_secs_f64();
     let cap = ds
         .source
-        .rate_limit_wait_cap
+        .origin
+        .rate_limit_wait_cap()
         .unwrap_or(defaults::RATE_LIMIT_WAIT_CAP);
     FillFlags {
         max_slots,
@@ -115,9 +116,12 @@ pub async fn start(
     let flags = fill_flags(&handle.ds, request.max_slots, request.dry_run);
     // As `slotfill run` does, before the catalog is opened.
     require_complement(&handle.ds)?;
-    let plan = crate::source::open::plan(&handle.ds, &flags.source)?;
+    let plan = crate::source::open::plan(&handle.ds.name, &handle.ds.source, &flags.source)
+        .map_err(Error::from)?;
     let session = Session::open(state.resolved(&handle.ds, window)).await?;
-    let source = crate::source::open::build(&plan, &session.resolved.config.s3).await?;
+    let source = crate::source::open::build(&plan, &session.resolved.config.s3)
+        .await
+        .map_err(Error::from)?;
     let source: Arc<dyn NoteSource> = Arc::new(Counted {
         inner: source,
         handle: handle.clone(),
@@ -252,5 +256,37 @@ impl NoteSource for Counted {
         self.count(&own);
         stats.absorb(&own);
         probed
+    }
+
+    fn provenance(&self) -> crate::source::Provenance {
+        self.inner.provenance()
+    }
+
+    fn calibrates(&self) -> bool {
+        self.inner.calibrates()
+    }
+
+    fn returnable(&self, record: &str) -> bool {
+        self.inner.returnable(record)
+    }
+
+    async fn sample(
+        &self,
+        window: Option<(i64, i64)>,
+        stats: &mut Fetch,
+    ) -> Result<Vec<Box<serde_json::value::RawValue>>, SourceError> {
+        let mut own = Fetch::default();
+        let sampled = self.inner.sample(window, &mut own).await;
+        self.count(&own);
+        stats.absorb(&own);
+        sampled
+    }
+
+    fn learn_ids(&self, ids: &[String]) {
+        self.inner.learn_ids(ids)
+    }
+
+    fn blind_advice(&self, to: crate::source::BlindTo, answers_recent: Option<bool>) -> String {
+        self.inner.blind_advice(to, answers_recent)
     }
 }

@@ -2,11 +2,13 @@
 //! with backoff, rate-limit waits shared through the pacer, and transport
 //! failures named by their real cause.
 //!
-//! A source turns one HTTP exchange into an [`Answer`]; [`call`] repeats it
-//! until it yields a page, a fatal error, or the retries run out. A rate
-//! limit is not a failure: every fetcher waits (the pacer's back-off) for as
-//! long as the origin said, or, when it said nothing, an exponential backoff
-//! capped by `rate_limit_wait_cap`.
+//! Every exchange goes through [`send`], which takes its turn from the
+//! origin's [`Pacer`] and reports the answer's rate-limit headers
+//! ([`Limits`]) back to it. A source turns one exchange into an [`Answer`];
+//! [`call`] repeats it until it yields a page, a fatal error, or the retries
+//! run out. A rate limit is not a failure: every fetcher waits (the pacer's
+//! back-off) for as long as the origin said, or, when it said nothing, an
+//! exponential backoff capped by `rate_limit_wait_cap`.
 
 use std::future::Future;
 use std::time::Duration;
@@ -15,16 +17,15 @@ use rand::Rng;
 use serde_json::value::RawValue;
 
 use super::pacer::Pacer;
+use super::ratelimit::{Limits, MAX_WAIT};
 use super::{Fetch, SourceError};
 
 /// Consecutive rate-limit answers tolerated for one call before giving up on it.
 const MAX_RATE_LIMIT_WAITS: u32 = 30;
-/// The longest wait ever taken, whatever the origin asks.
-pub const MAX_WAIT: Duration = Duration::from_secs(15 * 60);
 
-/// One answer from the origin, classified.
-pub enum Answer {
-    Page(Vec<Box<RawValue>>),
+/// One answer from the origin, classified; `T` is what a page holds.
+pub enum Answer<T = Vec<Box<RawValue>>> {
+    Page(T),
     /// 429; the wait the origin named, if it named one.
     RateLimited(Option<Duration>),
     Transient {
@@ -34,20 +35,28 @@ pub enum Answer {
     Fatal(SourceError),
 }
 
-/// Sends one request, with the bearer token if there is one. A failed exchange
-/// comes back as the transient answer that names its real cause (connection
-/// refused, DNS, TLS, timeout) and the origin, secrets scrubbed.
-pub async fn send(
+/// Sends one request when the pacer allows, with the bearer token if there is
+/// one, and tells the pacer what the answer's rate-limit headers say. A failed
+/// exchange comes back as the transient answer that names its real cause
+/// (connection refused, DNS, TLS, timeout) and the origin, secrets scrubbed.
+pub async fn send<T>(
+    pacer: &Pacer,
     request: reqwest::RequestBuilder,
     token: Option<&str>,
     base_url: &str,
     timeout: Duration,
-) -> Result<reqwest::Response, Answer> {
+) -> Result<reqwest::Response, Answer<T>> {
     let request = match token {
         Some(token) => request.bearer_auth(token),
         None => request,
     };
-    request.send().await.map_err(|e| {
+    let permit = pacer.acquire().await;
+    let sent = request.send().await;
+    if let Ok(response) = &sent {
+        permit.observe(base_url, response.status(), &Limits::of(response.headers()));
+    }
+    drop(permit);
+    sent.map_err(|e| {
         let (code, cause) = transport_cause(&e, timeout);
         let secrets: Vec<&str> = token.into_iter().collect();
         let detail = crate::redact::scrub(&crate::redact::one_line(&error_chain(&e)), &secrets);
@@ -77,6 +86,14 @@ impl CallFailure {
             CallFailure::Exhausted { message, .. } => unreachable_origin(&message),
         }
     }
+
+    /// For calls outside a slot's fetch (calibration): a failure as an error.
+    pub fn into_error(self) -> SourceError {
+        match self {
+            CallFailure::Fatal(e) => e,
+            CallFailure::Exhausted { message, .. } => SourceError::Origin(message),
+        }
+    }
 }
 
 /// How a source retries.
@@ -86,9 +103,30 @@ pub struct RetryPolicy {
     pub retry_wait: Duration,
     /// The longest backoff after a 429 that names no wait.
     pub rate_limit_wait_cap: Duration,
+    /// Connection failures get one retry at most (the probe: see [`Self::for_probe`]).
+    pub fail_fast: bool,
 }
 
 impl RetryPolicy {
+    /// For the probe made before the first slot: an origin that cannot be
+    /// connected to at all (refused, unresolvable, no TLS) is told at once,
+    /// after one retry, not after the whole backoff. An origin that answers,
+    /// even with a 502, gets every retry.
+    pub fn for_probe(self) -> RetryPolicy {
+        RetryPolicy {
+            fail_fast: true,
+            ..self
+        }
+    }
+
+    /// The retries a failure with this code gets.
+    fn retries_for(&self, code: &str) -> u32 {
+        match code {
+            "connect" | "dns" | "tls" if self.fail_fast => self.retries.min(1),
+            _ => self.retries,
+        }
+    }
+
     /// Exponential backoff with full jitter on top of the base wait.
     pub fn backoff(&self, attempt: u32) -> Duration {
         let base = self.retry_wait;
@@ -100,15 +138,15 @@ impl RetryPolicy {
 }
 
 /// A call with retries: rate limits are waited out, transient failures backed off.
-pub async fn call<F, Fut>(
+pub async fn call<T, F, Fut>(
     policy: &RetryPolicy,
     pacer: &Pacer,
     stats: &mut Fetch,
     mut once: F,
-) -> Result<Vec<Box<RawValue>>, CallFailure>
+) -> Result<T, CallFailure>
 where
     F: FnMut() -> Fut,
-    Fut: Future<Output = Answer>,
+    Fut: Future<Output = Answer<T>>,
 {
     let (mut failures, mut rate_limits) = (0u32, 0u32);
     loop {
@@ -139,11 +177,11 @@ where
                 );
                 crate::progress::origin_waits_until(std::time::Instant::now() + wait);
                 stats.retries += 1;
-                pacer.back_off(wait).await;
+                pacer.back_off(wait);
             }
             Answer::Transient { code, message } => {
                 failures += 1;
-                if failures > policy.retries {
+                if failures > policy.retries_for(&code) {
                     let message = format!("{message}; gave up after {failures} tries");
                     return Err(CallFailure::Exhausted { code, message });
                 }

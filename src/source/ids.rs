@@ -69,12 +69,12 @@ impl IdScheme {
         match self {
             IdScheme::Aid | IdScheme::Aidx => {
                 let t = (ms - EPOCH_2000_MS).max(0) as u64;
-                let s = radix(t, BASE36, 8);
+                let s = radix(t.into(), BASE36, 8);
                 s[s.len() - 8..].to_string()
             }
             IdScheme::Meid => format!("{:012x}", ms.max(0) as u64 + 0x8000_0000_0000),
             IdScheme::Meidg => format!("g{:011x}", ms.max(0) as u64),
-            IdScheme::Ulid => radix(ms.max(0) as u64, CROCKFORD, 10),
+            IdScheme::Ulid => radix(ms.max(0) as u128, CROCKFORD, 10),
             IdScheme::ObjectId => format!("{:08x}", ms.max(0) as u64 / 1000),
         }
     }
@@ -166,8 +166,9 @@ fn detect_one(id: &str) -> Option<IdScheme> {
     }
 }
 
-fn radix(mut value: u64, alphabet: &[u8], width: usize) -> String {
-    let base = alphabet.len() as u64;
+/// `value` in `alphabet`'s digits, zero-padded to `width` (shared with the codecs).
+pub(super) fn radix(mut value: u128, alphabet: &[u8], width: usize) -> String {
+    let base = alphabet.len() as u128;
     let mut digits = Vec::new();
     while value > 0 {
         digits.push(alphabet[(value % base) as usize]);
@@ -180,10 +181,11 @@ fn radix(mut value: u64, alphabet: &[u8], width: usize) -> String {
     String::from_utf8(digits).expect("ascii alphabet")
 }
 
-fn parse_radix(s: &str, alphabet: &[u8]) -> Option<u64> {
-    s.bytes().try_fold(0u64, |acc, b| {
-        let digit = alphabet.iter().position(|&a| a == b)? as u64;
-        acc.checked_mul(alphabet.len() as u64)?.checked_add(digit)
+/// A number written in `alphabet`'s digits; None for a foreign digit or an overflow.
+pub(super) fn parse_radix(s: &str, alphabet: &[u8]) -> Option<u128> {
+    s.bytes().try_fold(0u128, |acc, b| {
+        let digit = alphabet.iter().position(|&a| a == b)? as u128;
+        acc.checked_mul(alphabet.len() as u128)?.checked_add(digit)
     })
 }
 

@@ -1,315 +1,231 @@
-//! Opening the dataset's origin source from its typed config and the command
-//! line's overrides. The one place that knows each origin kind's settings and
-//! their defaults: commands hand over the overrides and get a [`NoteSource`].
+//! The origins, registered in one place: `[datasets.X.source]` read by its
+//! `kind`, checked, and connected.
 //!
-//! Resolving is split in two so that a setting that cannot be honoured stops
-//! the command before the catalog is opened or written: [`plan`] checks
-//! everything that needs no network (mode or timeline, id scheme, base URL,
-//! the scope settings against them) and [`build`] then connects what the plan
-//! names. A new origin kind gets its arm here.
+//! Each origin module owns its config as read, its checks ([`plan`] calls
+//! them before the catalog is opened, so a setting that cannot be honoured
+//! records nothing) and its construction ([`build`]). Adding an origin is a
+//! module in `src/source/` implementing [`NoteSource`] with its settings
+//! (see `misskey/settings.rs`), one variant of [`OriginConfig`] and its arm in
+//! the three matches below, and its emulator in `tests/support/`.
 //!
-//! Scope settings are never silently ignored. `host` is sent where the
-//! endpoint has a parameter for it (`notes/search`'s `host`, `notes`'s
-//! `local`) and is applied to the notes in every mode, so a timeline without
-//! a host parameter still keeps only that host's notes. The visibility policy
-//! has no endpoint parameter anywhere and is always applied to the notes.
-//! A combination that would keep nothing is refused.
+//! Scope settings (`host`, `filter`, `visibility`) are read for every kind
+//! and never silently ignored. `host` is sent where the endpoint has a
+//! parameter for it and applied to the notes in every mode; the visibility
+//! policy is always applied to the notes. A combination that would keep
+//! nothing is refused by the origin's checks.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use crate::config::{Dataset, IdSchemeSetting, S3Settings, SourceConfig, SourceKind, TextFilter};
-use crate::error::{Error, Result};
-use crate::source::http::RetryPolicy;
-use crate::source::mastodon::{Mastodon, MastodonSettings};
-use crate::source::misskey::{Misskey, MisskeySettings, Mode};
-use crate::source::{NoteFilter, NoteSource, SourceError, Visibility, VisibilityPolicy};
-use crate::store;
+use serde::{Deserialize, Deserializer};
 
-/// The defaults of the origin settings, each in this one place.
-pub mod defaults {
-    /// Seconds between origin calls (`--sleep`).
-    pub const SLEEP: f64 = 0.0;
-    /// Retries of a failed call (`--retry`).
-    pub const RETRIES: u32 = 5;
-    /// Base seconds of the exponential backoff (`--retry-wait`).
-    pub const RETRY_WAIT: f64 = 2.0;
-    /// Seconds before a call times out (`--timeout`).
-    pub const TIMEOUT: f64 = 60.0;
-    /// Pages one slot may take before its fetch counts as partial (`--max-pages`).
-    pub const MAX_PAGES: u32 = 2000;
-    /// Seconds a rate-limit answer without a wait of its own backs off at most.
-    pub const RATE_LIMIT_WAIT_CAP: f64 = 60.0;
-    /// The Misskey mode.
-    pub const MODE: crate::source::misskey::Mode = crate::source::misskey::Mode::Search;
-    /// The variable the Misskey token is read from.
-    pub const TOKEN_ENV: &str = "MISSKEY_TOKEN";
-    /// The variable the Mastodon token is read from.
-    pub const MASTODON_TOKEN_ENV: &str = "MASTODON_TOKEN";
+use super::archive::{Archive, ArchiveConfig};
+use super::mastodon::{Mastodon, MastodonConfig, MastodonSettings};
+use super::misskey::{Misskey, MisskeyConfig, MisskeySettings};
+use super::settings::ScopeConfig;
+pub use super::settings::{SourceFlags, defaults};
+use super::{NoteFilter, NoteSource, SourceError};
+use crate::store::{self, S3Settings};
+
+/// `[datasets.X.source]`: the origin (by `kind`, `"misskey"` when absent) and
+/// the scope every kind reads.
+#[derive(Debug, Clone, Default)]
+pub struct SourceConfig {
+    pub origin: OriginConfig,
+    pub scope: ScopeConfig,
 }
 
-/// Origin settings given on the command line (they override the config).
-#[derive(Debug, Clone, Default)]
-pub struct SourceFlags {
-    pub mode: Option<Mode>,
-    pub token: Option<String>,
-    pub host: Option<String>,
-    pub base_url: Option<String>,
-    pub sleep: Option<f64>,
-    pub retry: Option<u32>,
-    pub retry_wait: Option<f64>,
-    pub timeout: Option<f64>,
-    pub rate_limit_wait_cap: Option<f64>,
-    pub keep_non_japanese: bool,
-    pub max_pages: Option<u32>,
+/// The origin a dataset is filled from, as configured.
+#[derive(Debug, Clone)]
+pub enum OriginConfig {
+    Misskey(MisskeyConfig),
+    /// Any Mastodon-API server's public timelines.
+    Mastodon(MastodonConfig),
+    /// JSON Lines files at another location.
+    Archive(ArchiveConfig),
+}
+
+impl OriginConfig {
+    /// The dataset's own cap on one rate-limit wait, where its origin has one.
+    pub fn rate_limit_wait_cap(&self) -> Option<f64> {
+        match self {
+            OriginConfig::Misskey(c) => c.rate_limit_wait_cap,
+            OriginConfig::Mastodon(c) => c.rate_limit_wait_cap,
+            OriginConfig::Archive(_) => None,
+        }
+    }
+}
+
+impl Default for OriginConfig {
+    fn default() -> Self {
+        OriginConfig::Misskey(MisskeyConfig::default())
+    }
+}
+
+/// Each kind's name and keys, for reading and for naming a key of another kind.
+const KINDS: [(&str, &[&str]); 3] = [
+    ("misskey", MisskeyConfig::KEYS),
+    ("mastodon", MastodonConfig::KEYS),
+    ("archive", ArchiveConfig::KEYS),
+];
+
+impl OriginConfig {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            OriginConfig::Misskey(_) => "misskey",
+            OriginConfig::Mastodon(_) => "mastodon",
+            OriginConfig::Archive(_) => "archive",
+        }
+    }
+
+    /// Reads the origin's keys of `table` as the config of `kind`.
+    fn read(kind: &str, table: toml::Table) -> Result<OriginConfig, String> {
+        let Some((_, keys)) = KINDS.iter().find(|(name, _)| *name == kind) else {
+            let names: Vec<_> = KINDS.iter().map(|(name, _)| *name).collect();
+            return Err(format!(
+                "unknown source kind {kind:?} ({})",
+                names.join(", ")
+            ));
+        };
+        refuse_other_kinds_keys(kind, keys, &table)?;
+        let read = |e: toml::de::Error| e.message().to_string();
+        Ok(match kind {
+            "misskey" => OriginConfig::Misskey(table.try_into().map_err(read)?),
+            "mastodon" => OriginConfig::Mastodon(table.try_into().map_err(read)?),
+            _ => OriginConfig::Archive(table.try_into().map_err(read)?),
+        })
+    }
+}
+
+/// A key of another kind is a mistake (a copied config, a wrong kind), named
+/// as such rather than as an unknown key.
+fn refuse_other_kinds_keys(kind: &str, own: &[&str], table: &toml::Table) -> Result<(), String> {
+    for key in table.keys().filter(|k| !own.contains(&k.as_str())) {
+        if let Some((owner, _)) = KINDS.iter().find(|(_, keys)| keys.contains(&key.as_str())) {
+            return Err(format!(
+                "source key {key} is a {owner} setting; a {kind} source reads {}",
+                own.join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
+impl<'de> Deserialize<'de> for SourceConfig {
+    /// Reads the table whole, then by its `kind`; errors name the table's line.
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let mut table = toml::Table::deserialize(deserializer)?;
+        let mut scope = toml::Table::new();
+        for key in ScopeConfig::KEYS {
+            if let Some(value) = table.remove(*key) {
+                scope.insert(key.to_string(), value);
+            }
+        }
+        let scope: ScopeConfig = scope
+            .try_into()
+            .map_err(|e: toml::de::Error| D::Error::custom(e.message()))?;
+        scope.check().map_err(D::Error::custom)?;
+        let kind = match table.remove("kind") {
+            None => "misskey".to_string(),
+            Some(toml::Value::String(kind)) => kind,
+            Some(other) => {
+                return Err(D::Error::custom(format!(
+                    "source kind must be a string, not {}",
+                    other.type_str()
+                )));
+            }
+        };
+        let origin = OriginConfig::read(&kind, table).map_err(D::Error::custom)?;
+        Ok(SourceConfig { origin, scope })
+    }
 }
 
 /// A source whose settings have been checked, not yet connected.
 #[derive(Debug, Clone)]
 pub struct SourcePlan {
-    origin: Origin,
+    origin: Planned,
     /// The client-side scope every note passes through.
     pub filter: NoteFilter,
 }
 
 #[derive(Debug, Clone)]
-enum Origin {
-    Archive { location: String },
+enum Planned {
     Misskey(MisskeySettings),
     Mastodon(MastodonSettings),
+    Archive { location: String },
 }
 
-/// Checks the dataset's source settings and the flags, without any I/O.
-pub fn plan(ds: &Dataset, flags: &SourceFlags) -> Result<SourcePlan> {
-    let config = &ds.source;
-    let bad = |m: String| Error::Source(SourceError::Config(format!("dataset {}: {m}", ds.name)));
-    let host = flags.host.clone().or_else(|| config.host.clone());
-    if host.as_deref() == Some("") {
-        return Err(bad(
-            "host is empty; use \".\" for local notes or a host name".into(),
-        ));
-    }
-    let filter = NoteFilter {
-        host: host.clone(),
-        japanese: config.filter == Some(TextFilter::Japanese) && !flags.keep_non_japanese,
-        visibility: match config.visibility.as_deref() {
-            Some(listed) => VisibilityPolicy::of(listed),
-            None => VisibilityPolicy::default(),
+/// Checks dataset `name`'s source settings and the flags, without any I/O.
+pub fn plan(
+    name: &str,
+    config: &SourceConfig,
+    flags: &SourceFlags,
+) -> Result<SourcePlan, SourceError> {
+    let bad = |m: String| SourceError::Config(format!("dataset {name}: {m}"));
+    let filter = config.scope.filter(flags).map_err(bad)?;
+    let origin = match &config.origin {
+        OriginConfig::Misskey(c) => {
+            Planned::Misskey(super::misskey::settings::plan(c, &filter, flags).map_err(bad)?)
+        }
+        OriginConfig::Mastodon(c) => {
+            Planned::Mastodon(super::mastodon::settings::plan(c, &filter, flags).map_err(bad)?)
+        }
+        OriginConfig::Archive(c) => Planned::Archive {
+            location: c.plan(flags).map_err(bad)?,
         },
-    };
-    refuse_other_kinds_settings(config, flags).map_err(bad)?;
-    let origin = match config.kind {
-        SourceKind::Archive => {
-            let location = config
-                .location
-                .as_deref()
-                .ok_or_else(|| bad("source kind \"archive\" needs location".to_string()))?;
-            let location = crate::config::normalize_location(location).map_err(bad)?;
-            Origin::Archive { location }
-        }
-        SourceKind::Misskey => {
-            let base_url = flags
-                .base_url
-                .clone()
-                .or_else(|| config.base_url.clone())
-                .ok_or_else(|| bad("no source base_url configured".to_string()))?;
-            let mode = flags.mode.or(config.mode).unwrap_or(defaults::MODE);
-            let id_scheme = match config.id_scheme {
-                None | Some(IdSchemeSetting::Auto) => None,
-                Some(IdSchemeSetting::Fixed(scheme)) => Some(scheme),
-            };
-            let (token, _) = token(config, flags, defaults::TOKEN_ENV);
-            check_scope(mode, host.as_deref(), &filter.visibility, token.is_some()).map_err(bad)?;
-            let policy = retry_policy(config, flags).map_err(bad)?;
-            Origin::Misskey(MisskeySettings {
-                base_url,
-                mode,
-                token,
-                id_scheme,
-                host,
-                sleep: seconds(flags.sleep, defaults::SLEEP),
-                retries: policy.retries,
-                retry_wait: policy.retry_wait,
-                timeout: seconds(flags.timeout, defaults::TIMEOUT),
-                rate_limit_wait_cap: policy.rate_limit_wait_cap,
-                max_pages: flags.max_pages.unwrap_or(defaults::MAX_PAGES),
-            })
-        }
-        SourceKind::Mastodon => {
-            let base_url = flags
-                .base_url
-                .clone()
-                .or_else(|| config.base_url.clone())
-                .ok_or_else(|| bad("no source base_url configured".to_string()))?;
-            let timeline = config.timeline.ok_or_else(|| {
-                bad(
-                    "a mastodon source needs timeline = \"local\", \"public\" or \"remote\""
-                        .to_string(),
-                )
-            })?;
-            timeline
-                .check_scope(host.as_deref(), &filter.visibility)
-                .map_err(bad)?;
-            let (token, token_env) = token(config, flags, defaults::MASTODON_TOKEN_ENV);
-            Origin::Mastodon(MastodonSettings {
-                base_url,
-                timeline,
-                only_media: config.only_media.unwrap_or(false),
-                token,
-                token_env,
-                sleep: seconds(flags.sleep, defaults::SLEEP),
-                policy: retry_policy(config, flags).map_err(bad)?,
-                timeout: seconds(flags.timeout, defaults::TIMEOUT),
-                max_pages: flags.max_pages.unwrap_or(defaults::MAX_PAGES),
-            })
-        }
     };
     Ok(SourcePlan { origin, filter })
 }
 
-fn seconds(v: Option<f64>, default: f64) -> Duration {
-    Duration::from_secs_f64(v.unwrap_or(default).max(0.0))
-}
-
-/// The token from `--token` or the variable `token_env` names (registered as a
-/// secret, so it never reaches a log or a message), and that variable's name.
-fn token(
-    config: &SourceConfig,
-    flags: &SourceFlags,
-    default_env: &str,
-) -> (Option<String>, String) {
-    let token_env = config.token_env.as_deref().unwrap_or(default_env);
-    let token = flags
-        .token
-        .clone()
-        .or_else(|| std::env::var(token_env).ok())
-        .filter(|t| !t.is_empty());
-    if let Some(token) = &token {
-        crate::redact::register_secret(token);
-    }
-    (token, token_env.to_string())
-}
-
-fn retry_policy(
-    config: &SourceConfig,
-    flags: &SourceFlags,
-) -> std::result::Result<RetryPolicy, String> {
-    let cap = flags
-        .rate_limit_wait_cap
-        .or(config.rate_limit_wait_cap)
-        .unwrap_or(defaults::RATE_LIMIT_WAIT_CAP);
-    if !(cap.is_finite() && cap >= 0.0) {
-        return Err(format!(
-            "rate_limit_wait_cap must be a number of seconds, 0 or more (got {cap})"
-        ));
-    }
-    Ok(RetryPolicy {
-        retries: flags.retry.unwrap_or(defaults::RETRIES),
-        retry_wait: seconds(flags.retry_wait, defaults::RETRY_WAIT),
-        rate_limit_wait_cap: Duration::from_secs_f64(cap),
-    })
-}
-
-/// A setting of another origin kind is a mistake (a copied config, a wrong
-/// kind), never silently ignored.
-fn refuse_other_kinds_settings(
-    config: &SourceConfig,
-    flags: &SourceFlags,
-) -> std::result::Result<(), String> {
-    let kind = config.kind.name();
-    let misskey_only = [
-        ("mode", config.mode.is_some()),
-        ("id_scheme", config.id_scheme.is_some()),
-    ];
-    let mastodon_only = [
-        ("timeline", config.timeline.is_some()),
-        ("only_media", config.only_media.is_some()),
-    ];
-    let (foreign, owner, instead) = match config.kind {
-        SourceKind::Mastodon => (&misskey_only, "misskey", "timeline"),
-        SourceKind::Misskey => (&mastodon_only, "mastodon", "mode"),
-        SourceKind::Archive => return Ok(()),
-    };
-    if let Some((key, _)) = foreign.iter().find(|(_, set)| *set) {
-        return Err(format!(
-            "source key {key} is a {owner} setting; a {kind} source reads {instead}"
-        ));
-    }
-    if config.kind == SourceKind::Mastodon && flags.mode.is_some() {
-        return Err(
-            "--mode chooses a Misskey endpoint; a mastodon source reads the timeline setting"
-                .to_string(),
-        );
-    }
-    Ok(())
-}
-
-/// Refuses scope settings a Misskey mode can never satisfy: they would
-/// silently write nothing, slot after slot.
-fn check_scope(
-    mode: Mode,
-    host: Option<&str>,
-    policy: &VisibilityPolicy,
-    signed_in: bool,
-) -> std::result::Result<(), String> {
-    let mode_name = mode.name();
-    if mode == Mode::LocalTimeline && host.is_some_and(|h| h != ".") {
-        return Err(format!(
-            "mode \"{mode_name}\" holds only local notes, so host = {:?} would keep none; \
-             use host = \".\", or mode \"global-timeline\", \"notes\" or \"search\"",
-            host.unwrap_or_default()
-        ));
-    }
-    // What each endpoint can return at all (misskey-api.md §2.3–2.7).
-    let returns: &[Visibility] = match mode {
-        Mode::Search if signed_in => &Visibility::ALL,
-        Mode::Search => &[Visibility::Public, Visibility::Home],
-        _ => &[Visibility::Public],
-    };
-    if !returns.iter().any(|v| policy.allows(*v)) {
-        let names: Vec<_> = returns.iter().map(|v| v.as_str()).collect();
-        return Err(format!(
-            "mode \"{mode_name}\" returns only {} notes here, and the source visibility allows none of them",
-            names.join(" and ")
-        ));
-    }
-    Ok(())
-}
-
 /// Connects the planned source (an archive location is opened here).
-pub async fn build(plan: &SourcePlan, s3: &S3Settings) -> Result<Arc<dyn NoteSource>> {
-    match &plan.origin {
-        Origin::Archive { location } => {
-            let archive = store::open(location, s3).await?;
-            Ok(Arc::new(crate::source::archive::Archive::new(archive)))
+pub async fn build(plan: &SourcePlan, s3: &S3Settings) -> Result<Arc<dyn NoteSource>, SourceError> {
+    Ok(match &plan.origin {
+        Planned::Misskey(settings) => Arc::new(Misskey::new(settings.clone())?),
+        Planned::Mastodon(settings) => Arc::new(Mastodon::new(settings.clone())?),
+        Planned::Archive { location } => {
+            let store =
+                store::open(location, s3)
+                    .await
+                    .map_err(|e| match e.is_configuration() {
+                        true => SourceError::Config(e.to_string()),
+                        false => SourceError::Origin(e.to_string()),
+                    })?;
+            Arc::new(Archive::new(store))
         }
-        Origin::Misskey(settings) => Ok(Arc::new(Misskey::new(settings.clone())?)),
-        Origin::Mastodon(settings) => Ok(Arc::new(Mastodon::new(settings.clone())?)),
-    }
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn scope_that_would_keep_nothing_is_refused() {
-        let public = VisibilityPolicy::default();
-        assert!(check_scope(Mode::GlobalTimeline, Some("."), &public, false).is_ok());
-        assert!(check_scope(Mode::Notes, Some("mastodon.example"), &public, false).is_ok());
-        assert!(check_scope(Mode::LocalTimeline, Some("."), &public, false).is_ok());
-        let err =
-            check_scope(Mode::LocalTimeline, Some("remote.example"), &public, false).unwrap_err();
-        assert!(err.contains("only local notes"), "{err}");
+    fn read(text: &str) -> Result<SourceConfig, String> {
+        toml::from_str::<SourceConfig>(text).map_err(|e| e.message().to_string())
+    }
 
-        let followers = VisibilityPolicy::of(&[Visibility::Followers]);
-        let err = check_scope(Mode::GlobalTimeline, None, &followers, true).unwrap_err();
-        assert!(err.contains("only public notes"), "{err}");
-        let err = check_scope(Mode::Search, None, &followers, false).unwrap_err();
-        assert!(err.contains("public and home"), "{err}");
-        // A signed-in search does return followers-only notes.
-        assert!(check_scope(Mode::Search, None, &followers, true).is_ok());
-        let home = VisibilityPolicy::of(&[Visibility::Home]);
-        assert!(check_scope(Mode::Search, None, &home, false).is_ok());
+    #[test]
+    fn the_kind_chooses_the_keys_and_misskey_is_the_default() {
+        let config =
+            read("base_url = \"https://m.example\"\nmode = \"notes\"\nhost = \".\"").unwrap();
+        assert_eq!(config.origin.kind(), "misskey");
+        assert_eq!(config.scope.host.as_deref(), Some("."));
+        let config = read("kind = \"mastodon\"\nbase_url = \"u\"\ntimeline = \"local\"").unwrap();
+        assert_eq!(config.origin.kind(), "mastodon");
+        let err = read("kind = \"misskey\"\ntimeline = \"local\"").unwrap_err();
+        assert!(
+            err.contains("timeline is a mastodon setting; a misskey source reads base_url, mode"),
+            "{err}"
+        );
+        let err = read("kind = \"mastodon\"\nmode = \"search\"").unwrap_err();
+        assert!(err.contains("mode is a misskey setting"), "{err}");
+        let err = read("kind = \"nostr\"").unwrap_err();
+        assert!(
+            err.contains("unknown source kind \"nostr\" (misskey, mastodon, archive)"),
+            "{err}"
+        );
+        let err = read("kind = \"misskey\"\nbase_urll = \"u\"").unwrap_err();
+        assert!(err.contains("unknown field `base_urll`"), "{err}");
+        let err = read("visibility = []").unwrap_err();
+        assert!(err.contains("lists nothing"), "{err}");
     }
 }

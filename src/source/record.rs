@@ -11,6 +11,7 @@ use std::borrow::Cow;
 
 use serde::Deserialize;
 
+use super::codec::IdCodec;
 use super::visibility::Visibility;
 
 /// How an origin's records name the fields slotfill reads.
@@ -24,6 +25,10 @@ pub enum RecordShape {
     /// (`public`, `unlisted`, `private`, `direct`), `account.acct` (`user` for
     /// local accounts, `user@host` for remote ones).
     Mastodon,
+    /// Mastodon statuses placed by the time their id carries (when the server
+    /// received them: `slot_by = "receipt"`): [`RecordHead::created_at`] reads
+    /// as that time, so the sink places, sorts and dates them by it.
+    MastodonReceipt(IdCodec),
 }
 
 /// Whose record it is, as far as the host scope cares.
@@ -39,7 +44,8 @@ pub enum Author<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordHead<'a> {
     pub id: Cow<'a, str>,
-    /// ISO 8601, as the origin wrote it.
+    /// ISO 8601, as the origin wrote it: the time that places the record in
+    /// a slot (for [`RecordShape::MastodonReceipt`], its id's time).
     pub created_at: Cow<'a, str>,
     pub text: Option<Cow<'a, str>>,
     /// None when missing or not a name the origin uses.
@@ -108,6 +114,12 @@ impl<'a> RecordHead<'a> {
                     },
                 })
             }
+            RecordShape::MastodonReceipt(codec) => {
+                let mut head = RecordHead::parse(RecordShape::Mastodon, json)?;
+                let received = chrono::DateTime::from_timestamp_millis(codec.time_of(&head.id)?)?;
+                head.created_at = Cow::Owned(received.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string());
+                Some(head)
+            }
             RecordShape::Mastodon => {
                 let status: MastodonStatus = serde_json::from_str(json).ok()?;
                 Some(RecordHead {
@@ -151,6 +163,18 @@ mod tests {
         let local = RecordHead::parse(RecordShape::Mastodon, local).unwrap();
         assert_eq!(local.author, Author::Local);
         assert_eq!(local.visibility, Some(Visibility::Followers));
+        // Placed by receipt: the id's time (a snowflake received 2 s after creation).
+        let late = status.replace(
+            "114948597350399999",
+            &((1_753_976_402_691u64 << 16).to_string()),
+        );
+        let r = RecordHead::parse(RecordShape::MastodonReceipt(IdCodec::Snowflake), &late).unwrap();
+        assert_eq!(r.created_at, "2025-07-31T15:40:02.691Z");
+        let opaque = RecordShape::MastodonReceipt(IdCodec::Opaque);
+        assert!(
+            RecordHead::parse(opaque, status).is_none(),
+            "no time: never placed"
+        );
         // A Misskey-shaped record is not a status, and the reverse.
         assert!(RecordHead::parse(RecordShape::Mastodon, note).is_none());
         assert!(RecordHead::parse(RecordShape::Misskey, status).is_none());

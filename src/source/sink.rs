@@ -7,6 +7,9 @@
 //! Japanese text, visibility policy), spools their JSON unchanged to a
 //! temporary file and remembers only (time, id, offset, length) per note.
 //! `finish` writes them sorted by createdAt into the final JSON Lines file.
+//! Each note is parsed once, when it is offered: the source reads its id and
+//! time from what [`NoteSink::offer`] returns, and the earliest and latest
+//! `createdAt` texts are kept on the way for the object's metadata.
 //!
 //! The filters are applied here, whatever the source, so a scope setting an
 //! endpoint cannot express (`host` on a timeline, the visibility policy
@@ -34,6 +37,12 @@ pub struct NoteFilter {
 }
 
 impl NoteFilter {
+    /// Whether a record in range would be written: in scope and allowed by the
+    /// visibility policy.
+    pub fn admits(&self, head: &RecordHead) -> bool {
+        self.in_scope(head) && head.visibility.is_some_and(|v| self.visibility.allows(v))
+    }
+
     fn in_scope(&self, head: &RecordHead) -> bool {
         let host_ok = match self.host.as_deref() {
             None => true,
@@ -60,6 +69,20 @@ pub enum Pushed {
     LeftOut,
 }
 
+/// What the sink did with an offered note, and the note's id and time.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Offered<'a> {
+    pub outcome: Pushed,
+    pub id: std::borrow::Cow<'a, str>,
+    pub created_ms: i64,
+}
+
+/// A kept note's place in the order, and its `createdAt` as the origin wrote it.
+struct Edge {
+    key: (i64, String),
+    created_at: String,
+}
+
 struct Entry {
     created_ms: i64,
     id: String,
@@ -77,6 +100,10 @@ pub struct NoteSink {
     spool: BufWriter<NamedTempFile>,
     spooled: u64,
     left_out: u64,
+    out_of_scope: u64,
+    /// The first and last kept notes in (createdAt, id) order.
+    earliest: Option<Edge>,
+    latest: Option<Edge>,
     /// The oldest createdAt seen in any pushed note (kept or not).
     pub oldest_seen_ms: Option<i64>,
 }
@@ -137,6 +164,9 @@ impl NoteSink {
             spool: BufWriter::with_capacity(256 * 1024, NamedTempFile::new()?),
             spooled: 0,
             left_out: 0,
+            out_of_scope: 0,
+            earliest: None,
+            latest: None,
             oldest_seen_ms: None,
         })
     }
@@ -159,13 +189,37 @@ impl NoteSink {
         self.left_out
     }
 
+    /// Distinct in-range notes outside the scope (the host or text filter).
+    pub fn out_of_scope(&self) -> u64 {
+        self.out_of_scope
+    }
+
     /// Offers one note (its raw JSON); returns what happened to it.
     pub fn push(&mut self, raw: &RawValue) -> Result<Pushed, SinkError> {
+        self.offer(raw).map(|offered| offered.outcome)
+    }
+
+    /// Offers one note; returns what happened to it, with its id and time.
+    pub fn offer<'a>(&mut self, raw: &'a RawValue) -> Result<Offered<'a>, SinkError> {
         let json = raw.get();
         let head = RecordHead::parse(self.shape, json)
             .ok_or_else(|| SinkError::BadNote(abbreviate(json)))?;
         let created_ms = parse_created_at(&head.created_at)
             .ok_or_else(|| SinkError::BadNote(abbreviate(json)))?;
+        let outcome = self.place(&head, created_ms, json)?;
+        Ok(Offered {
+            outcome,
+            id: head.id,
+            created_ms,
+        })
+    }
+
+    fn place(
+        &mut self,
+        head: &RecordHead,
+        created_ms: i64,
+        json: &str,
+    ) -> Result<Pushed, SinkError> {
         self.oldest_seen_ms = Some(
             self.oldest_seen_ms
                 .map_or(created_ms, |o| o.min(created_ms)),
@@ -177,7 +231,8 @@ impl NoteSink {
             return Ok(Pushed::Duplicate);
         }
         self.seen.insert(head.id.to_string());
-        if !self.filter.in_scope(&head) {
+        if !self.filter.in_scope(head) {
+            self.out_of_scope += 1;
             return Ok(Pushed::Filtered);
         }
         // After the scope: the count says what the policy alone kept out.
@@ -191,11 +246,22 @@ impl NoteSink {
         self.spool.write_all(json.as_bytes())?;
         self.entries.push(Entry {
             created_ms,
-            id: head.id.into_owned(),
+            id: head.id.to_string(),
             offset: self.spooled,
             len: json.len() as u32,
         });
         self.spooled += json.len() as u64;
+        let key = (created_ms, head.id.to_string());
+        let edge = || Edge {
+            key: key.clone(),
+            created_at: head.created_at.to_string(),
+        };
+        if self.earliest.as_ref().is_none_or(|e| key < e.key) {
+            self.earliest = Some(edge());
+        }
+        if self.latest.as_ref().is_none_or(|e| key > e.key) {
+            self.latest = Some(edge());
+        }
         Ok(Pushed::Kept)
     }
 
@@ -207,26 +273,13 @@ impl NoteSink {
         let mut out = BufWriter::with_capacity(256 * 1024, NamedTempFile::new()?);
         let mut buffer = Vec::new();
         let mut bytes = 0u64;
-        let (mut earliest, mut latest) = (None, None);
-        for (i, entry) in self.entries.iter().enumerate() {
+        for entry in &self.entries {
             buffer.resize(entry.len as usize, 0);
             spool.as_file_mut().seek(SeekFrom::Start(entry.offset))?;
             spool.as_file_mut().read_exact(&mut buffer)?;
             out.write_all(&buffer)?;
             out.write_all(b"\n")?;
             bytes += u64::from(entry.len) + 1;
-            if i == 0 || i + 1 == self.entries.len() {
-                let json =
-                    std::str::from_utf8(&buffer).map_err(|_| SinkError::BadNote(String::new()))?;
-                let head = RecordHead::parse(self.shape, json)
-                    .ok_or_else(|| SinkError::BadNote(abbreviate(json)))?;
-                if i == 0 {
-                    earliest = Some(head.created_at.to_string());
-                }
-                if i + 1 == self.entries.len() {
-                    latest = Some(head.created_at.to_string());
-                }
-            }
         }
         let file = out.into_inner().map_err(|e| e.into_error())?;
         file.as_file().sync_all()?;
@@ -234,9 +287,9 @@ impl NoteSink {
             file,
             notes: self.entries.len() as u64,
             bytes,
-            earliest,
-            latest,
-            earliest_ms: self.entries.first().map(|e| e.created_ms),
+            earliest_ms: self.earliest.as_ref().map(|e| e.key.0),
+            earliest: self.earliest.map(|e| e.created_at),
+            latest: self.latest.map(|e| e.created_at),
         })
     }
 }
@@ -365,6 +418,7 @@ mod tests {
         .unwrap();
         assert_eq!(local.push(&no_user).unwrap(), Pushed::Filtered);
         assert_eq!((local.len(), local.left_out()), (1, 0));
+        assert_eq!(local.out_of_scope(), 3);
 
         let mut one_host = sink(NoteFilter {
             host: Some("mastodon.example".into()),

@@ -108,6 +108,15 @@ impl VisibilityPolicy {
         self.allowed[v as usize]
     }
 
+    /// The allowed visibilities' names, in Misskey's order (`public`, `home`, …).
+    pub fn names(&self) -> Vec<&'static str> {
+        Visibility::ALL
+            .into_iter()
+            .filter(|v| self.allows(*v))
+            .map(Visibility::as_str)
+            .collect()
+    }
+
     /// Whether a note with this raw `visibility` field may be written.
     pub fn admits(&self, raw: Option<&str>) -> bool {
         raw.and_then(Visibility::from_misskey)

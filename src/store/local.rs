@@ -12,7 +12,7 @@ use std::time::UNIX_EPOCH;
 
 use async_trait::async_trait;
 
-use crate::scan::count::count_reader;
+use super::count::count_reader;
 
 use super::{
     CountedRead, ListedObject, Listing, ObjectHead, ObjectRead, ObjectStore, PutOutcome,

@@ -7,9 +7,11 @@
 //! (server-side when both are on one S3 endpoint).
 
 mod copy;
+pub mod count;
 mod http;
 mod local;
 mod s3;
+mod url;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -20,11 +22,23 @@ use async_trait::async_trait;
 use thiserror::Error;
 use tokio::io::AsyncRead;
 
-use crate::config::S3Settings;
-use crate::scan::LineCount;
 pub use copy::{CopyMethod, CopyOutcome, CopyRequest, CopySource, copy, normalize_etag};
+pub use count::LineCount;
 pub use local::LocalStore;
 pub use s3::{MAX_CONNECTIONS, S3Store};
+use serde::Deserialize;
+pub use url::{normalize_location, overlaps};
+
+/// `[s3]`: how the S3 locations are reached. Credentials always come from
+/// aws-config's standard chain, never from this file.
+#[derive(Debug, Clone, Deserialize, Default, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct S3Settings {
+    pub endpoint_url: Option<String>,
+    pub region: Option<String>,
+    #[serde(default)]
+    pub force_path_style: bool,
+}
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -32,6 +46,10 @@ pub enum StoreError {
     NoSuchBucket(String),
     #[error("{location}: access denied ({code}); check the credentials and their permissions")]
     Denied { location: String, code: String },
+    #[error(
+        "{location}: no AWS credentials found (tried the environment, profiles, SSO, web identity, container and instance roles); set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE"
+    )]
+    NoCredentials { location: String },
     #[error("cannot reach the S3 endpoint for {location}: {message}")]
     Unreachable { location: String, message: String },
     #[error("{location}: {message}")]
@@ -51,7 +69,10 @@ impl StoreError {
     pub fn is_configuration(&self) -> bool {
         matches!(
             self,
-            StoreError::NoSuchBucket(_) | StoreError::Denied { .. } | StoreError::BadLocation(_)
+            StoreError::NoSuchBucket(_)
+                | StoreError::Denied { .. }
+                | StoreError::NoCredentials { .. }
+                | StoreError::BadLocation(_)
         )
     }
 }

@@ -25,12 +25,12 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_smithy_types::date_time::Format;
 use tokio_util::task::AbortOnDropHandle;
 
+use super::S3Settings;
+use super::count::{LineCount, LineCounter};
 use super::{
     CopySource, CountedRead, ListedObject, Listing, ObjectHead, ObjectRead, ObjectStore,
     PutOutcome, PutRequest, Result, StoreError, StoreStats, WriteCondition,
 };
-use crate::config::S3Settings;
-use crate::scan::count::{LineCount, LineCounter};
 
 /// S3 requests a scan has in flight at most, whatever `--concurrency` says, and
 /// the idle connections the pool keeps: each open connection costs about
@@ -129,6 +129,10 @@ impl S3Store {
     {
         let location = self.location.clone();
         match &err {
+            // The credential chain fails before any byte is sent, as a dispatch failure.
+            SdkError::DispatchFailure(_) if is_credentials_error(&err) => {
+                return StoreError::NoCredentials { location };
+            }
             SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => {
                 return StoreError::Unreachable {
                     location,
@@ -213,6 +217,20 @@ async fn shared_client(settings: &S3Settings) -> Client {
 }
 
 /// The deepest cause of an error chain: the part a person can act on.
+/// Whether a failure before sending came from the credential chain finding nothing
+/// (the last provider tried, often the instance metadata service, names itself).
+fn is_credentials_error(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(err);
+    while let Some(e) = current {
+        let text = e.to_string().to_lowercase();
+        if text.contains("credential") || text.contains("imds") {
+            return true;
+        }
+        current = e.source();
+    }
+    false
+}
+
 fn innermost_message(err: &(dyn std::error::Error + 'static)) -> String {
     let mut current = err;
     while let Some(next) = current.source() {

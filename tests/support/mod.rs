@@ -2,10 +2,14 @@
 //! catalog, local dirs), running the real `slotfill` binary, and test data.
 #![allow(dead_code)]
 
+pub mod bad_input;
+pub mod bodies;
 pub mod catalog_dump;
+pub mod fediverse;
 pub mod mastodon;
 pub mod misskey;
 pub mod origin;
+pub mod rss;
 pub mod s3;
 pub mod seeded;
 pub mod serve;
@@ -186,6 +190,30 @@ pub fn jsonl(lines: usize, width: usize) -> Vec<u8> {
         out.extend_from_slice(format!("{{\"id\":\"n{i:06}\",\"t\":\"{pad}\"}}\n").as_bytes());
     }
     out
+}
+
+/// A JSON Lines body of exactly `size` bytes in `lines` lines (each at least 24 bytes).
+pub fn jsonl_of_size(lines: usize, size: usize) -> Vec<u8> {
+    let empty = jsonl(lines, 0).len();
+    assert!(size >= empty, "{lines} lines need at least {empty} bytes");
+    let (pad, extra) = ((size - empty) / lines, (size - empty) % lines);
+    let mut out = Vec::with_capacity(size);
+    for i in 0..lines {
+        let x = "x".repeat(pad + usize::from(i < extra));
+        out.extend_from_slice(format!("{{\"id\":\"n{i:06}\",\"t\":\"{x}\"}}\n").as_bytes());
+    }
+    assert_eq!(out.len(), size);
+    out
+}
+
+/// The number a command's summary prints after `label` (`"retries: "`).
+pub fn summary_number(stdout: &str, label: &str) -> i64 {
+    stdout
+        .split(label)
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no {label:?} in the summary:\n{stdout}"))
 }
 
 /// Parses `gaps --format csv` into (slot_start, status) pairs.

@@ -11,6 +11,9 @@ use super::misskey::{EmulatorConfig, Fault, MisskeyEmulator, NoteSpec, max_id_at
 pub const MISSKEY_EP: &str = "notes/search";
 /// The timeline the Mastodon datasets of these tests read.
 pub const MASTODON_TIMELINE: &str = "public";
+/// The federation lag of those datasets (slotfill's default, "10m"): a slot's
+/// first page asks for ids below its end plus this plus a second.
+pub const MASTODON_LAG_MS: i64 = 600_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OriginKind {
@@ -122,7 +125,8 @@ impl Emulator {
 
     /// The range a request was the *first* page of, by its lower end (Misskey:
     /// every page carries `sinceId`; Mastodon: a slot's first page carries
-    /// `max_id` = the end's snowflake widened a second, later pages an id seen).
+    /// `max_id` = the end's snowflake widened by the lag and a second, later
+    /// pages an id seen).
     pub fn first_ms_of(&self, request: &Value, width_ms: i64) -> Option<i64> {
         match self {
             Emulator::Misskey(e) => {
@@ -134,10 +138,20 @@ impl Emulator {
             }
             Emulator::Mastodon(_) => {
                 let max_id: u64 = request.get("max_id")?.as_str()?.parse().ok()?;
-                let ms = (max_id >> 16) as i64;
-                let first_page = max_id & 0xffff == 0 && (ms - 1000) % width_ms == 0;
-                first_page.then_some(ms - 1000 - width_ms)
+                let end = (max_id >> 16) as i64 - 1000 - MASTODON_LAG_MS;
+                let first_page = max_id & 0xffff == 0 && end % width_ms == 0;
+                first_page.then_some(end - width_ms)
             }
+        }
+    }
+
+    /// Calls the probe makes before the first slot (with a fixed id scheme
+    /// on Misskey): Mastodon reads the instance's feed settings, the newest
+    /// statuses, and one page below them.
+    pub fn probe_calls(&self) -> usize {
+        match self {
+            Emulator::Misskey(_) => 1,
+            Emulator::Mastodon(_) => 3,
         }
     }
 

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use crate::catalog::RunSummary;
 use crate::commands::fill::{fill_options, fill_summary, run_fill};
 use crate::commands::{Global, Notify, Session};
+use crate::error::Error;
 use crate::slot::{SlotStart, Window};
 use crate::source::NoteSource;
 
@@ -52,10 +53,13 @@ async fn fill_window(
     window: Window,
 ) -> Result<(), ServeError> {
     let flags = fill_flags(&handle.ds, None, false);
-    let plan = crate::source::open::plan(&handle.ds, &flags.source)?;
+    let plan = crate::source::open::plan(&handle.ds.name, &handle.ds.source, &flags.source)
+        .map_err(Error::from)?;
     // A session of its own, over the overdue slots: the run record names them.
     let session = Session::open(state.resolved(&handle.ds, window)).await?;
-    let source = crate::source::open::build(&plan, &session.resolved.config.s3).await?;
+    let source = crate::source::open::build(&plan, &session.resolved.config.s3)
+        .await
+        .map_err(Error::from)?;
     let source: Arc<dyn NoteSource> = Arc::new(Counted {
         inner: source,
         handle: handle.clone(),

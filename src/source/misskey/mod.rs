@@ -8,22 +8,20 @@
 //! bound re-includes it and duplicates are dropped by id; which kind of
 //! engine answers is probed once per run.
 //!
-//! A fetch is complete when a page is empty or short, or when a note older
-//! than the start appears. Everything else (retries or page budget exhausted)
-//! leaves it incomplete.
+//! # When a range is done
+//! Only on proof (misskey-api.md §9): an empty page, a note older than the
+//! start, or, on a millisecond engine, a page that brings nothing new once the
+//! boundary millisecond was read again. A short page proves nothing: those
+//! engines ask for `limit` hits and *then* drop notes deleted since they were
+//! indexed, suspended authors and blocked hosts (and, for a signed-in caller,
+//! muted users), so a page can be short while more notes lie below it. On the
+//! SQL engine a slot of n notes costs at most ceil(n/100) + 1 calls (the +1
+//! is the empty page); on a millisecond engine ceil(n/100) + 2 (each page
+//! after the first re-reads the boundary millisecond). Anything else (retries
+//! or page budget exhausted) leaves the fetch incomplete.
 //!
-//! A short page ends the range on both kinds of engine: each page asks for
-//! every note of `(sinceId, untilId)`, newest first, at most `limit` of them,
-//! so fewer than `limit` means the range below holds no more. On a
-//! millisecond engine the page after a full one re-includes the boundary
-//! millisecond and so repeats the notes already seen there; the proof still
-//! holds, and asking again (once with the boundary re-included, once strictly
-//! below it) only cost two calls per slot that bring nothing. A slot of n
-//! notes in distinct milliseconds costs at most ceil(n/100) + 1 calls either
-//! way. (Misskey's search thins the engine's hits afterwards: notes deleted
-//! since they were indexed, authors of blocked hosts. A page thinned below
-//! `limit` ends the range early, as an empty page thinned to nothing always
-//! did.)
+//! `scope` holds what each mode returns by design, for calibration, and the
+//! advice given when the origin turns out blind.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,36 +35,19 @@ use tokio::sync::OnceCell;
 use super::http::{self, Answer, CallFailure, RetryPolicy, error_chain};
 use super::ids::IdScheme;
 use super::pacer::Pacer;
+use super::ratelimit::Limits;
 use super::sink::{NoteSink, parse_created_at};
-use super::{Failure, Fetch, NoteSource, SourceError};
+use super::{BlindTo, Failure, Fetch, NoteSource, Provenance, RangeEnd, SourceError, TokenClass};
 use crate::redact::scrub;
 
 mod mode;
+mod scope;
+pub mod settings;
 
 pub use mode::Mode;
+pub use settings::{MisskeyConfig, MisskeySettings};
 
 pub const PAGE_LIMIT: usize = 100;
-
-/// Everything the Misskey source needs, resolved from config and flags.
-#[derive(Debug, Clone)]
-pub struct MisskeySettings {
-    pub base_url: String,
-    pub mode: Mode,
-    pub token: Option<String>,
-    /// `None`: detect from the instance's newest notes.
-    pub id_scheme: Option<IdScheme>,
-    /// notes/search `host` filter ("." = local); `notes` maps "." to `local: true`.
-    pub host: Option<String>,
-    pub sleep: Duration,
-    pub retries: u32,
-    pub retry_wait: Duration,
-    pub timeout: Duration,
-    /// The longest backoff after a 429 that names no wait (no `Retry-After`, no
-    /// `info.resetMs`); a wait the origin names is honoured up to 15 minutes.
-    pub rate_limit_wait_cap: Duration,
-    /// Pages one range may take before the fetch is declared incomplete.
-    pub max_pages: u32,
-}
 
 /// How the origin compares id bounds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,8 +78,6 @@ struct MisskeyError {
     code: String,
     #[serde(default)]
     message: String,
-    #[serde(default)]
-    info: Option<Value>,
 }
 
 impl Misskey {
@@ -156,7 +135,6 @@ impl Misskey {
 
     /// One HTTP exchange, classified.
     async fn call_once(&self, body: &Value) -> Answer {
-        self.pacer.wait_turn().await;
         let transient = |code: &str, message: String| Answer::Transient {
             code: code.to_string(),
             message,
@@ -164,17 +142,12 @@ impl Misskey {
         let request = self.http.post(&self.url).json(body);
         let token = self.settings.token.as_deref();
         let (base_url, timeout) = (&self.settings.base_url, self.settings.timeout);
-        let response = match http::send(request, token, base_url, timeout).await {
+        let response = match http::send(&self.pacer, request, token, base_url, timeout).await {
             Ok(response) => response,
             Err(answer) => return answer,
         };
         let status = response.status();
-        let retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+        let limits = Limits::of(response.headers());
         let bytes = match response.bytes().await {
             Ok(bytes) => bytes,
             Err(e) => {
@@ -196,21 +169,12 @@ impl Misskey {
                 ),
             };
         }
+        if let Some(wait) = limits.throttle(status, &bytes) {
+            return Answer::RateLimited(wait);
+        }
         let error = serde_json::from_slice::<MisskeyErrorBody>(&bytes)
             .ok()
             .map(|b| b.error);
-        if status == StatusCode::TOO_MANY_REQUESTS {
-            let reset = error
-                .as_ref()
-                .and_then(|e| e.info.as_ref())
-                .and_then(|info| info.get("resetMs"))
-                .and_then(Value::as_i64)
-                .map(|reset_ms| {
-                    let wait = reset_ms - crate::clock::now().timestamp_millis();
-                    Duration::from_millis(wait.max(0) as u64)
-                });
-            return Answer::RateLimited(retry_after.or(reset));
-        }
         match error {
             Some(e) if status.is_client_error() => Answer::Fatal(self.client_error(status, &e)),
             Some(e) => transient(
@@ -278,11 +242,7 @@ impl Misskey {
     }
 
     fn policy(&self) -> RetryPolicy {
-        RetryPolicy {
-            retries: self.settings.retries,
-            retry_wait: self.settings.retry_wait,
-            rate_limit_wait_cap: self.settings.rate_limit_wait_cap,
-        }
+        self.settings.policy
     }
 
     /// A call with retries: rate limits are waited out, transient failures backed off.
@@ -294,7 +254,8 @@ impl Misskey {
         http::call(&self.policy(), &self.pacer, stats, || self.call_once(body)).await
     }
 
-    /// The instance's id scheme: configured, or detected from its newest notes.
+    /// The instance's id scheme: configured, learned from the archive, or
+    /// detected from the instance's newest notes.
     async fn scheme(&self, stats: &mut Fetch) -> Result<IdScheme, SourceError> {
         if let Some(scheme) = self.settings.id_scheme {
             return Ok(scheme);
@@ -303,15 +264,18 @@ impl Misskey {
         let scheme = self
             .scheme
             .get_or_try_init(|| async {
-                let page = self
-                    .call(&self.body(None, None, 10), stats)
+                let (policy, body) = (self.policy().for_probe(), self.body(None, None, 10));
+                let page = http::call(&policy, &self.pacer, stats, || self.call_once(&body))
                     .await
                     .map_err(CallFailure::into_probe_error)?;
                 let ids: Vec<String> = page.iter().filter_map(|raw| note_id(raw)).collect();
+                if ids.is_empty() {
+                    return Err(SourceError::Config(self.nothing_to_detect_from()));
+                }
                 let scheme = IdScheme::detect(ids.iter().map(String::as_str)).ok_or_else(|| {
                     SourceError::Config(format!(
-                        "cannot detect the instance's id scheme from {}; set id_scheme in the source config",
-                        crate::report::format::plural(ids.len() as u64, "sample note")
+                        "cannot detect the instance's id scheme: {} of its notes match no known scheme; set id_scheme in the source config",
+                        ids.len()
                     ))
                 })?;
                 tracing::info!(%scheme, "detected the id scheme");
@@ -319,6 +283,16 @@ impl Misskey {
             })
             .await?;
         Ok(*scheme)
+    }
+
+    /// Why the id scheme is unknown when the origin sent no note to learn it from.
+    fn nothing_to_detect_from(&self) -> String {
+        format!(
+            "{} returned no notes at all, not even its newest, so its id scheme cannot be detected; \
+             the endpoint may be empty or hidden for this caller, or served from a cache without \
+             database fallback; set id_scheme in the source config, or try another mode",
+            self.settings.mode.endpoint()
+        )
     }
 
     /// Probes (once) whether the search engine compares bounds by millisecond:
@@ -331,14 +305,15 @@ impl Misskey {
             .compare
             .get_or_try_init(|| async {
                 let since = scheme.max_id_at(start_ms - 1);
-                let probe = self.call(&self.body(Some(&since), None, 2), stats).await;
+                // More than two: a thinning engine may drop some of the hits it returns.
+                let probe = self.call(&self.body(Some(&since), None, 20), stats).await;
                 let ids: Vec<String> = match &probe {
                     Ok(page) => page.iter().filter_map(|r| note_id(r)).collect(),
                     Err(_) => Vec::new(),
                 };
                 let compare = match ids.as_slice() {
-                    [first, second] if first < second => BoundCompare::Exact,
-                    [_, _] => BoundCompare::Millisecond,
+                    [first, second, ..] if first < second => BoundCompare::Exact,
+                    [_, _, ..] => BoundCompare::Millisecond,
                     // Too few notes to tell: probe again on a later range.
                     _ => return Err(()),
                 };
@@ -380,37 +355,39 @@ impl Misskey {
                 }
             };
             if page.is_empty() {
-                stats.complete = true;
+                stats.ended(RangeEnd::EmptyPage);
                 return Ok(stats);
             }
             let seen_before = sink.distinct_seen();
             let mut oldest: Option<(String, i64)> = None;
             for raw in &page {
-                let bad = || Failure::BadRecord("a note without an id or createdAt".into());
-                let Some((id, created_ms)) = note_head(raw) else {
-                    stats.failure = Some(bad());
+                let Ok(note) = sink.offer(raw) else {
+                    let bad = Failure::BadRecord("a note without an id or createdAt".into());
+                    stats.failure = Some(bad);
                     return Ok(stats);
                 };
-                if sink.push(raw).is_err() {
-                    stats.failure = Some(bad());
-                    return Ok(stats);
-                }
-                if oldest.as_ref().is_none_or(|(o, _)| id < *o) {
-                    oldest = Some((id, created_ms));
+                if oldest
+                    .as_ref()
+                    .is_none_or(|(o, _)| note.id.as_ref() < o.as_str())
+                {
+                    oldest = Some((note.id.into_owned(), note.created_ms));
                 }
             }
             let (oldest_id, oldest_ms) = oldest.expect("page is not empty");
-            let short = page.len() < PAGE_LIMIT;
-            if oldest_ms < start_ms || short {
-                stats.complete = true;
+            if oldest_ms < start_ms {
+                stats.ended(RangeEnd::OlderRecord);
                 return Ok(stats);
             }
+            // A short page is no proof: the engine may have thinned it after the limit.
+            let nothing_new = sink.distinct_seen() == seen_before;
             until = match compare {
                 BoundCompare::Exact => oldest_id,
-                // Stuck on one millisecond holding more than a page: step below it.
-                BoundCompare::Millisecond if sink.distinct_seen() == seen_before => {
-                    scheme.min_id_at(oldest_ms)
+                BoundCompare::Millisecond if nothing_new && page.len() < PAGE_LIMIT => {
+                    stats.ended(RangeEnd::NoNewRecord);
+                    return Ok(stats);
                 }
+                // Stuck on one millisecond holding a page or more: step below it.
+                BoundCompare::Millisecond if nothing_new => scheme.min_id_at(oldest_ms),
                 BoundCompare::Millisecond => scheme.min_id_at(oldest_ms + scheme.resolution_ms()),
             };
         }
@@ -451,8 +428,15 @@ impl NoteSource for Misskey {
         self.fetch_range(start_ms, end_ms, sink).await
     }
 
+    /// The pages of n notes plus the empty page that proves the end (and, on
+    /// a millisecond engine, the boundary re-read).
     fn estimated_calls(&self, notes: u64) -> u64 {
-        notes / PAGE_LIMIT as u64 + 1
+        let extra = if self.compare.get() == Some(&BoundCompare::Millisecond) {
+            2
+        } else {
+            1
+        };
+        notes.div_ceil(PAGE_LIMIT as u64) + extra
     }
 
     fn call_interval(&self) -> Duration {
@@ -460,14 +444,76 @@ impl NoteSource for Misskey {
     }
 
     /// Detecting the id scheme is the probe when it is not configured; otherwise
-    /// one page of the newest note.
+    /// one page of the newest note. An origin that answers but holds no note
+    /// passes: the archive can still teach the id scheme, and calibration then
+    /// tells whether the origin is blind.
     async fn probe(&self, stats: &mut Fetch) -> Result<(), SourceError> {
         if self.settings.id_scheme.is_none() {
-            return self.scheme(stats).await.map(|_| ());
+            return match self.scheme(stats).await {
+                Err(SourceError::Config(m)) if m == self.nothing_to_detect_from() => {
+                    tracing::info!("{m}; the archive may teach it");
+                    Ok(())
+                }
+                other => other.map(|_| ()),
+            };
         }
-        self.call(&self.body(None, None, 1), stats)
+        let (policy, body) = (self.policy().for_probe(), self.body(None, None, 1));
+        http::call(&policy, &self.pacer, stats, || self.call_once(&body))
             .await
             .map(|_| ())
             .map_err(CallFailure::into_probe_error)
+    }
+
+    fn provenance(&self) -> Provenance {
+        let engine = match (self.settings.mode, self.compare.get()) {
+            (Mode::Search, Some(BoundCompare::Exact)) => "sql",
+            (Mode::Search, Some(BoundCompare::Millisecond)) => "millisecond",
+            (Mode::Search, None) => "unknown",
+            (Mode::LocalTimeline, _) => "fanout-timeline",
+            (Mode::GlobalTimeline, _) => "timeline",
+            (Mode::Notes, _) => "sql",
+        };
+        Provenance {
+            origin: "misskey".into(),
+            mode: self.settings.mode.name().into(),
+            endpoint: self.url.clone(),
+            engine: engine.into(),
+            token: TokenClass::of(self.settings.token.as_deref()),
+        }
+    }
+
+    fn returnable(&self, record: &str) -> bool {
+        scope::returnable(self.settings.mode, record)
+    }
+
+    async fn sample(
+        &self,
+        window: Option<(i64, i64)>,
+        stats: &mut Fetch,
+    ) -> Result<Vec<Box<RawValue>>, SourceError> {
+        let body = match window {
+            Some((start_ms, end_ms)) => {
+                let (since, until) = self.scheme(stats).await?.bounds(start_ms, end_ms);
+                self.body(Some(&since), Some(&until), PAGE_LIMIT)
+            }
+            None => self.body(None, None, 10),
+        };
+        self.call(&body, stats)
+            .await
+            .map_err(CallFailure::into_error)
+    }
+
+    fn learn_ids(&self, ids: &[String]) {
+        if self.settings.id_scheme.is_some() || self.scheme.get().is_some() {
+            return;
+        }
+        if let Some(scheme) = IdScheme::detect(ids.iter().map(String::as_str)) {
+            tracing::info!(%scheme, "learned the id scheme from the archive");
+            let _ = self.scheme.set(scheme);
+        }
+    }
+
+    fn blind_advice(&self, to: BlindTo, answers_recent: Option<bool>) -> String {
+        scope::advice(&self.settings, to, answers_recent)
     }
 }

@@ -1,27 +1,40 @@
-//! The status store, snowflake ids (§7) and `GET /api/v1/timelines/public`:
-//! its filters (`app/models/public_feed.rb`), the ordering of each bound
-//! (`paginable.rb`), the limit cap and the Link header.
+//! The status store and `GET /api/v1/timelines/public`: the feed's filters
+//! (`app/models/public_feed.rb`), the ordering of each bound (`paginable.rb`),
+//! the limit cap and the Link header. GoToSocial's own paging is in `gts`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, btree_map};
+use std::ops::Bound;
 
-use rand::Rng;
 use serde_json::{Value, json};
 
-use super::StatusSpec;
+use super::ids::Key;
+use super::{ServerKind, StatusSpec};
 
 pub(super) const HOST: &str = "mastodon.test";
 
 /// One stored status and the facts the feed filters on.
 pub(super) struct Status {
-    pub(super) id: u64,
+    pub(super) id: String,
     pub(super) json: String,
-    spec: StatusSpec,
+    pub(super) spec: StatusSpec,
+    /// The time its id carries.
+    pub(super) id_ms: i64,
 }
 
-#[derive(Default)]
 pub(super) struct State {
-    pub(super) statuses: BTreeMap<u64, Status>,
+    pub(super) kind: ServerKind,
+    pub(super) statuses: BTreeMap<Key, Status>,
     sequence: u64,
+}
+
+/// Which part of the feed a request may see, after the feed settings (4.5).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Part {
+    All,
+    Local,
+    Remote,
+    /// A feed disabled for this caller: `[]`.
+    Nothing,
 }
 
 /// `2025-07-31T15:40:00.691Z`: Mastodon's `created_at`, with milliseconds.
@@ -31,31 +44,39 @@ pub fn iso_ms(ms: i64) -> String {
 }
 
 impl State {
-    /// Stores a status; returns its id. Local rows get `ms << 16 | sequence`;
-    /// back-dated rows `((seconds * 1000 + rand(1000)) << 16) + rand(65536)`
-    /// (`lib/mastodon/snowflake.rb`): only their second is the status's.
+    pub(super) fn new(kind: ServerKind) -> State {
+        State {
+            kind,
+            statuses: BTreeMap::new(),
+            sequence: 0,
+        }
+    }
+
+    /// Stores a status; returns its id.
     pub(super) fn add(&mut self, spec: StatusSpec) -> String {
-        let mut rng = rand::rng();
-        let id = loop {
-            let id = if spec.backdated {
-                let second = spec.created_at_ms.div_euclid(1000) * 1000;
-                (((second + rng.random_range(0..1000)) as u64) << 16)
-                    + rng.random_range(0..65536u64)
-            } else {
-                self.sequence += 1;
-                ((spec.created_at_ms as u64) << 16) | (self.sequence & 0xffff)
-            };
-            if !self.statuses.contains_key(&id) {
-                break id;
+        let (id, key) = loop {
+            self.sequence += 1;
+            let (id, key) = self.kind.mint(&spec, self.sequence);
+            if !self.statuses.contains_key(&key) {
+                break (id, key);
             }
         };
-        let json = pack(id, &spec).to_string();
-        self.statuses.insert(id, Status { id, json, spec });
-        id.to_string()
+        let json = pack(&id, &spec).to_string();
+        let id_ms = self.kind.id_time(&spec, &id);
+        self.statuses.insert(
+            key,
+            Status {
+                id: id.clone(),
+                json,
+                spec,
+                id_ms,
+            },
+        );
+        id
     }
 }
 
-fn pack(id: u64, s: &StatusSpec) -> Value {
+fn pack(id: &str, s: &StatusSpec) -> Value {
     let acct = match s.remote {
         true => format!("{}@remote.example", s.author),
         false => s.author.to_string(),
@@ -85,7 +106,7 @@ fn pack(id: u64, s: &StatusSpec) -> Value {
         .then(|| json!({"id": "108000000000000003", "content": "<p>boosted</p>"}));
     let text = s.text.replace('&', "&amp;").replace('<', "&lt;");
     json!({
-        "id": id.to_string(),
+        "id": id,
         "created_at": iso_ms(s.created_at_ms),
         "in_reply_to_id": reply_to,
         "in_reply_to_account_id": reply_to.map(|_| if s.self_reply { account_id.to_string() } else { "99".to_string() }),
@@ -108,26 +129,35 @@ pub(super) fn truthy(v: Option<&str>) -> bool {
     )
 }
 
-/// The feed's own filters: public statuses, no boosts, no replies to others
-/// (self-replies stay), no suspended or silenced authors; `local`/`remote`
-/// (both given: neither applies) and `only_media`.
-pub(super) fn holds(s: &StatusSpec, q: &BTreeMap<String, String>) -> bool {
-    let (local, remote) = (
-        truthy(q.get("local").map(String::as_str)),
-        truthy(q.get("remote").map(String::as_str)),
-    );
-    let only_media = truthy(q.get("only_media").map(String::as_str));
-    let in_feed = s.visibility == "public" && !s.reblog && !s.reply_to_other && !s.suspended;
-    let origin_ok = match (local && !remote, remote && !local) {
-        (true, _) => !s.remote,
-        (_, true) => s.remote,
-        _ => true,
+/// The part `local`/`remote` select (both given: neither applies).
+pub(super) fn part_of(q: &BTreeMap<String, String>) -> Part {
+    let flag = |k: &str| truthy(q.get(k).map(String::as_str));
+    match (flag("local"), flag("remote")) {
+        (true, false) => Part::Local,
+        (false, true) => Part::Remote,
+        _ => Part::All,
+    }
+}
+
+/// What the feed selects in its query: public statuses, no boosts; the part; media.
+pub(super) fn selects(s: &StatusSpec, part: Part, only_media: bool) -> bool {
+    let part_ok = match part {
+        Part::All => true,
+        Part::Local => !s.remote,
+        Part::Remote => s.remote,
+        Part::Nothing => false,
     };
-    in_feed && origin_ok && (!only_media || s.media)
+    s.visibility == "public" && !s.reblog && part_ok && (!only_media || s.media)
+}
+
+/// What it keeps of those: no replies to others, no suspended or silenced
+/// authors (GoToSocial checks these after its query).
+pub(super) fn keeps(s: &StatusSpec) -> bool {
+    !s.reply_to_other && !s.suspended
 }
 
 /// `limit_param(DEFAULT_STATUSES_LIMIT = 20)`: `[abs(limit), 40].min`.
-fn limit(q: &BTreeMap<String, String>) -> usize {
+pub(super) fn limit(q: &BTreeMap<String, String>) -> usize {
     match q.get("limit") {
         None => 20,
         // Ruby's `to_i`: leading digits, else 0.
@@ -139,65 +169,76 @@ fn limit(q: &BTreeMap<String, String>) -> usize {
     }
 }
 
-fn id_param(q: &BTreeMap<String, String>, key: &str) -> Option<u64> {
-    q.get(key)
-        .filter(|v| !v.is_empty())
-        .map(|v| v.parse().unwrap_or(0))
-}
-
 impl State {
-    /// One page: `min_id` ascending then reversed (max_id an upper bound);
-    /// otherwise `max_id`/`since_id` descending. Every bound exclusive.
-    pub(super) fn page(&self, q: &BTreeMap<String, String>) -> Vec<&Status> {
+    /// The statuses whose key is below `max` (every one without it), ascending.
+    pub(super) fn below(&self, max: Option<Key>) -> btree_map::Range<'_, Key, Status> {
+        let upper = max.map_or(Bound::Unbounded, Bound::Excluded);
+        self.statuses.range((Bound::Unbounded, upper))
+    }
+
+    pub(super) fn bound(&self, q: &BTreeMap<String, String>, key: &str) -> Option<Key> {
+        q.get(key)
+            .filter(|v| !v.is_empty())
+            .map(|v| self.kind.bound(v))
+    }
+
+    /// One page (every kind but GoToSocial): `min_id` ascending then reversed
+    /// (max_id an upper bound); otherwise `max_id`/`since_id` descending.
+    /// Every bound exclusive.
+    pub(super) fn page(&self, q: &BTreeMap<String, String>, part: Part) -> Vec<&Status> {
         let (max, since, min) = (
-            id_param(q, "max_id"),
-            id_param(q, "since_id"),
-            id_param(q, "min_id"),
+            self.bound(q, "max_id"),
+            self.bound(q, "since_id"),
+            self.bound(q, "min_id"),
         );
         let n = limit(q);
-        let below = |s: &&Status| max.is_none_or(|m| s.id < m);
-        let held = |s: &&Status| holds(&s.spec, q);
+        let only_media = truthy(q.get("only_media").map(String::as_str));
+        let held = |s: &(&Key, &Status)| selects(&s.1.spec, part, only_media) && keeps(&s.1.spec);
         match min {
             Some(min) => {
                 let mut page: Vec<&Status> = self
-                    .statuses
-                    .range(min.saturating_add(1)..)
-                    .map(|(_, s)| s)
-                    .filter(below)
+                    .below(max)
+                    .filter(|(k, _)| **k > min)
                     .filter(held)
                     .take(n)
+                    .map(|(_, s)| s)
                     .collect();
                 page.reverse();
                 page
             }
             None => self
-                .statuses
-                .values()
+                .below(max)
                 .rev()
-                .filter(below)
-                .filter(|s| since.is_none_or(|m| s.id > m))
+                .filter(|(k, _)| since.as_ref().is_none_or(|m| *k > m))
                 .filter(held)
                 .take(n)
+                .map(|(_, s)| s)
                 .collect(),
         }
     }
 
-    /// Ground truth: the statuses a query holds with `start ≤ created_at < end`,
-    /// sorted by created_at then id, as served.
+    /// Ground truth: the statuses the timeline holds by design (whatever the
+    /// server ignores or filters late) placed in `[start, end)` by `created_at`,
+    /// or, `by_receipt`, by the time their id carries; sorted the way slotfill
+    /// writes them.
     pub(super) fn expected(
         &self,
-        q: &BTreeMap<String, String>,
-        start: i64,
-        end: i64,
+        part: Part,
+        only_media: bool,
+        (start, end): (i64, i64),
+        by_receipt: bool,
     ) -> Vec<Value> {
+        let at = |s: &Status| match by_receipt {
+            true => s.id_ms,
+            false => s.spec.created_at_ms,
+        };
         let mut held: Vec<&Status> = self
             .statuses
             .values()
-            .filter(|s| (start..end).contains(&s.spec.created_at_ms) && holds(&s.spec, q))
+            .filter(|s| (start..end).contains(&at(s)))
+            .filter(|s| selects(&s.spec, part, only_media) && keeps(&s.spec))
             .collect();
-        held.sort_by(|a, b| {
-            (a.spec.created_at_ms, a.id.to_string()).cmp(&(b.spec.created_at_ms, b.id.to_string()))
-        });
+        held.sort_by(|a, b| (at(a), &a.id).cmp(&(at(b), &b.id)));
         held.iter()
             .map(|s| serde_json::from_str(&s.json).expect("packed"))
             .collect()
@@ -212,14 +253,14 @@ pub(super) fn link(base: &str, q: &BTreeMap<String, String>, page: &[&Status]) -
         .iter()
         .filter_map(|k| q.get(*k).map(|v| format!("{k}={v}")))
         .collect();
-    let url = |bound: &str, id: u64| {
+    let url = |bound: &str, id: &str| {
         let mut params = kept.clone();
         params.push(format!("{bound}={id}"));
         format!("{base}/api/v1/timelines/public?{}", params.join("&"))
     };
     Some(format!(
         "<{}>; rel=\"next\", <{}>; rel=\"prev\"",
-        url("max_id", last.id),
-        url("min_id", first.id)
+        url("max_id", &last.id),
+        url("min_id", &first.id)
     ))
 }

@@ -1,6 +1,7 @@
-//! Requests and answers: authentication, rack-attack's fixed-window throttles
-//! with their `X-RateLimit-*` headers (§7), injected faults, and the HTTP/1.1
-//! plumbing (GET with keep-alive).
+//! Requests and answers: authentication, the feed settings of Mastodon 4.5
+//! (`/api/v2/instance`, `verify_credentials`), GoToSocial's User-Agent check,
+//! the rate limits (`limits`), injected faults, and the HTTP/1.1 plumbing
+//! (GET with keep-alive). Every answer carries a `Date`.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -11,8 +12,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::super::misskey::FaultPlan;
-use super::feed::{State, link};
-use super::{Fault, MastodonConfig};
+use super::feed::{Part, State, Status, link, part_of};
+use super::gts::GtsAnswer;
+use super::limits::{Meter, RateLimitForm, Refusals, http_date};
+use super::{Fault, MastodonConfig, ServerKind};
 
 pub(super) struct Resp {
     status: u16,
@@ -52,14 +55,16 @@ impl Resp {
 #[derive(Default)]
 pub(super) struct Log {
     pub(super) calls: u64,
-    /// The query of every request, in order (faulted ones included).
-    pub(super) queries: Vec<BTreeMap<String, String>>,
+    /// The path and query of every request, in order (faulted ones included).
+    pub(super) requests: Vec<(String, BTreeMap<String, String>)>,
     pub(super) auth: Vec<String>,
-    /// 429s the throttles answered (not injected ones).
+    /// Refusals the rate limits answered (not injected ones).
     pub(super) throttled: u64,
+    pub(super) refusals: Refusals,
+    /// Timeline requests in flight now, and the most ever at once.
+    pub(super) in_flight: (u64, u64),
     pub(super) faults: FaultPlan,
-    /// Per throttle: (window index, requests counted in it).
-    windows: Vec<(i64, u64)>,
+    meters: Vec<Meter>,
 }
 
 pub(super) struct Shared {
@@ -78,7 +83,7 @@ pub(super) fn now_ms() -> i64 {
     now.unwrap_or_default().as_millis() as i64
 }
 
-/// `X-RateLimit-Reset`: ISO 8601 with microseconds.
+/// `X-RateLimit-Reset` of an injected 429: ISO 8601 with microseconds.
 fn reset_header(ms: i64) -> String {
     let t = chrono::DateTime::from_timestamp_millis(ms).expect("time");
     t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
@@ -91,72 +96,91 @@ fn parse_query(target: &str) -> (String, BTreeMap<String, String>) {
         .filter(|p| !p.is_empty())
         .map(|p| {
             let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (k.to_string(), v.to_string())
+            let v = percent_encoding::percent_decode_str(v).decode_utf8_lossy();
+            (k.to_string(), v.into_owned())
         })
         .collect();
     (path.to_string(), params)
 }
 
 const PAGING: [&str; 4] = ["max_id", "min_id", "since_id", "page"];
+const TIMELINE: &str = "/api/v1/timelines/public";
+/// `UserRole::FLAGS[:view_feeds]`, and the default role's `invite_users`.
+const VIEW_FEEDS: u64 = 1 << 20;
+const INVITE_USERS: u64 = 1 << 16;
+
+/// One request as the handlers see it.
+pub(super) struct Request<'a> {
+    path: &'a str,
+    q: &'a BTreeMap<String, String>,
+    token: Option<&'a str>,
+}
 
 impl Shared {
-    /// Counts the request in every throttle it matches (rack-attack counts
-    /// refused requests too); returns the 429 if one is exceeded, and the
-    /// headers of the most limited one.
+    /// Counts the request in every throttle it matches; returns the refusal
+    /// if one is exceeded, and the headers of the most limited one.
     fn throttle(
         &self,
         log: &mut Log,
         q: &BTreeMap<String, String>,
     ) -> (Option<Resp>, Vec<(&'static str, String)>) {
         let now = now_ms();
+        let form = self.cfg.rate_limit_form;
         let paging = PAGING.iter().any(|k| q.contains_key(*k));
-        log.windows.resize(self.cfg.throttles.len(), (0, 0));
-        let mut tightest: Option<(u64, u64, i64)> = None; // (remaining, limit, reset ms)
-        let mut exceeded = false;
-        for (t, window) in self.cfg.throttles.iter().zip(log.windows.iter_mut()) {
+        log.meters
+            .resize(self.cfg.throttles.len(), Meter::default());
+        let mut tightest: Option<(u64, Vec<(&'static str, String)>)> = None;
+        let mut refused_by = None;
+        for (i, (t, meter)) in self
+            .cfg
+            .throttles
+            .iter()
+            .zip(log.meters.iter_mut())
+            .enumerate()
+        {
             if t.paging_only && !paging {
                 continue;
             }
-            let period = (t.period_secs.max(1) * 1000) as i64;
-            let index = now.div_euclid(period);
-            if window.0 != index {
-                *window = (index, 0);
+            let verdict = meter.count(t, form, now);
+            if verdict.refused && refused_by.is_none() {
+                refused_by = Some((i, meter.window_of(t, form, now), verdict.headers.clone()));
             }
-            window.1 += 1;
-            exceeded |= window.1 > t.limit;
-            let remaining = t.limit.saturating_sub(window.1);
-            let reset = (index + 1) * period;
-            if tightest.is_none_or(|(r, _, _)| remaining < r) {
-                tightest = Some((remaining, t.limit, reset));
+            if tightest
+                .as_ref()
+                .is_none_or(|(r, _)| verdict.remaining < *r)
+            {
+                tightest = Some((verdict.remaining, verdict.headers));
             }
         }
-        let headers = tightest
-            .map(|(remaining, limit, reset)| {
-                vec![
-                    ("X-RateLimit-Limit", limit.to_string()),
-                    ("X-RateLimit-Remaining", remaining.to_string()),
-                    ("X-RateLimit-Reset", reset_header(reset)),
-                ]
-            })
-            .unwrap_or_default();
-        if exceeded {
-            log.throttled += 1;
-            let mut r = Resp::error(429, "Too many requests");
-            r.headers = headers.clone();
-            return (Some(r), headers);
-        }
-        (None, headers)
+        let headers = tightest.map(|(_, h)| h).unwrap_or_default();
+        let Some((throttle, window, refusal)) = refused_by else {
+            return (None, headers);
+        };
+        log.throttled += 1;
+        *log.refusals
+            .by_window
+            .entry((throttle, window))
+            .or_default() += 1;
+        let mut r = match form {
+            RateLimitForm::Throttle503 => {
+                Resp::error(503, "Service Unavailable: server capacity exceeded")
+            }
+            _ => Resp::error(429, "Too many requests"),
+        };
+        r.headers = refusal;
+        (Some(r), headers)
     }
 
     /// Logs the call and picks its fault (queued first, then `fail_every`).
     fn record(
         &self,
         log: &mut Log,
+        path: &str,
         q: &BTreeMap<String, String>,
         auth: Option<&str>,
     ) -> Option<Fault> {
         log.calls += 1;
-        log.queries.push(q.clone());
+        log.requests.push((path.to_string(), q.clone()));
         if let Some(a) = auth {
             log.auth.push(a.to_string());
         }
@@ -164,22 +188,49 @@ impl Shared {
     }
 
     /// None means: reset the connection without answering.
-    async fn respond(&self, method: &str, target: &str, auth: Option<&str>) -> Option<Resp> {
+    async fn respond(
+        &self,
+        method: &str,
+        target: &str,
+        headers: &[(String, String)],
+    ) -> Option<Resp> {
+        let header = |name: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+        };
+        let auth = header("authorization");
         let (path, q) = parse_query(target);
         let (fault, throttled) = {
             let mut log = lock(&self.log);
-            let fault = self.record(&mut log, &q, auth);
+            let fault = self.record(&mut log, &path, &q, auth);
             let throttled = self.throttle(&mut log, &q);
             (fault, throttled)
         };
+        let request = Request {
+            path: &path,
+            q: &q,
+            token: auth.and_then(|a| a.strip_prefix("Bearer ")),
+        };
+        let teapot = self.cfg.kind == ServerKind::GoToSocial
+            && header("user-agent").is_none_or(str::is_empty);
         let answer = |throttled: (Option<Resp>, Vec<(&'static str, String)>)| match throttled {
+            // GoToSocial's User-Agent middleware runs before anything else.
+            _ if teapot => Resp::json(
+                418,
+                r#"{"error": "I'm a teapot: no user-agent sent with request"}"#.into(),
+            ),
             (Some(refused), _) => refused,
             (None, headers) => {
-                let mut r = self.handle(method, &path, &q, auth);
+                let mut r = self.handle(method, &request);
                 r.headers.extend(headers);
                 r
             }
         };
+        if !self.cfg.answer_delay.is_zero() {
+            tokio::time::sleep(self.cfg.answer_delay).await;
+        }
         match fault {
             None => Some(answer(throttled)),
             Some(Fault::ResetConnection) => None,
@@ -196,31 +247,113 @@ impl Shared {
         }
     }
 
-    fn handle(
-        &self,
-        method: &str,
-        path: &str,
-        q: &BTreeMap<String, String>,
-        auth: Option<&str>,
-    ) -> Resp {
-        if method != "GET" || path != "/api/v1/timelines/public" {
-            return Resp::error(404, "Record not found");
+    fn handle(&self, method: &str, r: &Request) -> Resp {
+        let answer = match (method, r.path) {
+            ("GET", TIMELINE) => self.timeline(r),
+            ("GET", "/api/v2/instance") => self.instance(),
+            ("GET", "/api/v1/accounts/verify_credentials") => self.credentials(r),
+            _ => Resp::error(404, "Record not found"),
+        };
+        // Sharkey's Mastodon layer answers its errors as 401.
+        match (self.cfg.kind, answer.status) {
+            (ServerKind::Sharkey, 400..=499) if answer.status != 429 => Resp {
+                status: 401,
+                ..answer
+            },
+            _ => answer,
         }
-        let token = auth.and_then(|a| a.strip_prefix("Bearer "));
-        match token {
-            Some(t) if !self.cfg.tokens.iter().any(|k| k == t) => {
-                return Resp::error(401, "The access token is invalid");
-            }
-            None if self.cfg.require_token => {
-                return Resp::error(
+    }
+
+    /// The caller's token: Ok(None) anonymous, Err for one the server does not know.
+    fn token<'a>(&self, r: &Request<'a>) -> Result<Option<&'a str>, Resp> {
+        match r.token {
+            Some(t) if !self.cfg.tokens.iter().any(|k| k == t) => Err(match self.cfg.kind {
+                ServerKind::GoToSocial => Resp::error(401, "Unauthorized: invalid token"),
+                _ => Resp::error(401, "The access token is invalid"),
+            }),
+            t => Ok(t),
+        }
+    }
+
+    /// `PublicFeed#user_has_access_to_feed?` for one setting.
+    fn may_read(&self, setting: &str, token: Option<&str>) -> bool {
+        match setting {
+            "authenticated" => token.is_some(),
+            "disabled" => token.is_some_and(|t| self.cfg.staff_tokens.iter().any(|s| s == t)),
+            _ => true,
+        }
+    }
+
+    /// The part a caller sees (Mastodon 4.5's `PublicFeed`), or the 401 of
+    /// `require_auth?` for an anonymous caller.
+    fn feed_part(&self, q: &BTreeMap<String, String>, token: Option<&str>) -> Result<Part, Resp> {
+        let asked = part_of(q);
+        let Some(access) = &self.cfg.feed_access else {
+            return Ok(asked);
+        };
+        let require_auth = match asked {
+            Part::Local => access.local != "public",
+            Part::Remote => access.remote != "public",
+            _ => access.local != "public" || access.remote != "public",
+        };
+        if require_auth && token.is_none() {
+            return Err(Resp::error(
+                401,
+                "This method requires an authenticated user",
+            ));
+        }
+        let (local, remote) = (
+            self.may_read(access.local, token),
+            self.may_read(access.remote, token),
+        );
+        let local_only = asked == Part::Local || !remote;
+        let remote_only = asked == Part::Remote || !local;
+        Ok(match (local_only, remote_only) {
+            _ if (local_only && !local) || (remote_only && !remote) => Part::Nothing,
+            (true, _) => Part::Local,
+            (_, true) => Part::Remote,
+            _ => Part::All,
+        })
+    }
+
+    fn timeline(&self, r: &Request) -> Resp {
+        let token = match self.token(r) {
+            Ok(token) => token,
+            Err(refusal) => return refusal,
+        };
+        if token.is_none() && self.cfg.require_token {
+            return match self.cfg.kind {
+                ServerKind::GoToSocial => Resp::error(401, "Unauthorized: token not supplied"),
+                _ => Resp::error(
                     self.cfg.auth_status,
                     "This method requires an authenticated user",
-                );
-            }
-            _ => {}
+                ),
+            };
         }
+        let part = match self.feed_part(r.q, token) {
+            Ok(part) => part,
+            Err(refusal) => return refusal,
+        };
         let state = lock(&self.state);
-        let page = state.page(q);
+        let (page, link): (Vec<&Status>, Option<String>) = match self.cfg.kind {
+            ServerKind::GoToSocial => match state.gts_page(r.q) {
+                GtsAnswer::Page { statuses, link } => (statuses, link),
+                GtsAnswer::BadLimit(v) => {
+                    let message =
+                        format!("Bad Request: error parsing key limit with value {v} as int");
+                    return Resp::error(400, &message);
+                }
+            },
+            _ => {
+                let mut q = r.q.clone();
+                if self.cfg.ignore_max_id {
+                    q.remove("max_id");
+                }
+                let page = state.page(&q, part);
+                let link = link(&self.base, r.q, &page);
+                (page, link)
+            }
+        };
         let body = format!(
             "[{}]",
             page.iter()
@@ -228,11 +361,52 @@ impl Shared {
                 .collect::<Vec<_>>()
                 .join(",")
         );
-        let mut r = Resp::json(200, body);
-        if let Some(link) = link(&self.base, q, &page) {
-            r.headers.push(("Link", link));
+        let mut resp = Resp::json(200, body);
+        if let Some(link) = link {
+            resp.headers.push(("Link", link));
         }
-        r
+        resp
+    }
+
+    /// `GET /api/v2/instance`: Mastodon 4.5 names its feed settings; a server
+    /// without them says nothing of the kind.
+    fn instance(&self) -> Resp {
+        let mut configuration = json!({ "statuses": { "max_characters": 500 } });
+        if let Some(access) = self
+            .cfg
+            .feed_access
+            .as_ref()
+            .filter(|_| !self.cfg.hide_feed_settings)
+        {
+            configuration["timelines_access"] = json!({
+                "live_feeds": { "local": access.local, "remote": access.remote },
+                "hashtag_feeds": { "local": "public", "remote": "public" },
+                "trending_link_feeds": { "local": "public", "remote": "public" }
+            });
+        }
+        let version = match self.cfg.feed_access {
+            Some(_) if !self.cfg.hide_feed_settings => "4.5.0",
+            _ => "4.3.2",
+        };
+        Resp::json(
+            200,
+            json!({ "domain": super::feed::HOST, "version": version, "configuration": configuration }).to_string(),
+        )
+    }
+
+    /// `GET /api/v1/accounts/verify_credentials`: the token's account and role.
+    fn credentials(&self, r: &Request) -> Resp {
+        match self.token(r) {
+            Err(refusal) => refusal,
+            Ok(None) => Resp::error(401, "The access token is invalid"),
+            Ok(Some(token)) => {
+                let staff = self.cfg.staff_tokens.iter().any(|s| s == token);
+                let permissions = if staff { VIEW_FEEDS } else { INVITE_USERS };
+                let body = json!({"id": "7", "username": "collector", "acct": "collector",
+                    "role": {"id": "3", "name": if staff { "Moderator" } else { "" }, "permissions": permissions.to_string()}});
+                Resp::json(200, body.to_string())
+            }
+        }
     }
 }
 
@@ -279,8 +453,10 @@ fn fault_response(f: &Fault) -> Resp {
 fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
+        400 => "Bad Request",
         401 => "Unauthorized",
         404 => "Not Found",
+        418 => "I'm a teapot",
         422 => "Unprocessable Entity",
         429 => "Too Many Requests",
         500 => "Internal Server Error",
@@ -333,7 +509,8 @@ async fn read_request(
 async fn write_response(sock: &mut TcpStream, r: &Resp, keep: bool) -> io::Result<()> {
     let mut h = format!("HTTP/1.1 {} {}\r\n", r.status, reason(r.status));
     h += &format!(
-        "Content-Type: {}\r\nContent-Length: {}\r\n",
+        "Date: {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n",
+        http_date(now_ms()),
         r.ctype,
         r.body.len()
     );
@@ -354,14 +531,20 @@ async fn write_response(sock: &mut TcpStream, r: &Resp, keep: bool) -> io::Resul
 pub(super) async fn serve_connection(shared: Arc<Shared>, mut sock: TcpStream) {
     let mut buf = Vec::new();
     while let Some((method, target, headers)) = read_request(&mut sock, &mut buf).await {
-        let auth = headers
-            .iter()
-            .find(|(k, _)| k == "authorization")
-            .map(|(_, v)| v.clone());
         let close = headers
             .iter()
             .any(|(k, v)| k == "connection" && v.eq_ignore_ascii_case("close"));
-        let Some(resp) = shared.respond(&method, &target, auth.as_deref()).await else {
+        let timeline = target.starts_with(TIMELINE);
+        if timeline {
+            let mut log = lock(&shared.log);
+            log.in_flight.0 += 1;
+            log.in_flight.1 = log.in_flight.1.max(log.in_flight.0);
+        }
+        let resp = shared.respond(&method, &target, &headers).await;
+        if timeline {
+            lock(&shared.log).in_flight.0 -= 1;
+        }
+        let Some(resp) = resp else {
             let _ = sock.set_zero_linger(); // ResetConnection: RST, not a byte sent
             return;
         };

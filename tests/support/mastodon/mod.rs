@@ -1,21 +1,34 @@
-//! In-process emulator of Mastodon's public timelines for integration tests
-//! (`shared/misskey-api.md` §7): `GET /api/v1/timelines/public` with `local`,
-//! `remote`, `only_media`, `max_id`, `since_id`, `min_id` and `limit` (default
-//! 20, capped at 40); every bound exclusive; `max_id`/`since_id` newest first,
-//! `min_id` the page right after it, reversed; the Link header (none on an
-//! empty page); snowflake ids sent as strings, back-dated ones with a random
-//! millisecond in their second; rack-attack's fixed-window throttles with
-//! `X-RateLimit-*` on every answer and `{"error":"Too many requests"}` 429s
-//! without `Retry-After`; `{"error": "…"}` bodies (401/422 when a user is
-//! required); injected faults ([`Fault`], shared with the Misskey emulator).
+//! In-process emulator of the public timelines of Mastodon-API servers for
+//! integration tests (`shared/misskey-api.md` §7, §9.2–9.4): `GET
+//! /api/v1/timelines/public` with `local`, `remote`, `only_media`, `max_id`,
+//! `since_id`, `min_id` and `limit` (default 20, capped at 40); every bound
+//! exclusive; `max_id`/`since_id` newest first, `min_id` the page right after
+//! it, reversed; the Link header (none on an empty page); `{"error": "…"}`
+//! bodies (401/422 when a user is required); injected faults ([`Fault`],
+//! shared with the Misskey emulator).
 //!
-//! Layout: this file holds the public types and the handle; `feed` the
-//! statuses, ids and the timeline's filters and paging; `http` throttles,
-//! authentication, faults and the HTTP plumbing.
+//! [`ServerKind`] picks the server, each failing the way the real one does:
+//! Mastodon's snowflakes (receipt-time ids for statuses delivered late,
+//! [`StatusSpec::delivered`]), GoToSocial (ULIDs compared as strings, the
+//! clamp to 40, the `min_id` quirk, ignored `remote`/`only_media`, 418
+//! without a User-Agent, filtering after its query with `[]` pages that carry
+//! a Link), Akkoma's FlakeIds, a Sharkey layer with aidx ids and its errors as
+//! 401, and ids that carry no time. [`RateLimitForm`] picks how the rate
+//! limits announce themselves; [`FeedAccess`] gives the server Mastodon 4.5's
+//! feed settings (a disabled feed answers a signed-in caller 200 `[]`).
+//! Everything but stock Mastodon is off by default.
+//!
+//! Layout: this file holds the public types and the handle; `ids` how each
+//! kind mints and orders ids; `feed` the statuses, filters and paging; `gts`
+//! GoToSocial's own paging; `limits` the rate-limit forms; `http` the
+//! endpoints, authentication, faults and plumbing.
 #![allow(dead_code)]
 
 mod feed;
+mod gts;
 mod http;
+mod ids;
+mod limits;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -25,7 +38,10 @@ use serde_json::Value;
 use tokio::net::TcpListener;
 
 pub use super::misskey::Fault;
+use feed::{Part, part_of};
+pub use gts::GTS_HOST;
 use http::{Shared, lock, serve_connection};
+pub use limits::RateLimitForm;
 
 /// One rack-attack throttle: `limit` requests per fixed window of `period_secs`.
 #[derive(Clone, Debug)]
@@ -36,8 +52,46 @@ pub struct Throttle {
     pub paging_only: bool,
 }
 
+/// Which server answers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ServerKind {
+    /// Mastodon 4.x: snowflakes; a status delivered late gets its receipt time.
+    #[default]
+    Mastodon,
+    /// GoToSocial 0.19.2 (misskey-api.md §9.3).
+    GoToSocial,
+    /// Pleroma/Akkoma: FlakeIds minted on insert (receipt), compared as strings.
+    Akkoma,
+    /// Sharkey's Mastodon layer: aidx ids from `createdAt`, errors as 401.
+    Sharkey,
+    /// Ids that carry no time (numbers in receipt order that no codec reads).
+    Opaque,
+}
+
+/// Mastodon 4.5's `timelines_access.live_feeds`: `public`, `authenticated`
+/// or `disabled`, for local and remote statuses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FeedAccess {
+    pub local: &'static str,
+    pub remote: &'static str,
+}
+
 #[derive(Clone, Debug)]
 pub struct MastodonConfig {
+    pub kind: ServerKind,
+    pub rate_limit_form: RateLimitForm,
+    /// Mastodon 4.5's feed settings; None: a server without them.
+    pub feed_access: Option<FeedAccess>,
+    /// The feed settings apply but `GET /api/v2/instance` does not show them
+    /// (a fork, or a proxy in front): only the answers tell.
+    pub hide_feed_settings: bool,
+    /// Tokens whose role may view disabled feeds (`view_feeds`).
+    pub staff_tokens: Vec<String>,
+    /// A server that ignores `max_id`: it cannot be paged at all.
+    pub ignore_max_id: bool,
+    /// How long each answer takes (after the rate limit counted the request),
+    /// so concurrent calls overlap at the server.
+    pub answer_delay: Duration,
     /// The server needs a signed-in user for its public timelines
     /// (`local_live_feed_access` / `remote_live_feed_access`).
     pub require_token: bool,
@@ -53,6 +107,13 @@ impl Default for MastodonConfig {
     /// 300 / 15 min more for paging requests.
     fn default() -> Self {
         MastodonConfig {
+            kind: ServerKind::Mastodon,
+            rate_limit_form: RateLimitForm::MastodonIso,
+            feed_access: None,
+            hide_feed_settings: false,
+            staff_tokens: Vec::new(),
+            ignore_max_id: false,
+            answer_delay: Duration::ZERO,
             require_token: false,
             auth_status: 401,
             tokens: Vec::new(),
@@ -91,6 +152,8 @@ pub struct StatusSpec {
     /// A suspended or silenced author: left out of the public feed.
     pub suspended: bool,
     pub text: String,
+    /// How long after `created_at` the server received it (a late delivery).
+    pub delay_ms: i64,
 }
 
 impl StatusSpec {
@@ -107,6 +170,25 @@ impl StatusSpec {
             media: false,
             suspended: false,
             text: text.to_string(),
+            delay_ms: 0,
+        }
+    }
+
+    /// A remote status delivered `delay_ms` after its creation.
+    pub fn delivered(created_at_ms: i64, delay_ms: i64, text: &str) -> Self {
+        StatusSpec {
+            remote: true,
+            author: "carol",
+            delay_ms,
+            ..Self::local(created_at_ms, text)
+        }
+    }
+
+    /// A reply to another account's status: never in the public feed.
+    pub fn reply_to_other(created_at_ms: i64, text: &str) -> Self {
+        StatusSpec {
+            reply_to_other: true,
+            ..Self::local(created_at_ms, text)
         }
     }
 
@@ -191,16 +273,14 @@ async fn accept_loop(shared: Arc<Shared>, listener: std::net::TcpListener, mut s
     }
 }
 
-/// The query of a timeline: `local`, `public` or `remote`.
-fn timeline_query(timeline: &str) -> BTreeMap<String, String> {
-    let mut q = BTreeMap::new();
+/// The part of the feed a timeline reads: `local`, `public` or `remote`.
+fn timeline_part(timeline: &str) -> Part {
     match timeline {
-        "local" => drop(q.insert("local".to_string(), "true".to_string())),
-        "remote" => drop(q.insert("remote".to_string(), "true".to_string())),
-        "public" => {}
+        "local" => Part::Local,
+        "remote" => Part::Remote,
+        "public" => Part::All,
         other => panic!("unknown timeline {other}"),
     }
-    q
 }
 
 impl MastodonEmulator {
@@ -210,8 +290,8 @@ impl MastodonEmulator {
         listener.set_nonblocking(true).expect("nonblocking");
         let addr = listener.local_addr().expect("local addr");
         let shared = Arc::new(Shared {
+            state: Mutex::new(feed::State::new(cfg.kind)),
             cfg,
-            state: Mutex::default(),
             log: Mutex::default(),
             base: format!("http://{addr}"),
         });
@@ -249,20 +329,28 @@ impl MastodonEmulator {
         specs.into_iter().map(|s| st.add(s)).collect()
     }
 
-    /// Ground truth: the statuses `timeline` holds with `start_ms ≤ created_at <
-    /// end_ms`, as the exact JSON served, sorted by created_at then id.
+    /// Ground truth: the statuses `timeline` holds by design with `start_ms ≤
+    /// created_at < end_ms`, as the exact JSON served, sorted by created_at then id.
     pub fn expected(&self, timeline: &str, start_ms: i64, end_ms: i64) -> Vec<Value> {
-        lock(&self.shared.state).expected(&timeline_query(timeline), start_ms, end_ms)
+        let state = lock(&self.shared.state);
+        state.expected(timeline_part(timeline), false, (start_ms, end_ms), false)
     }
 
     /// Like [`Self::expected`], for a timeline read with `only_media=true`.
     pub fn expected_media(&self, timeline: &str, start_ms: i64, end_ms: i64) -> Vec<Value> {
-        let mut q = timeline_query(timeline);
-        q.insert("only_media".to_string(), "true".to_string());
-        lock(&self.shared.state).expected(&q, start_ms, end_ms)
+        let state = lock(&self.shared.state);
+        state.expected(timeline_part(timeline), true, (start_ms, end_ms), false)
     }
 
-    /// A page as the server would answer `query` (`key=value&…`), ids only.
+    /// Like [`Self::expected`], placed and sorted by the time the ids carry
+    /// (when the server received each status).
+    pub fn expected_by_receipt(&self, timeline: &str, start_ms: i64, end_ms: i64) -> Vec<Value> {
+        let state = lock(&self.shared.state);
+        state.expected(timeline_part(timeline), false, (start_ms, end_ms), true)
+    }
+
+    /// A page as the server would answer `query` (`key=value&…`), ids only
+    /// (every kind but GoToSocial, which pages in `gts`).
     pub fn page_ids(&self, query: &str) -> Vec<String> {
         let q: BTreeMap<String, String> = query
             .split('&')
@@ -270,7 +358,10 @@ impl MastodonEmulator {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         let st = lock(&self.shared.state);
-        st.page(&q).iter().map(|s| s.id.to_string()).collect()
+        st.page(&q, part_of(&q))
+            .iter()
+            .map(|s| s.id.to_string())
+            .collect()
     }
 
     /// All calls received, including faulted and throttled ones.
@@ -278,14 +369,46 @@ impl MastodonEmulator {
         lock(&self.shared.log).calls
     }
 
-    /// The query of every request, in order.
+    /// The query of every timeline request, in order.
     pub fn requests(&self) -> Vec<BTreeMap<String, String>> {
-        lock(&self.shared.log).queries.clone()
+        let log = lock(&self.shared.log);
+        let timeline = log
+            .requests
+            .iter()
+            .filter(|(path, _)| path == "/api/v1/timelines/public");
+        timeline.map(|(_, q)| q.clone()).collect()
     }
 
-    /// 429s the throttles answered.
+    /// The path of every request, in order.
+    pub fn paths(&self) -> Vec<String> {
+        lock(&self.shared.log)
+            .requests
+            .iter()
+            .map(|(p, _)| p.clone())
+            .collect()
+    }
+
+    /// Refusals the rate limits answered (429s, or throttling 503s).
     pub fn throttled(&self) -> u64 {
         lock(&self.shared.log).throttled
+    }
+
+    /// The refusals each rate window drew, in the order of the windows.
+    pub fn refusals_per_window(&self) -> Vec<u64> {
+        let log = lock(&self.shared.log);
+        let mut windows: Vec<_> = log
+            .refusals
+            .by_window
+            .iter()
+            .map(|((_, w), n)| (*w, *n))
+            .collect();
+        windows.sort();
+        windows.into_iter().map(|(_, n)| n).collect()
+    }
+
+    /// The most timeline requests that were ever in flight at once.
+    pub fn most_in_flight(&self) -> u64 {
+        lock(&self.shared.log).in_flight.1
     }
 
     /// Queues faults: each upcoming call consumes one.

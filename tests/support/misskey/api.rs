@@ -298,6 +298,14 @@ impl Shared {
 
     /// None means: reset the connection without answering.
     pub(super) async fn respond(&self, req: &Request) -> Option<Resp> {
+        let mut resp = self.answer(req).await?;
+        if let (true, Some(token)) = (self.cfg.echo_token_in_errors, caller_token(req)) {
+            echo_token(&mut resp, &token);
+        }
+        Some(resp)
+    }
+
+    async fn answer(&self, req: &Request) -> Option<Resp> {
         let path = req.target.split('?').next().unwrap_or_default();
         match self.record(path.strip_prefix("/api/").unwrap_or(path), req) {
             None => Some(self.handle(req, path)),
@@ -396,9 +404,67 @@ impl Shared {
             page_sql(&st.notes, since.as_deref(), until.as_deref())
         };
         let f = Filters::from(obj);
-        let page = page
-            .filter(|n| holds(ep, engine, st, n, &f, viewer))
-            .take(limit);
-        Ok(page.map(|n| st.pack(n)).collect())
+        let served = self.served(ep, st, viewer);
+        let page = page.filter(|n| holds(ep, engine, st, n, &f, viewer) && served(n));
+        let shown = |n: &&Note| st.shown(n, viewer);
+        // Meilisearch: `limit` hits first, then Misskey loads and filters them (§9.1).
+        let page: Vec<&Note> = if ep == Ep::Search && engine == SearchEngine::Meilisearch {
+            page.take(limit).filter(shown).collect()
+        } else {
+            page.filter(shown).take(limit).collect()
+        };
+        Ok(page.into_iter().map(|n| st.pack(n)).collect())
     }
+
+    /// What the server serves at all to `viewer` on `ep`: visitors' restrictions for anonymous
+    /// callers, and the fanout timeline's horizon without database fallback (§9.1).
+    pub(super) fn served<'a>(
+        &self,
+        ep: Ep,
+        st: &'a State,
+        viewer: Option<&Account>,
+    ) -> impl Fn(&Note) -> bool + 'a {
+        let visitors = if viewer.is_none() {
+            self.cfg.visitors
+        } else {
+            Visitors::All
+        };
+        let horizon = match self.cfg.fanout {
+            Some(Fanout {
+                cached,
+                db_fallback: false,
+            }) if ep == Ep::Ltl => {
+                let f = Filters::from(&Map::new());
+                let engine = self.cfg.search;
+                let listed = st.notes.values().rev();
+                let listed = listed.filter(|n| holds(Ep::Ltl, engine, st, n, &f, None));
+                // An empty list serves nothing: every id sorts below "~".
+                Some(
+                    listed
+                        .take(cached)
+                        .last()
+                        .map_or("~".to_string(), |n| n.id.clone()),
+                )
+            }
+            _ => None,
+        };
+        move |n: &Note| {
+            let seen = match visitors {
+                Visitors::All => true,
+                Visitors::Local => USERS[n.user].2.is_none(),
+                Visitors::None => false,
+            };
+            seen && horizon.as_ref().is_none_or(|h| n.id >= *h)
+        }
+    }
+}
+
+/// The token a request carries: the Bearer header, else the body's `i` (§1).
+fn caller_token(req: &Request) -> Option<String> {
+    let bearer = req
+        .header("authorization")
+        .and_then(|a| a.strip_prefix("Bearer "));
+    let body = || serde_json::from_slice::<Value>(&req.body).ok();
+    let field = || body().and_then(|b| b.get("i")?.as_str().map(str::to_string));
+    bearer.map(str::to_string).or_else(field)
 }

@@ -135,6 +135,21 @@ pub(super) const CLOUDFLARE_1015: &str = "<!DOCTYPE html>\n<html><head><title>Ac
     (misskey.test) has banned you temporarily from accessing this website.</p></div></body></html>\n";
 pub(super) const STATEMENT_TIMEOUT: &str = "canceling statement due to statement timeout";
 
+/// Repeats `token` in every message of a JSON error body (Misskey's `error.message` and
+/// `error.info.e.message`, fastify's `message`), as a raw error quoting its query would.
+pub(super) fn echo_token(resp: &mut Resp, token: &str) {
+    let parsed = serde_json::from_slice::<Value>(&resp.body);
+    let (true, Ok(mut body)) = (resp.status >= 400, parsed) else {
+        return;
+    };
+    for pointer in ["/error/message", "/error/info/e/message", "/message"] {
+        if let Some(Value::String(message)) = body.pointer_mut(pointer) {
+            message.push_str(&format!(" (query parameters: [\"{token}\"])"));
+        }
+    }
+    resp.body = body.to_string().into();
+}
+
 /// The response of a fault that answers at once (all but TruncatedJson, ResetConnection, Slow).
 pub(super) fn fault_response(f: &Fault) -> Resp {
     match *f {

@@ -7,6 +7,13 @@
 //! owner's own followers/specified notes and followers notes of the users it follows (§2.7),
 //! and a role without `canSearchNotes` gets 400 UNAVAILABLE while others search.
 //!
+//! Answers that prove nothing (§9.1), each a setting off by default: Meilisearch pages thinned
+//! *after* the limit (notes deleted since they were indexed, suspended authors, blocked hosts,
+//! and a signed-in caller's mutes: [`MisskeyEmulator::delete_since_indexed`], `suspend`,
+//! `block_host`, [`Account::muting`]; the SQL paths filter those inside the query), the fanout
+//! timeline without database fallback ([`Fanout`]), and visitors who see only local notes or
+//! none ([`Visitors`]).
+//!
 //! The server is a small hand-written HTTP/1.1 server (keep-alive, Content-Length or chunked
 //! bodies, `Expect: 100-continue`) bound to 127.0.0.1:0 on its own thread and tokio runtime, so
 //! plain `#[test]` functions can use it.
@@ -98,6 +105,27 @@ impl FaultPlan {
     }
 }
 
+/// What an anonymous caller may see: `ugcVisibilityForVisitor` (2025.5.1), applied to search,
+/// the timelines and `notes` as some forks do (§9.1).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Visitors {
+    #[default]
+    All,
+    /// Only notes of local users (`userHost IS NULL`).
+    Local,
+    /// Nothing: every page is `[]`.
+    None,
+}
+
+/// The fanout timeline (§2.2, §9.1): `notes/local-timeline` is served from a Redis list of the
+/// newest `cached` notes it holds; older windows come from the database only with `db_fallback`
+/// (off, they answer `[]`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fanout {
+    pub cached: usize,
+    pub db_fallback: bool,
+}
+
 #[derive(Clone, Debug)]
 pub struct EmulatorConfig {
     pub scheme: IdScheme,
@@ -108,6 +136,13 @@ pub struct EmulatorConfig {
     /// Further accounts. A token (Bearer header or body `i`) that is neither `required_token`
     /// nor one of these gives 401 (§1); no token at all is anonymous and allowed.
     pub accounts: Vec<Account>,
+    pub visitors: Visitors,
+    /// None: local-timeline reads the database (or Redis with fallback, the same answers).
+    pub fanout: Option<Fanout>,
+    /// Every error body repeats the caller's token (Bearer header or body `i`) in its
+    /// messages, as a server that puts its raw error (a failed query with its parameters)
+    /// in `info.e` does: the client must never show them unmasked. Off by default.
+    pub echo_token_in_errors: bool,
 }
 
 impl Default for EmulatorConfig {
@@ -118,6 +153,9 @@ impl Default for EmulatorConfig {
             search,
             required_token: None,
             accounts: Vec::new(),
+            visitors: Visitors::All,
+            fanout: None,
+            echo_token_in_errors: false,
         }
     }
 }
@@ -141,6 +179,8 @@ pub struct Account {
     pub follows: Vec<&'static str>,
     /// The role policy: false gives 400 UNAVAILABLE on `notes/search` for this token only.
     pub can_search_notes: bool,
+    /// Users the owner muted: their notes are dropped from what the owner is answered.
+    pub mutes: Vec<&'static str>,
 }
 
 impl Account {
@@ -151,7 +191,13 @@ impl Account {
             username,
             follows,
             can_search_notes: true,
+            mutes: Vec::new(),
         }
+    }
+
+    pub fn muting(mut self, usernames: &[&'static str]) -> Self {
+        self.mutes.extend_from_slice(usernames);
+        self
     }
 
     pub fn following(mut self, usernames: &[&'static str]) -> Self {
@@ -354,6 +400,24 @@ impl MisskeyEmulator {
         specs.into_iter().map(|s| st.add(s)).collect()
     }
 
+    /// Deletes notes from the database while the search index still holds them: Meilisearch
+    /// returns them as hits and Misskey drops them after the limit (§9.1).
+    pub fn delete_since_indexed(&self, ids: &[String]) {
+        lock(&self.shared.state).deleted.extend(ids.iter().cloned());
+    }
+
+    /// Suspends a user: their notes are filtered out (after the limit on Meilisearch).
+    pub fn suspend(&self, username: &'static str) {
+        lock(&self.shared.state).suspended.insert(username);
+    }
+
+    /// Blocks a host: its users' notes are filtered out (after the limit on Meilisearch).
+    pub fn block_host(&self, host: &str) {
+        lock(&self.shared.state)
+            .blocked_hosts
+            .insert(host.to_string());
+    }
+
     pub fn note_count(&self) -> usize {
         lock(&self.shared.state).notes.len()
     }
@@ -397,9 +461,31 @@ impl MisskeyEmulator {
         let in_range = |n: &&Note| (start_ms..end_ms).contains(&n.ms);
         let notes = st.notes.values().filter(in_range);
         let holds = |n: &&Note| holds(ep, engine, &st, n, &f, viewer.as_ref());
-        let mut notes: Vec<&Note> = notes.filter(holds).collect();
+        let served = self.shared.served(ep, &st, viewer.as_ref());
+        let shown = |n: &&Note| st.shown(n, viewer.as_ref());
+        let notes = notes.filter(holds).filter(|n| served(n)).filter(shown);
+        let mut notes: Vec<&Note> = notes.collect();
         notes.sort_by(|a, b| (a.ms, &a.id).cmp(&(b.ms, &b.id)));
         notes.into_iter().map(|n| st.pack(n)).collect()
+    }
+
+    /// What a collector archived for `[start_ms, end_ms)` while every note existed: every stored
+    /// note of the window, of every kind, as JSON Lines sorted by createdAt then id. Calibration
+    /// compares the origin's answers with such objects.
+    pub fn archive(&self, start_ms: i64, end_ms: i64) -> Vec<u8> {
+        let st = lock(&self.shared.state);
+        let mut notes: Vec<&Note> = st
+            .notes
+            .values()
+            .filter(|n| (start_ms..end_ms).contains(&n.ms))
+            .collect();
+        notes.sort_by(|a, b| (a.ms, &a.id).cmp(&(b.ms, &b.id)));
+        let mut out = Vec::new();
+        for n in notes {
+            serde_json::to_writer(&mut out, &st.pack(n)).expect("json");
+            out.push(b'\n');
+        }
+        out
     }
 
     /// All calls received, including faulted ones.

@@ -1,10 +1,10 @@
 //! The note store and how notes are packed as JSON (§6).
 
 use serde_json::{Map, Value, json};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
-use super::NoteSpec;
 use super::ids::*;
+use super::{Account, NoteSpec};
 
 // ─────────────────────────────── note store and packing (§6) ───────────────────────────────
 
@@ -56,6 +56,10 @@ pub(super) struct State {
     /// ids of USERS and CHANNELS
     pub(super) users: Vec<String>,
     pub(super) channels: Vec<String>,
+    /// Deleted from the database since the search index took them (§9.1).
+    pub(super) deleted: HashSet<String>,
+    pub(super) suspended: HashSet<&'static str>,
+    pub(super) blocked_hosts: HashSet<String>,
 }
 
 impl State {
@@ -73,7 +77,19 @@ impl State {
             notes,
             users,
             channels,
+            deleted: HashSet::new(),
+            suspended: HashSet::new(),
+            blocked_hosts: HashSet::new(),
         }
+    }
+
+    /// Whether the database still answers `n` to `viewer`: not deleted, its author neither
+    /// suspended, on a blocked host, nor muted by the viewer (§9.1's filters).
+    pub(super) fn shown(&self, n: &Note, viewer: Option<&Account>) -> bool {
+        let (author, _, host) = USERS[n.user];
+        let blocked = host.is_some_and(|h| self.blocked_hosts.contains(h));
+        let muted = viewer.is_some_and(|v| v.mutes.contains(&author));
+        !self.deleted.contains(&n.id) && !self.suspended.contains(author) && !blocked && !muted
     }
 
     pub(super) fn add(&mut self, mut spec: NoteSpec) -> String {

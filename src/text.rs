@@ -1,4 +1,27 @@
-//! Duration settings (`settle_delay = "5m"`), read and written one way.
+//! How slotfill writes and reads the small things people see: a count and its
+//! noun, a list cut short, a duration setting. A leaf: it imports nothing of
+//! the crate, and every layer may use it.
+
+/// A count and its noun, singular or plural: `1 slot`, `2 slots`, `3 day prefixes`.
+pub fn plural(n: impl Into<u64>, noun: &str) -> String {
+    let n = n.into();
+    if n == 1 {
+        return format!("1 {noun}");
+    }
+    let es = ["s", "x", "ch", "sh"].iter().any(|end| noun.ends_with(end));
+    format!("{n} {noun}{}", if es { "es" } else { "s" })
+}
+
+/// The first slots of a list of `total`, comma-separated, with "…" when some are left out.
+pub fn name_some<S: AsRef<str>>(named: &[S], total: u64) -> String {
+    let names: Vec<&str> = named.iter().map(AsRef::as_ref).collect();
+    let more = if total as usize > names.len() {
+        ", …"
+    } else {
+        ""
+    };
+    format!("{}{more}", names.join(", "))
+}
 
 /// Parses a duration setting: a whole number and a unit, `90s`, `5m`, `12h`, `7d`,
 /// `2w` (`0` alone is zero).

@@ -2,9 +2,9 @@
 
 use std::collections::HashMap;
 
-use super::LineCount;
 use crate::config::{Role, Rules};
 use crate::state::State;
+use crate::store::LineCount;
 
 /// The user metadata slotfill writes on complement objects: written by fill
 /// ([`ComplementMeta::to_metadata`]), read back by scan ([`ComplementMeta::from_metadata`]);

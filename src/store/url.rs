@@ -29,7 +29,7 @@ pub fn normalize_location(url: &str) -> Result<String, String> {
 }
 
 /// Two locations overlap when one's keys could fall under the other's.
-pub(super) fn overlaps(a: &str, b: &str) -> bool {
+pub fn overlaps(a: &str, b: &str) -> bool {
     let (a, b) = (format!("{a}/"), format!("{b}/"));
     a.starts_with(&b) || b.starts_with(&a)
 }
