@@ -31,13 +31,6 @@ pub struct RunRecord {
     pub error: Option<String>,
 }
 
-impl RunRecord {
-    /// The exit status the command line would have ended with.
-    pub fn exit_status(&self) -> Option<i32> {
-        self.outcome.map(crate::error::exit_code)
-    }
-}
-
 const RUN_COLUMNS: &str = "r.id, d.name, r.command, r.args, r.window_start, r.window_end, r.started_at, r.finished_at,
      r.outcome, r.slots, r.missing_before, r.filled, r.still_missing, r.requests, r.downloads, r.bytes_read,
      r.origin_calls, r.error";

@@ -16,7 +16,7 @@ use crate::commands::{
 };
 use crate::error::{Error, Result};
 use crate::report::Format;
-use crate::report::format::plural;
+use crate::text::plural;
 use crate::source::ids::IdScheme;
 
 const DATASET: &str = "demo";

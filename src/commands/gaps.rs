@@ -2,7 +2,7 @@
 
 use crate::catalog::Catalog;
 use crate::error::Result;
-use crate::report::format::plural;
+use crate::text::plural;
 use crate::report::{Format, gaps::write_gaps};
 use crate::state::State;
 

@@ -9,7 +9,7 @@ use crate::config::Role;
 use crate::error::{Error, Result};
 use crate::location::OpenLocation;
 use crate::promote::{PromoteError, PromoteOptions, PromoteReport};
-use crate::report::format::plural;
+use crate::text::plural;
 
 use super::session::failure_of;
 use super::{Global, Notify, Outcome, Selection, Session, require_window, resolve};

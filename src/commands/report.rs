@@ -7,7 +7,7 @@ use crate::catalog::Catalog;
 use crate::config::{Config, Overrides};
 use crate::error::{Error, Result};
 use crate::report::Format;
-use crate::report::format::plural;
+use crate::text::plural;
 use crate::report::heatmap::write_heatmap;
 use crate::report::query::{CANNED, Params, canned, run_query};
 
@@ -82,7 +82,7 @@ pub fn report(global: &Global, cmd: &ReportCommand) -> Result<Outcome> {
             .unwrap_or_else(|| PathBuf::from("coverage.svg"));
         let row = catalog.dataset_row(dataset)?;
         let cells = write_svg(&path, |w| {
-            write_heatmap(w, &catalog, dataset, row.id, &spec, window)
+            Ok(write_heatmap(w, &catalog, dataset, row.id, &spec, window)?)
         })?;
         let cells = plural(cells, "slot");
         writeln!(out, "wrote {} ({cells})", path.display()).map_err(io)?;

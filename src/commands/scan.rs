@@ -2,7 +2,7 @@
 
 use crate::catalog::{RunOutcome, RunSummary};
 use crate::error::Result;
-use crate::report::format::plural;
+use crate::text::plural;
 use crate::scan::{ScanOptions, ScanReport};
 use crate::state::State;
 

@@ -4,6 +4,8 @@
 //! Unknown keys are errors, so a typo never silently falls back to a default.
 //! [`Config::dataset`] resolves one dataset into checked, ready-to-use parts.
 
+pub mod serve;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -38,6 +40,9 @@ pub enum ConfigError {
     Slot { dataset: String, source: SlotError },
     #[error("dataset {dataset}: {message}")]
     Invalid { dataset: String, message: String },
+    /// `[serve]`, `[[serve.schedule]]` or a freshness watch (see [`serve`]).
+    #[error("{0}")]
+    Serve(String),
 }
 
 /// Validity rules for collector-written locations.
@@ -121,8 +126,8 @@ pub struct DatasetConfig {
     /// Count confirmed-empty slots as gaps (verify and run exit 3), as `--empty-is-gap`.
     #[serde(default)]
     pub empty_is_gap: bool,
-    /// The freshness watch of `slotfill serve` (checked by [`crate::serve::settings`]).
-    pub freshness: Option<crate::serve::settings::FreshnessConfig>,
+    /// The freshness watch of `slotfill serve` (checked by [`serve`]).
+    pub freshness: Option<serve::FreshnessConfig>,
     /// Count every object of every location, as `--all-locations`; by default an
     /// object is downloaded only when no earlier location holds a valid object for
     /// its slot.
@@ -152,7 +157,7 @@ struct ConfigFile {
     #[serde(default)]
     datasets: BTreeMap<String, DatasetConfig>,
     #[serde(default)]
-    serve: crate::serve::settings::ServeConfig,
+    serve: serve::ServeConfig,
 }
 
 /// A loaded configuration file.
@@ -163,8 +168,8 @@ pub struct Config {
     pub notify_webhook: Option<String>,
     pub s3: S3Settings,
     pub datasets: BTreeMap<String, DatasetConfig>,
-    /// `[serve]`, for `slotfill serve` (checked by [`crate::serve::settings`]).
-    pub serve: crate::serve::settings::ServeConfig,
+    /// `[serve]`, for `slotfill serve` (checked by [`serve`]).
+    pub serve: serve::ServeConfig,
 }
 
 /// Command-line overrides of a dataset's settings.

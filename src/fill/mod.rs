@@ -49,7 +49,7 @@ use crate::catalog::{
 use crate::config::Dataset;
 use crate::location::OpenLocation;
 use crate::progress::Progress;
-use crate::report::format::plural;
+use crate::text::plural;
 use crate::slot::{SlotStart, Window};
 use crate::source::{Fetch, NoteFilter, NoteSource, SourceError};
 use crate::store::StoreError;

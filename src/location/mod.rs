@@ -31,7 +31,7 @@ pub struct OpenLocation {
 
 /// An object could not be read, even after retries.
 #[derive(Debug, Error)]
-#[error("{location}: reading {key} failed after {}: {message}", crate::report::format::plural(*attempts, "attempt"))]
+#[error("{location}: reading {key} failed after {}: {message}", crate::text::plural(*attempts, "attempt"))]
 pub struct ReadError {
     pub location: String,
     pub key: String,

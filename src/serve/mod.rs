@@ -15,7 +15,6 @@
 //!   does not alert again) and fills overdue slots;
 //! - [`schedule`]: the built-in cron;
 //! - [`dashboard`] and [`metrics`]: read-only views of the catalog;
-//! - [`settings`]: the `[serve]` and `freshness` configuration;
 //! - [`state`]: what the handlers and tasks share, built on the leaves
 //!   [`counters`], [`progress`] and [`locks`]; [`params`]: the parameters the
 //!   API and the pages share; [`error`]: serve's errors and the HTTP error
@@ -43,7 +42,6 @@ pub mod params;
 pub mod progress;
 pub mod runs;
 pub mod schedule;
-pub mod settings;
 pub mod state;
 pub mod watch;
 
@@ -53,7 +51,7 @@ use std::time::Duration;
 use crate::commands::{Global, Outcome};
 
 pub use error::{ApiError, ServeError};
-pub use settings::Settings;
+pub use crate::config::serve::Settings;
 pub use state::AppState;
 
 /// `slotfill serve` as the command line gives it.

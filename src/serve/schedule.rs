@@ -18,7 +18,7 @@ use chrono::{DateTime, FixedOffset};
 use crate::slot::Window;
 
 use super::runs::{RunRequest, StartError};
-use super::settings::Schedule;
+use crate::config::serve::Schedule;
 use super::state::{AppState, RunKind};
 
 /// Sleeps are cut into pieces this long (real time), so a wall clock that

@@ -13,7 +13,7 @@ use crate::config::{Config, Dataset};
 use super::counters::{DatasetCounters, EventCounters};
 use super::error::ServeError;
 use super::progress::RunProgress;
-use super::settings::Settings;
+use crate::config::serve::Settings;
 
 /// Tells every task of the server to stop.
 #[derive(Clone)]

@@ -8,13 +8,13 @@ use chrono::{Days, NaiveDate};
 
 use crate::catalog::{Catalog, IncidentRecord, RunRecord, WatchCheck};
 use crate::config::Dataset;
-use crate::report::format::plural;
+use crate::text::plural;
 use crate::report::gaps::{Period, PeriodBuilder};
 use crate::slot::{SlotSpec, Window};
 use crate::state::State as SlotState;
 
 use super::super::error::ServeError;
-use super::super::settings::Freshness;
+use crate::config::serve::Freshness;
 use super::super::state::ActiveRun;
 use super::html::{dataset_link, escape, run_link, slots_link};
 

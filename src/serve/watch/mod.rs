@@ -34,7 +34,7 @@ use crate::state::State;
 
 use super::counters::add;
 use super::error::ServeError;
-use super::settings::Freshness;
+use crate::config::serve::Freshness;
 use super::state::{AppState, DatasetHandle};
 
 /// How far back an open incident keeps its overdue slots watched.

@@ -1,6 +1,8 @@
 //! The `[serve]` section, `[[serve.schedule]]` entries and each dataset's
 //! `[datasets.X.freshness]`: read with the config file, checked here before
-//! the server starts (a mistake is a usage error, exit 2, naming the key).
+//! the server starts (a mistake is a configuration error, exit 2, naming the key).
+//! They live with the rest of the configuration so that reading the file
+//! needs nothing from the server.
 
 use std::net::SocketAddr;
 
@@ -8,8 +10,9 @@ use croner::Cron;
 use croner::parser::{CronParser, Seconds, Year};
 use serde::Deserialize;
 
-use crate::config::{Config, Dataset, Overrides, parse_duration};
-use crate::error::{Error, Result};
+use super::{Config, ConfigError, Dataset, Overrides, parse_duration};
+
+type Result<T> = std::result::Result<T, ConfigError>;
 
 /// Where the server listens unless `--listen` or `[serve] listen` says otherwise.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -89,8 +92,8 @@ pub struct Settings {
     pub watches: Vec<(String, Freshness)>,
 }
 
-fn usage(message: String) -> Error {
-    Error::Usage(message)
+fn usage(message: String) -> ConfigError {
+    ConfigError::Serve(message)
 }
 
 impl Settings {
@@ -149,7 +152,7 @@ impl Settings {
             let duration = |key: &str, value: &Option<String>, default: &str| {
                 let d = parse_duration(value.as_deref().unwrap_or(default))
                     .map_err(|e| usage(format!("dataset {name}: freshness {key}: {e}")))?;
-                Ok::<_, Error>(d)
+                Ok::<_, ConfigError>(d)
             };
             let check_every = duration("check_every", &f.check_every, defaults::CHECK_EVERY)?;
             if check_every < chrono::Duration::seconds(1) {
