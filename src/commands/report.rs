@@ -7,11 +7,11 @@ use crate::catalog::Catalog;
 use crate::config::{Config, Overrides};
 use crate::error::{Error, Result};
 use crate::report::Format;
-use crate::text::plural;
 use crate::report::heatmap::write_heatmap;
 use crate::report::query::{CANNED, Params, canned, run_query};
+use crate::text::plural;
 
-use super::{Global, Outcome, parse_window};
+use crate::run::{Global, Outcome, parse_window};
 
 #[derive(Debug, Clone, Default)]
 pub struct ReportCommand {

@@ -14,10 +14,7 @@ use super::{Config, ConfigError, Dataset, Overrides, parse_duration};
 
 type Result<T> = std::result::Result<T, ConfigError>;
 
-/// Where the server listens unless `--listen` or `[serve] listen` says otherwise.
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
-/// The variable holding the API token unless `[serve] token_env` names another.
-pub const DEFAULT_TOKEN_ENV: &str = "SLOTFILL_API_TOKEN";
+use crate::defaults;
 
 /// `[serve]` as written in the file.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -74,12 +71,6 @@ pub struct Freshness {
     pub alert_after: chrono::Duration,
 }
 
-pub mod defaults {
-    pub const GRACE: &str = "15m";
-    pub const CHECK_EVERY: &str = "5m";
-    pub const ALERT_AFTER: &str = "30m";
-}
-
 /// Everything `slotfill serve` needs from the config, checked.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -102,11 +93,11 @@ impl Settings {
         let listen = listen_flag
             .map(str::to_string)
             .or_else(|| serve.listen.clone())
-            .unwrap_or_else(|| DEFAULT_LISTEN.to_string());
+            .unwrap_or_else(|| defaults::LISTEN.to_string());
         let token_env = serve
             .token_env
             .clone()
-            .unwrap_or_else(|| DEFAULT_TOKEN_ENV.to_string());
+            .unwrap_or_else(|| defaults::API_TOKEN_ENV.to_string());
         let token = std::env::var(&token_env)
             .ok()
             .map(|t| t.trim().to_string())

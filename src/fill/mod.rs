@@ -49,10 +49,10 @@ use crate::catalog::{
 use crate::config::Dataset;
 use crate::location::OpenLocation;
 use crate::progress::Progress;
-use crate::text::plural;
 use crate::slot::{SlotStart, Window};
 use crate::source::{Fetch, NoteFilter, NoteSource, SourceError};
 use crate::store::StoreError;
+use crate::text::plural;
 
 pub use calibrate::{Calibration, Calibrations, Verdict};
 pub use plan::Estimate;
@@ -107,13 +107,13 @@ impl FillOptions {
             window,
             max_slots: None,
             newest_first: false,
-            concurrency: 4,
+            concurrency: crate::defaults::FILL_CONCURRENCY,
             overwrite: false,
             retry_empty: false,
             dry_run: false,
             sub_slot_seconds: None,
             filter: NoteFilter::default(),
-            max_consecutive_failures: 5,
+            max_consecutive_failures: crate::defaults::MAX_CONSECUTIVE_FAILURES,
             progress: false,
             thin_coverage_seconds: None,
         }

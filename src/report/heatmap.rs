@@ -4,9 +4,9 @@
 use crate::catalog::DatasetId;
 use std::io::Write;
 
+use super::{ReportError, Result};
 use crate::catalog::{Catalog, SlotRow};
 use crate::config::Role;
-use super::{ReportError, Result};
 use crate::slot::{SlotSpec, Window};
 use crate::state::State;
 

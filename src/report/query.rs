@@ -6,8 +6,8 @@ use std::io::Write;
 use rusqlite::ToSql;
 
 use super::format::{Format, write_rows};
-use crate::catalog::{Catalog, QueryError};
 use super::{ReportError, Result};
+use crate::catalog::{Catalog, QueryError};
 
 /// A canned query: its name, what it shows, and its SQL.
 pub struct Canned {

@@ -48,10 +48,10 @@ pub mod watch;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::commands::{Global, Outcome};
+use crate::run::{Global, Outcome};
 
-pub use error::{ApiError, ServeError};
 pub use crate::config::serve::Settings;
+pub use error::{ApiError, ServeError};
 pub use state::AppState;
 
 /// `slotfill serve` as the command line gives it.
@@ -90,7 +90,7 @@ async fn run(global: &Global, cmd: &ServeCommand) -> Result<Outcome, ServeError>
     let local = listener.local_addr().map_err(bind_error)?;
     let background = start_background(&state);
     // Installed before the line below: a signal sent as soon as it is read is handled.
-    let signal = crate::commands::stop_signal();
+    let signal = crate::run::stop_signal();
     // People and tests read this line to find the port (`--listen 127.0.0.1:0`).
     println!(
         "slotfill serve: listening on http://{local} ({} datasets, {} schedules, {} watches, API token {})",

@@ -1,5 +1,5 @@
 //! Triggered and scheduled runs: each is the body of `slotfill run`
-//! ([`pipeline`]) inside the one run lifecycle ([`Session::record`]): a run
+//! ([`pipeline`]) inside the one run lifecycle ([`crate::run::Session::record`]): a run
 //! record, notification, `interrupted` on SIGINT/SIGTERM. One per dataset at
 //! a time.
 
@@ -9,12 +9,12 @@ use async_trait::async_trait;
 use thiserror::Error;
 
 use crate::catalog::CatalogError;
-use crate::commands::fill::{FillFlags, fill_options, require_complement};
-use crate::commands::run::{Stages, pipeline};
-use crate::commands::{Global, Notify, Session, SourceFlags};
 use crate::config::Dataset;
+use crate::defaults;
 use crate::error::Error;
+use crate::run::{FillSettings, Global, Notify, OpenedFill, StageReport, Stages, pipeline};
 use crate::slot::Window;
+use crate::source::open::SourceFlags;
 use crate::source::{Fetch, NoteSink, NoteSource, SourceError};
 
 use super::counters::add;
@@ -66,12 +66,11 @@ impl From<StartError> for ApiError {
     }
 }
 
-/// The politeness of serve's fills (`slotfill fill`'s defaults, concurrency 4),
-/// with its waits read in clock time: on a running test clock the retry
-/// wait and the rate-limit cap shrink with every other timer of serve. (At
-/// the normal speed these are exactly the defaults and the dataset's own cap.)
-pub fn fill_flags(ds: &Dataset, max_slots: Option<u64>, dry_run: bool) -> FillFlags {
-    use crate::source::open::defaults;
+/// The politeness of serve's fills (`slotfill fill`'s defaults), with its
+/// waits read in clock time: on a running test clock the retry wait and the
+/// rate-limit cap shrink with every other timer of serve. (At the normal
+/// speed these are exactly the defaults and the dataset's own cap.)
+pub fn fill_settings(ds: &Dataset, max_slots: Option<u64>, dry_run: bool) -> FillSettings {
     let in_clock_time =
         |secs: f64| crate::clock::real_std(std::time::Duration::from_secs_f64(secs)).as_secs_f64();
     let cap = ds
@@ -79,17 +78,24 @@ pub fn fill_flags(ds: &Dataset, max_slots: Option<u64>, dry_run: bool) -> FillFl
         .origin
         .rate_limit_wait_cap()
         .unwrap_or(defaults::RATE_LIMIT_WAIT_CAP);
-    FillFlags {
+    FillSettings {
         max_slots,
         dry_run,
-        concurrency: 4,
         source: SourceFlags {
             retry_wait: Some(in_clock_time(defaults::RETRY_WAIT)),
             rate_limit_wait_cap: Some(in_clock_time(cap)),
             ..SourceFlags::default()
         },
-        ..FillFlags::default()
+        ..FillSettings::default()
     }
+}
+
+/// The dataset's origin, wrapped to count its calls for `/metrics`.
+pub fn counted(opened: &mut OpenedFill, handle: &Arc<DatasetHandle>) {
+    opened.source = Arc::new(Counted {
+        inner: opened.source.clone(),
+        handle: handle.clone(),
+    });
 }
 
 /// Opens and records a run of `dataset`, then carries it out in the background.
@@ -113,25 +119,12 @@ pub async fn start(
             "dataset {dataset} is being filled by another slotfill ({holder})"
         )));
     }
-    let flags = fill_flags(&handle.ds, request.max_slots, request.dry_run);
-    // As `slotfill run` does, before the catalog is opened.
-    require_complement(&handle.ds)?;
-    let plan = crate::source::open::plan(&handle.ds.name, &handle.ds.source, &flags.source)
-        .map_err(Error::from)?;
-    let session = Session::open(state.resolved(&handle.ds, window)).await?;
-    let source = crate::source::open::build(&plan, &session.resolved.config.s3)
-        .await
-        .map_err(Error::from)?;
-    let source: Arc<dyn NoteSource> = Arc::new(Counted {
-        inner: source,
-        handle: handle.clone(),
-    });
-    let options = fill_options(window, &flags, &plan);
-    let stages = Stages {
-        scan_concurrency: 8,
-        progress: false,
-        early_coverage_seconds: None,
-    };
+    let settings = fill_settings(&handle.ds, request.max_slots, request.dry_run);
+    // As `slotfill run` does: a dataset or scope that cannot be filled records nothing.
+    let mut opened =
+        OpenedFill::open(state.resolved(&handle.ds, window), window, &settings).await?;
+    counted(&mut opened, &handle);
+    let stages = Stages::default();
     let global = Global {
         args: request.origin.clone(),
         ..state.global.clone()
@@ -142,6 +135,11 @@ pub async fn start(
     let task = tokio::spawn(async move {
         let claim = claim;
         let mut started = Some(started_tx);
+        let OpenedFill {
+            session,
+            source,
+            options,
+        } = &opened;
         let recorded = session
             .record(&global, "run", Notify::Webhook(None), |run| {
                 claim.set_run(run.0, task_progress.clone());
@@ -150,12 +148,15 @@ pub async fn start(
                     let _ = tx.send(run.0);
                 }
                 let say_progress = task_progress.clone();
-                pipeline(&session, source, run, &options, &stages, move |text| {
-                    say_progress.stage_done();
-                    for line in text.lines() {
-                        tracing::info!(run = run.0, "{line}");
-                    }
-                })
+                async move {
+                    let summary =
+                        pipeline(session, source.clone(), run, options, &stages, |stage| {
+                            say_progress.stage_done();
+                            log_stage(run.0, &stage);
+                        })
+                        .await?;
+                    Ok(((), summary))
+                }
             })
             .await;
         task_progress.enter("done");
@@ -171,6 +172,30 @@ pub async fn start(
         .map_err(|_| ServeError::Task("the run could not be recorded".to_string()))?;
     tracing::info!(run_id, dataset, origin = %request.origin, "run started");
     Ok(run_id)
+}
+
+/// A finished stage of a run, in the log.
+fn log_stage(run: i64, stage: &StageReport<'_>) {
+    match stage {
+        StageReport::Scanned(r) => {
+            tracing::info!(
+                run,
+                slots = r.slots.total(),
+                gaps = r.slots.gaps(),
+                "scanned"
+            )
+        }
+        StageReport::Filled(r) => tracing::info!(
+            run,
+            filled = r.filled,
+            notes = r.notes,
+            empty = r.empty,
+            failed = r.failed,
+            origin_calls = r.origin_calls,
+            "filled"
+        ),
+        StageReport::Verified(v) => tracing::info!(run, slots = v.slots, gaps = v.gaps, "verified"),
+    }
 }
 
 fn busy(state: &AppState, dataset: &str) -> StartError {

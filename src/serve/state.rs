@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::catalog::Catalog;
-use crate::commands::{Global, Resolved, Session};
 use crate::config::{Config, Dataset};
+use crate::run::{Global, Resolved, Session};
 
 use super::counters::{DatasetCounters, EventCounters};
 use super::error::ServeError;

@@ -8,15 +8,15 @@ use chrono::{Days, NaiveDate};
 
 use crate::catalog::{Catalog, IncidentRecord, RunRecord, WatchCheck};
 use crate::config::Dataset;
-use crate::text::plural;
 use crate::report::gaps::{Period, PeriodBuilder};
 use crate::slot::{SlotSpec, Window};
 use crate::state::State as SlotState;
+use crate::text::plural;
 
 use super::super::error::ServeError;
-use crate::config::serve::Freshness;
 use super::super::state::ActiveRun;
 use super::html::{dataset_link, escape, run_link, slots_link};
+use crate::config::serve::Freshness;
 
 /// Days the heatmap shows.
 pub const HEATMAP_DAYS: u64 = 14;
@@ -115,7 +115,7 @@ pub fn read(
     out.heatmap = svg;
     out.shown = Some(shown);
     let mut builder = PeriodBuilder::new(&ds.spec);
-    let included = crate::commands::gaps::included_states(ds);
+    let included = ds.gap_states();
     let keep = |out: &mut Section, period: Period| {
         out.period_count += 1;
         if out.periods.len() == PERIODS_LISTED {
