@@ -1,6 +1,6 @@
 //! Objects and listings: what each listed day prefix held.
 
-use super::LocationId;
+use super::{LocationId, ObjectId};
 use std::collections::HashMap;
 
 use rusqlite::params;
@@ -11,7 +11,7 @@ use crate::state::State;
 /// What the catalog already knows about a listed object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KnownObject {
-    pub id: i64,
+    pub id: ObjectId,
     pub size: i64,
     pub etag: Option<String>,
     pub lines: Option<i64>,
@@ -53,7 +53,7 @@ pub struct ListedDay {
     /// New, changed or re-judged objects to upsert.
     pub upserts: Vec<ObjectRecord>,
     /// Catalogued objects the listing no longer has.
-    pub gone: Vec<i64>,
+    pub gone: Vec<ObjectId>,
 }
 
 fn prefix_upper_bound(prefix: &str) -> String {
@@ -113,7 +113,7 @@ impl Catalog {
     }
 
     /// Marks an object gone (deleted from its location): it no longer counts.
-    pub fn mark_gone(&mut self, object_id: i64) -> Result<()> {
+    pub fn mark_gone(&mut self, object_id: ObjectId) -> Result<()> {
         self.conn.execute(
             "UPDATE objects SET gone_at = ?2 WHERE id = ?1 AND gone_at IS NULL",
             params![object_id, crate::clock::now_text()],

@@ -85,7 +85,7 @@ pub(super) async fn scan_day(
     .await?;
 
     let mut upserts: Vec<Vec<ObjectRecord>> = vec![Vec::new(); targets.len()];
-    let mut gone: Vec<Vec<i64>> = Vec::with_capacity(targets.len());
+    let mut gone: Vec<Vec<crate::catalog::ObjectId>> = Vec::with_capacity(targets.len());
     // Each listing's size and pages, for the listings table.
     let mut shapes: Vec<(usize, u32)> = Vec::with_capacity(targets.len());
     // Slots of the window, each with its objects in location order.

@@ -20,7 +20,7 @@ use crate::source::{Fetch, NoteSink, NoteSource, SourceError};
 use super::counters::add;
 use super::error::{ApiError, ServeError};
 use super::progress::RunProgress;
-use super::state::{AppState, Claim, DatasetHandle, RunKind};
+use super::state::{ActiveRun, AppState, Claim, DatasetHandle, RunKind};
 
 /// What a run asks for besides its window.
 #[derive(Debug, Clone, Default)]
@@ -142,7 +142,7 @@ pub async fn start(
         } = &opened;
         let recorded = session
             .record(&global, "run", Notify::Webhook(None), |run| {
-                claim.set_run(run.0, task_progress.clone());
+                claim.set_run(run, task_progress.clone());
                 task_progress.enter("scanning");
                 if let Some(tx) = started.take() {
                     let _ = tx.send(run.0);
@@ -200,7 +200,11 @@ fn log_stage(run: i64, stage: &StageReport<'_>) {
 
 fn busy(state: &AppState, dataset: &str) -> StartError {
     let what = match state.active(dataset) {
-        Some(run) if run.run_id > 0 => format!(" ({} {})", run.kind.as_str(), run.run_id),
+        Some(ActiveRun {
+            kind,
+            run_id: Some(id),
+            ..
+        }) => format!(" ({} {id})", kind.as_str()),
         Some(run) => format!(" ({})", run.kind.as_str()),
         None => String::new(),
     };

@@ -46,7 +46,7 @@ pub async fn look(
 
 pub enum Change {
     Record(Box<crate::catalog::ObjectRecord>),
-    Gone(i64),
+    Gone(crate::catalog::ObjectId),
 }
 
 /// Records the change and derives the slot's state again.

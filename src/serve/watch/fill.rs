@@ -63,7 +63,7 @@ async fn fill_window(
     let (report, summary) = opened
         .session
         .record(&global, "fill", Notify::Never, |run| {
-            claim.set_run(run.0, progress.clone());
+            claim.set_run(run, progress.clone());
             let opened = &opened;
             async move {
                 let report = opened.fill(Some(run)).await?;
