@@ -7,6 +7,7 @@ use rusqlite::params;
 
 use super::{Catalog, Result};
 use crate::state::State;
+use crate::store::{LineCount, ListedObject};
 
 /// What the catalog already knows about a listed object.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +41,74 @@ pub struct ObjectRecord {
     pub status: Option<State>,
     /// True when the facts come from a download made now.
     pub counted: bool,
+}
+
+impl ObjectRecord {
+    /// An object as a listing saw it: key, size, ETag and time, nothing read yet.
+    pub fn listed(object: &ListedObject, slot_start: i64) -> Self {
+        ObjectRecord {
+            key: object.key.clone(),
+            slot_start,
+            size: object.size as i64,
+            etag: object.etag.clone(),
+            last_modified: object.last_modified.clone(),
+            ..Default::default()
+        }
+    }
+
+    /// An object slotfill has just written (a fill's complement object, a
+    /// promoted copy): its lines are known from the writing, all valid UTF-8
+    /// and terminated, so it needs no download.
+    pub fn written(
+        key: &str,
+        slot_start: i64,
+        size: u64,
+        etag: Option<String>,
+        lines: u64,
+    ) -> Self {
+        ObjectRecord {
+            key: key.to_string(),
+            slot_start,
+            size: size as i64,
+            etag,
+            last_modified: Some(crate::clock::now_text()),
+            lines: Some(lines as i64),
+            utf8_valid: Some(true),
+            unterminated: Some(false),
+            counted: true,
+            ..Default::default()
+        }
+    }
+
+    /// The facts of a download that counted it now.
+    pub fn with_count(self, count: &LineCount) -> Self {
+        ObjectRecord {
+            lines: Some(count.lines as i64),
+            utf8_valid: Some(count.utf8_valid),
+            unterminated: Some(count.unterminated),
+            counted: true,
+            ..self
+        }
+    }
+
+    /// The facts the catalog already holds of the same object (same size and ETag).
+    pub fn with_known(self, known: &KnownObject) -> Self {
+        ObjectRecord {
+            lines: known.lines,
+            utf8_valid: known.utf8_valid,
+            unterminated: known.unterminated,
+            complete: known.complete,
+            note_count: known.note_count,
+            ..self
+        }
+    }
+
+    pub fn with_status(self, status: State) -> Self {
+        ObjectRecord {
+            status: Some(status),
+            ..self
+        }
+    }
 }
 
 /// The outcome of listing one day prefix of one location.
