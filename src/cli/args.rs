@@ -121,24 +121,28 @@ impl FillArgs {
             retry_empty: self.retry_empty,
             dry_run: self.dry_run,
             sub_slot_seconds: self.sub_slot_seconds,
-            early_coverage_seconds: self.early_coverage_seconds,
+            thin_coverage_seconds: self.early_coverage_seconds,
             max_consecutive_failures: self
                 .max_failures
                 .unwrap_or(defaults::MAX_CONSECUTIVE_FAILURES),
             progress: self.progress,
-            source: SourceFlags {
-                mode: self.mode.map(Mode::from),
-                token: self.token.clone(),
-                host: self.host.clone(),
-                base_url: self.base_url.clone(),
-                sleep: self.sleep,
-                retry: self.retry,
-                retry_wait: self.retry_wait,
-                timeout: self.timeout,
-                rate_limit_wait_cap: self.rate_limit_wait_cap,
-                keep_non_japanese: self.keep_non_japanese,
-                max_pages: self.max_pages,
-            },
+        }
+    }
+
+    /// The flags that override the origin's settings.
+    pub fn origin(&self) -> SourceFlags {
+        SourceFlags {
+            mode: self.mode.map(Mode::from),
+            token: self.token.clone(),
+            host: self.host.clone(),
+            base_url: self.base_url.clone(),
+            sleep: self.sleep,
+            retry: self.retry,
+            retry_wait: self.retry_wait,
+            timeout: self.timeout,
+            rate_limit_wait_cap: self.rate_limit_wait_cap,
+            keep_non_japanese: self.keep_non_japanese,
+            max_pages: self.max_pages,
         }
     }
 }

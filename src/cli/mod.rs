@@ -235,6 +235,7 @@ pub async fn dispatch(cli: Cli, global: Global) -> slotfill::error::Result<comma
             let cmd = FillCommand {
                 selection: window.selection(),
                 settings: fill.settings(),
+                origin: fill.origin(),
             };
             commands::fill(&global, &cmd).await
         }
@@ -290,6 +291,7 @@ pub async fn dispatch(cli: Cli, global: Global) -> slotfill::error::Result<comma
             let cmd = RunCommand {
                 selection,
                 fill: fill.settings(),
+                origin: fill.origin(),
                 scan_concurrency: usize::from(scan_concurrency),
                 notify_webhook,
             };

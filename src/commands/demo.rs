@@ -372,6 +372,7 @@ pub async fn run(dir: &Path, s3_endpoint: Option<&str>) -> Result<commands::Outc
             &FillCommand {
                 selection: selection.clone(),
                 settings,
+                origin: Default::default(),
             },
         )
         .await?;

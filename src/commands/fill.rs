@@ -1,47 +1,28 @@
 //! `slotfill fill`: complement the catalog's missing slots from the origin.
 
-use crate::catalog::RunSummary;
 use crate::error::Result;
 use crate::fill::{FillOptions, FillReport};
 use crate::run::{
     FillSettings, Global, Notify, OpenedFill, Outcome, Selection, Session, failure_of,
-    fill_summary, require_window, resolve,
+    require_window, resolve,
 };
+use crate::source::open::SourceFlags;
 use crate::text::{name_some, plural};
 
 #[derive(Debug, Clone, Default)]
 pub struct FillCommand {
     pub selection: Selection,
     pub settings: FillSettings,
+    /// Overrides of the origin's settings.
+    pub origin: SourceFlags,
 }
 
 pub async fn fill(global: &Global, cmd: &FillCommand) -> Result<Outcome> {
     let resolved = resolve(global, &cmd.selection)?;
     let window = require_window(&resolved)?;
-    let opened = OpenedFill::open(resolved, window, &cmd.settings).await?;
-    let (report, summary) = opened
-        .session
-        .record(global, "fill", Notify::Never, |run| {
-            let opened = &opened;
-            async move {
-                let report = opened.fill(Some(run)).await?;
-                let summary = RunSummary {
-                    requests: Some(opened.session.requests()),
-                    ..fill_summary(&report, &opened.options)
-                };
-                Ok((report, summary))
-            }
-        })
-        .await?;
-    print!(
-        "{}",
-        describe(
-            &opened.session,
-            &opened.options,
-            &report,
-            cmd.settings.early_coverage_seconds
-        )
-    );
+    let opened = OpenedFill::open(resolved, window, &cmd.settings, &cmd.origin).await?;
+    let (report, summary) = opened.record(global, Notify::Never, |_| {}).await?;
+    print!("{}", describe(&opened.session, &opened.options, &report));
     match failure_of(&summary) {
         Some(e) => Err(e),
         None => Ok(summary.outcome.into()),
@@ -49,21 +30,17 @@ pub async fn fill(global: &Global, cmd: &FillCommand) -> Result<Outcome> {
 }
 
 /// What the fill did, for people.
-pub fn describe(
-    session: &Session,
-    options: &FillOptions,
-    r: &FillReport,
-    thin_after: Option<f64>,
-) -> String {
+pub fn describe(session: &Session, options: &FillOptions, r: &FillReport) -> String {
     let ds = &session.resolved.ds;
     let spec = &ds.spec;
     let mut out = String::new();
-    let order = if options.newest_first {
+    let order = if options.settings.newest_first {
         "newest first"
     } else {
         "oldest first"
     };
     let limit = options
+        .settings
         .max_slots
         .map(|n| format!(", at most {n}"))
         .unwrap_or_default();
@@ -81,7 +58,7 @@ pub fn describe(
             ds.name
         ));
     }
-    if options.dry_run {
+    if options.settings.dry_run {
         for c in r.candidates.iter().take(20) {
             out.push_str(&format!("  {} {}\n", c.start_local, c.state));
         }
@@ -94,7 +71,7 @@ pub fn describe(
             r.estimate.calls,
             crate::fill::plan::describe_duration(r.estimate.duration),
             r.estimate.interval.as_secs_f64(),
-            options.concurrency
+            options.settings.concurrency
         ));
         return out;
     }
@@ -144,7 +121,7 @@ pub fn describe(
             r.coverage_seconds_total / r.filled as f64
         ));
     }
-    if let Some(limit) = thin_after {
+    if let Some(limit) = options.settings.thin_coverage_seconds {
         out.push_str(&format!(
             "thin coverage: {} {} more than {limit} s after the slot start\n",
             plural(r.thin, "filled slot"),

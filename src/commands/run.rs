@@ -5,11 +5,14 @@ use crate::run::{
     FillSettings, Global, Notify, OpenedFill, Outcome, Selection, StageReport, Stages, failure_of,
     pipeline, require_window, resolve,
 };
+use crate::source::open::SourceFlags;
 
 #[derive(Debug, Clone, Default)]
 pub struct RunCommand {
     pub selection: Selection,
     pub fill: FillSettings,
+    /// Overrides of the origin's settings.
+    pub origin: SourceFlags,
     pub scan_concurrency: usize,
     pub notify_webhook: Option<String>,
 }
@@ -17,7 +20,7 @@ pub struct RunCommand {
 pub async fn run(global: &Global, cmd: &RunCommand) -> Result<Outcome> {
     let resolved = resolve(global, &cmd.selection)?;
     let window = require_window(&resolved)?;
-    let opened = OpenedFill::open(resolved, window, &cmd.fill).await?;
+    let opened = OpenedFill::open(resolved, window, &cmd.fill, &cmd.origin).await?;
     let OpenedFill {
         session,
         source,
@@ -31,7 +34,7 @@ pub async fn run(global: &Global, cmd: &RunCommand) -> Result<Outcome> {
     let (_, summary) = session
         .record(global, "run", notify, |run| async move {
             let summary = pipeline(session, source.clone(), run, options, &stages, |stage| {
-                print!("{}", describe(session, options, cmd, stage))
+                print!("{}", describe(session, options, stage))
             })
             .await?;
             Ok(((), summary))
@@ -47,14 +50,11 @@ pub async fn run(global: &Global, cmd: &RunCommand) -> Result<Outcome> {
 fn describe(
     session: &crate::run::Session,
     options: &crate::fill::FillOptions,
-    cmd: &RunCommand,
     stage: StageReport<'_>,
 ) -> String {
     match stage {
         StageReport::Scanned(report) => super::scan::describe(session, report),
-        StageReport::Filled(report) => {
-            super::fill::describe(session, options, report, cmd.fill.early_coverage_seconds)
-        }
+        StageReport::Filled(report) => super::fill::describe(session, options, report),
         StageReport::Verified(verdict) => super::verify::describe(session, options.window, verdict),
     }
 }

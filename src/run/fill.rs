@@ -1,5 +1,4 @@
-//! The settings of a fill, built once by each front end, and the one way to
-//! open a recorded fill: check the dataset and the origin's scope before the
+//! The one way to open a recorded fill from the settings a front end built once: check the dataset and the origin's scope before the
 //! catalog is touched, open the session, build the origin's client.
 
 use std::sync::Arc;
@@ -7,48 +6,12 @@ use std::sync::Arc;
 use crate::catalog::{RunId, RunOutcome, RunSummary};
 use crate::config::Dataset;
 use crate::error::{Error, Result};
-use crate::fill::{FillOptions, FillReport};
+use crate::fill::{FillOptions, FillReport, FillSettings};
 use crate::slot::Window;
 use crate::source::NoteSource;
 use crate::source::open::{self as source, SourceFlags};
 
-use super::{Resolved, Session};
-
-/// How a fill is carried out: what the command line (or serve) chose, with
-/// the defaults of [`crate::defaults`] for the rest.
-#[derive(Debug, Clone)]
-pub struct FillSettings {
-    pub max_slots: Option<u64>,
-    pub newest_first: bool,
-    pub concurrency: usize,
-    pub overwrite: bool,
-    pub retry_empty: bool,
-    pub dry_run: bool,
-    pub sub_slot_seconds: Option<u32>,
-    pub early_coverage_seconds: Option<f64>,
-    pub max_consecutive_failures: u32,
-    pub progress: bool,
-    /// Overrides of the origin's settings.
-    pub source: SourceFlags,
-}
-
-impl Default for FillSettings {
-    fn default() -> Self {
-        FillSettings {
-            max_slots: None,
-            newest_first: false,
-            concurrency: crate::defaults::FILL_CONCURRENCY,
-            overwrite: false,
-            retry_empty: false,
-            dry_run: false,
-            sub_slot_seconds: None,
-            early_coverage_seconds: None,
-            max_consecutive_failures: crate::defaults::MAX_CONSECUTIVE_FAILURES,
-            progress: false,
-            source: SourceFlags::default(),
-        }
-    }
-}
+use super::{Global, Notify, Resolved, Session};
 
 /// A fill ready to run: its session, its origin and its options.
 pub struct OpenedFill {
@@ -61,24 +24,24 @@ impl OpenedFill {
     /// Opens a fill of `resolved`'s window. A dataset without a complement or a
     /// scope the origin cannot honour is refused before the catalog is opened,
     /// so nothing is recorded.
-    pub async fn open(resolved: Resolved, window: Window, settings: &FillSettings) -> Result<Self> {
+    pub async fn open(
+        resolved: Resolved,
+        window: Window,
+        settings: &FillSettings,
+        origin: &SourceFlags,
+    ) -> Result<Self> {
         require_complement(&resolved.ds)?;
-        let plan = source::plan(&resolved.ds.name, &resolved.ds.source, &settings.source)?;
+        let plan = source::plan(&resolved.ds.name, &resolved.ds.source, origin)?;
         let session = Session::open(resolved).await?;
         let source = source::build(&plan, &session.resolved.config.s3).await?;
         let options = FillOptions {
             window,
-            max_slots: settings.max_slots,
-            newest_first: settings.newest_first,
-            concurrency: settings.concurrency.max(1),
-            overwrite: settings.overwrite,
-            retry_empty: settings.retry_empty,
-            dry_run: settings.dry_run,
-            sub_slot_seconds: settings.sub_slot_seconds,
             filter: plan.filter.clone(),
-            max_consecutive_failures: settings.max_consecutive_failures.max(1),
-            progress: settings.progress,
-            thin_coverage_seconds: settings.early_coverage_seconds,
+            settings: FillSettings {
+                concurrency: settings.concurrency.max(1),
+                max_consecutive_failures: settings.max_consecutive_failures.max(1),
+                ..settings.clone()
+            },
         };
         Ok(OpenedFill {
             session,
@@ -90,6 +53,29 @@ impl OpenedFill {
     /// Fills the missing slots of the window, as run `run` if recorded.
     pub async fn fill(&self, run: Option<RunId>) -> Result<FillReport> {
         run_fill(&self.session, self.source.clone(), run, &self.options).await
+    }
+
+    /// Fills as a recorded `fill` run (the run lifecycle of
+    /// [`Session::record`]); `started` learns the run's id first.
+    pub async fn record(
+        &self,
+        global: &Global,
+        notify: Notify,
+        started: impl FnOnce(RunId),
+    ) -> Result<(FillReport, RunSummary)> {
+        self.session
+            .record(global, "fill", notify, |run| {
+                started(run);
+                async move {
+                    let report = self.fill(Some(run)).await?;
+                    let summary = RunSummary {
+                        requests: Some(self.session.requests()),
+                        ..fill_summary(&report, &self.options)
+                    };
+                    Ok((report, summary))
+                }
+            })
+            .await
     }
 }
 
@@ -126,7 +112,7 @@ pub async fn run_fill(
 /// How a fill ended, for the runs table: a fill that stopped, or whose every
 /// attempted slot failed, failed.
 pub fn fill_summary(report: &FillReport, options: &FillOptions) -> RunSummary {
-    let outcome = if options.dry_run {
+    let outcome = if options.settings.dry_run {
         RunOutcome::DryRun
     } else if report.stopped.is_some() {
         RunOutcome::Stopped

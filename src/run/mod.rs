@@ -4,8 +4,8 @@
 //!
 //! - [`session`]: the config and dataset a run works on, a dataset opened for
 //!   work (catalog, stores) and the lifecycle of a recorded run.
-//! - [`fill`]: the fill settings each front end builds once, and the one way to
-//!   open a recorded fill.
+//! - [`fill`]: the one way to open a recorded fill, from the
+//!   [`FillSettings`] and origin overrides a front end built once.
 //! - [`scan`] and [`verify`]: a scan of the session's locations and the
 //!   verdict of a window.
 //! - [`pipeline`]: scan → fill → verify, with a typed report per stage.
@@ -16,7 +16,8 @@ mod scan;
 mod session;
 mod verify;
 
-pub use fill::{FillSettings, OpenedFill, fill_summary, require_complement, run_fill};
+pub use crate::fill::FillSettings;
+pub use fill::{OpenedFill, fill_summary, require_complement, run_fill};
 pub use pipeline::{StageReport, Stages, pipeline};
 pub use scan::{run_scan, scan_summary};
 pub use session::{

@@ -62,7 +62,7 @@ pub async fn pipeline(
         requests: Some(session.requests()),
         ..fill_summary(&filled, options)
     };
-    if options.dry_run {
+    if options.settings.dry_run {
         summary.still_missing = summary.missing_before;
         return Ok(summary);
     }

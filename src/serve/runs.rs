@@ -70,7 +70,11 @@ impl From<StartError> for ApiError {
 /// waits read in clock time: on a running test clock the retry wait and the
 /// rate-limit cap shrink with every other timer of serve. (At the normal
 /// speed these are exactly the defaults and the dataset's own cap.)
-pub fn fill_settings(ds: &Dataset, max_slots: Option<u64>, dry_run: bool) -> FillSettings {
+pub fn fill_settings(
+    ds: &Dataset,
+    max_slots: Option<u64>,
+    dry_run: bool,
+) -> (FillSettings, SourceFlags) {
     let in_clock_time =
         |secs: f64| crate::clock::real_std(std::time::Duration::from_secs_f64(secs)).as_secs_f64();
     let cap = ds
@@ -78,24 +82,36 @@ pub fn fill_settings(ds: &Dataset, max_slots: Option<u64>, dry_run: bool) -> Fil
         .origin
         .rate_limit_wait_cap()
         .unwrap_or(defaults::RATE_LIMIT_WAIT_CAP);
-    FillSettings {
+    let settings = FillSettings {
         max_slots,
         dry_run,
-        source: SourceFlags {
-            retry_wait: Some(in_clock_time(defaults::RETRY_WAIT)),
-            rate_limit_wait_cap: Some(in_clock_time(cap)),
-            ..SourceFlags::default()
-        },
         ..FillSettings::default()
-    }
+    };
+    let origin = SourceFlags {
+        retry_wait: Some(in_clock_time(defaults::RETRY_WAIT)),
+        rate_limit_wait_cap: Some(in_clock_time(cap)),
+        ..SourceFlags::default()
+    };
+    (settings, origin)
 }
 
-/// The dataset's origin, wrapped to count its calls for `/metrics`.
-pub fn counted(opened: &mut OpenedFill, handle: &Arc<DatasetHandle>) {
+/// Opens a fill of `window` with serve's settings, its origin's calls
+/// counted for `/metrics`.
+pub async fn open_fill(
+    state: &AppState,
+    handle: &Arc<DatasetHandle>,
+    window: Window,
+    max_slots: Option<u64>,
+    dry_run: bool,
+) -> Result<OpenedFill, Error> {
+    let (settings, origin) = fill_settings(&handle.ds, max_slots, dry_run);
+    let resolved = state.resolved(&handle.ds, window);
+    let mut opened = OpenedFill::open(resolved, window, &settings, &origin).await?;
     opened.source = Arc::new(Counted {
         inner: opened.source.clone(),
         handle: handle.clone(),
     });
+    Ok(opened)
 }
 
 /// Opens and records a run of `dataset`, then carries it out in the background.
@@ -119,11 +135,8 @@ pub async fn start(
             "dataset {dataset} is being filled by another slotfill ({holder})"
         )));
     }
-    let settings = fill_settings(&handle.ds, request.max_slots, request.dry_run);
     // As `slotfill run` does: a dataset or scope that cannot be filled records nothing.
-    let mut opened =
-        OpenedFill::open(state.resolved(&handle.ds, window), window, &settings).await?;
-    counted(&mut opened, &handle);
+    let opened = open_fill(state, &handle, window, request.max_slots, request.dry_run).await?;
     let stages = Stages::default();
     let global = Global {
         args: request.origin.clone(),

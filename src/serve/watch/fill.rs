@@ -5,13 +5,12 @@
 
 use std::sync::Arc;
 
-use crate::catalog::RunSummary;
-use crate::run::{Global, Notify, OpenedFill, fill_summary};
+use crate::run::{Global, Notify};
 use crate::slot::{SlotStart, Window};
 
 use super::super::error::ServeError;
 use super::super::progress::RunProgress;
-use super::super::runs::{counted, fill_settings};
+use super::super::runs::open_fill;
 use super::super::state::{AppState, Claim, DatasetHandle, RunKind};
 
 /// Starts filling the overdue slots unless a run holds the dataset (the next
@@ -49,11 +48,8 @@ async fn fill_window(
     claim: &Claim,
     window: Window,
 ) -> Result<(), ServeError> {
-    let settings = fill_settings(&handle.ds, None, false);
     // A session of its own, over the overdue slots: the run record names them.
-    let mut opened =
-        OpenedFill::open(state.resolved(&handle.ds, window), window, &settings).await?;
-    counted(&mut opened, handle);
+    let opened = open_fill(state, handle, window, None, false).await?;
     let global = Global {
         args: "slotfill serve: freshness watch fill of overdue slots".to_string(),
         ..state.global.clone()
@@ -61,18 +57,8 @@ async fn fill_window(
     let progress = Arc::new(RunProgress::default());
     progress.enter("filling");
     let (report, summary) = opened
-        .session
-        .record(&global, "fill", Notify::Never, |run| {
-            claim.set_run(run, progress.clone());
-            let opened = &opened;
-            async move {
-                let report = opened.fill(Some(run)).await?;
-                let summary = RunSummary {
-                    requests: Some(opened.session.requests()),
-                    ..fill_summary(&report, &opened.options)
-                };
-                Ok((report, summary))
-            }
+        .record(&global, Notify::Never, |run| {
+            claim.set_run(run, progress.clone())
         })
         .await?;
     tracing::info!(
