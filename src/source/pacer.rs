@@ -56,8 +56,8 @@ struct State {
     in_flight: u32,
     /// The budget the origin announced for its current window.
     window: Option<Window>,
-    /// The origin announces budgets: without a current window, one call
-    /// goes alone to learn it.
+    /// The origin's last answers announced budgets: without a current
+    /// window, one call goes alone to learn it.
     announces: bool,
     /// It throttled without announcing a budget: one call at a time.
     serial: bool,
@@ -257,6 +257,13 @@ impl Permit<'_> {
             state.next = state.next.max(now + hold);
         } else {
             state.alone = false;
+            if limits.remaining.is_none() && status.is_success() {
+                // An answer without a budget: the origin (or the proxy in
+                // front of it) announced one only on a refusal. Waiting for
+                // an announcement before every overlap would make the rest
+                // of the run serial.
+                state.announces = false;
+            }
             if state.serial {
                 state.clean_answers += 1;
                 if state.clean_answers >= SERIAL_RECOVERY_CALLS
@@ -436,5 +443,31 @@ mod tests {
             .await
             .observe("elsewhere", StatusCode::OK, &limits(100, 60_000));
         assert!(!pacer.is_serial());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_budget_announced_only_on_a_refusal_does_not_make_calls_serial() {
+        let pacer = Pacer::new(Duration::ZERO);
+        let refused = pacer.acquire().await;
+        let spent = Limits {
+            retry_after: Some(Duration::from_secs(1)),
+            ..limits(0, 1000)
+        };
+        refused.observe("elsewhere", StatusCode::TOO_MANY_REQUESTS, &spent);
+        drop(refused);
+        tokio::time::advance(Duration::from_secs(2)).await;
+        // After the reset one call goes alone; its answer carries no budget…
+        let alone = pacer.acquire().await;
+        let second = tokio::time::timeout(Duration::from_millis(10), pacer.acquire()).await;
+        assert!(second.is_err(), "a second call overlapped the lone one");
+        alone.observe("elsewhere", StatusCode::OK, &Limits::default());
+        drop(alone);
+        // …so calls overlap again.
+        let overlapping = tokio::time::timeout(
+            Duration::from_millis(10),
+            futures::future::join(pacer.acquire(), pacer.acquire()),
+        )
+        .await;
+        assert!(overlapping.is_ok(), "calls stayed one at a time");
     }
 }
