@@ -225,8 +225,14 @@ impl Permit<'_> {
                 reset_ms = reset_in.as_millis() as u64,
                 "origin rate-limit budget"
             );
+            // The same window (answers of one window name resets a little
+            // apart) keeps the lowest count; a reset elsewhere is another
+            // throttle's window (servers have several), and the latest word wins.
             match &mut state.window {
-                Some(w) if resets_at <= w.resets_at + SAME_WINDOW => {
+                Some(w)
+                    if resets_at <= w.resets_at + SAME_WINDOW
+                        && w.resets_at <= resets_at + SAME_WINDOW =>
+                {
                     w.remaining = w.remaining.min(estimate);
                 }
                 _ => {
@@ -443,6 +449,27 @@ mod tests {
             .await
             .observe("elsewhere", StatusCode::OK, &limits(100, 60_000));
         assert!(!pacer.is_serial());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refusal_whose_window_resets_sooner_holds_calls_back_only_until_then() {
+        let pacer = Pacer::new(Duration::ZERO);
+        let a = pacer.acquire().await;
+        a.observe("elsewhere", StatusCode::OK, &limits(1_000_000, 290_000));
+        drop(a);
+        // Another throttle of the server refuses, spent until 3 s from now.
+        let refused = pacer.acquire().await;
+        refused.observe("elsewhere", StatusCode::TOO_MANY_REQUESTS, &limits(0, 3000));
+        drop(refused);
+        let before = Instant::now();
+        let next = pacer.acquire().await;
+        let waited = before.elapsed();
+        assert!(waited >= Duration::from_millis(2900), "{waited:?}");
+        assert!(
+            waited < Duration::from_secs(10),
+            "waited for the other window: {waited:?}"
+        );
+        drop(next);
     }
 
     #[tokio::test(start_paused = true)]
