@@ -11,6 +11,8 @@
 //! Direct use: `bench --slotfill target/release/slotfill --profile smoke`. Exits 1 when a check
 //! of the request counts fails (see `bench/harness.rs`).
 
+#[path = "../tests/support/http/mod.rs"]
+mod http;
 #[path = "../tests/support/misskey/mod.rs"]
 mod misskey;
 #[path = "../tests/support/s3/mod.rs"]

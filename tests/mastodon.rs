@@ -5,8 +5,6 @@
 //! `faults.rs`, run with a Mastodon origin.)
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 
 use serde_json::Value;
 
@@ -18,35 +16,9 @@ use crate::support::origin::OriginKind;
 use crate::support::seeded::{Origin, Place, as_strs, assert_consistent};
 use crate::support::*;
 
-/// A raw `GET` (status, lowercased headers, body).
+/// A `GET` without a `User-Agent` (status, lowercased headers, body).
 fn get(base: &str, path: &str, token: Option<&str>) -> (u16, BTreeMap<String, String>, String) {
-    let addr = base.strip_prefix("http://").unwrap();
-    let mut sock = TcpStream::connect(addr).unwrap();
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    write!(
-        sock,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut raw = String::new();
-    sock.read_to_string(&mut raw).unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .unwrap()
-        .split(' ')
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    (status, headers, body.to_string())
+    crate::support::fediverse::get(base, path, token, false)
 }
 
 fn ids(body: &str) -> Vec<u64> {

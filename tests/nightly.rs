@@ -1,9 +1,6 @@
 //! verify, run, reports, the heatmap, notifications and the demo.
 
-use std::io::{Read, Write};
-use std::net::TcpListener;
-use std::sync::mpsc;
-
+use crate::support::http::Webhook;
 use crate::support::misskey::{EmulatorConfig, MisskeyEmulator, mixed_notes};
 use crate::support::s3::S3Server;
 use crate::support::*;
@@ -177,45 +174,6 @@ fn the_demo_runs_on_a_real_s3_server_and_rescans_without_downloads() {
     assert!(rescan.contains("requests: 6\n"), "{rescan}");
 }
 
-/// Collects HTTP request bodies posted to it (one per connection).
-fn webhook_listener() -> (String, mpsc::Receiver<String>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().take(4) {
-            let Ok(mut stream) = stream else { continue };
-            let mut data = Vec::new();
-            let mut buf = [0u8; 4096];
-            loop {
-                let n = stream.read(&mut buf).unwrap_or(0);
-                if n == 0 {
-                    break;
-                }
-                data.extend_from_slice(&buf[..n]);
-                let text = String::from_utf8_lossy(&data);
-                if let Some(end) = text.find("\r\n\r\n") {
-                    let length = text[..end]
-                        .lines()
-                        .find_map(|l| {
-                            l.to_ascii_lowercase()
-                                .strip_prefix("content-length:")
-                                .map(|v| v.trim().parse::<usize>().unwrap())
-                        })
-                        .unwrap_or(0);
-                    if data.len() >= end + 4 + length {
-                        let _ = stream
-                            .write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n");
-                        let _ = tx.send(text[end + 4..].to_string());
-                        break;
-                    }
-                }
-            }
-        }
-    });
-    (url, rx)
-}
-
 /// A dataset on S3 with gaps that an emulated origin can fill.
 struct Nightly {
     ws: Workspace,
@@ -274,7 +232,8 @@ fn run_is_a_nightly_job_with_a_relative_window() {
         .unwrap()
         .to_rfc3339();
     n.ws.set_env("SLOTFILL_NOW", &now);
-    let (url, bodies) = webhook_listener();
+    let hook = Webhook::start();
+    let url = hook.url.clone();
     let dry =
         n.ws.slotfill(&[
             "run",
@@ -323,12 +282,8 @@ fn run_is_a_nightly_job_with_a_relative_window() {
                 .expected("notes/global-timeline", slot * 1000, (slot + SLOT) * 1000)
         );
     }
-    let payload: serde_json::Value = serde_json::from_str(
-        &bodies
-            .recv_timeout(std::time::Duration::from_secs(10))
-            .unwrap(),
-    )
-    .unwrap();
+    crate::support::serve::wait_for("the webhook's message", || hook.count() == 1);
+    let payload = hook.messages().remove(0);
     assert!(payload["content"].as_str().unwrap().contains("jp"));
     assert_eq!(
         payload["content"], payload["text"],

@@ -12,6 +12,7 @@ mod faults;
 mod federation;
 mod fill;
 mod fill_cost;
+mod http_toolkit;
 mod leases;
 mod mastodon;
 mod memory;

@@ -2,14 +2,13 @@
 //! limit, bad input, runs started and refused, their records, the gaps
 //! endpoint and the metrics.
 
-use std::io::Write;
-use std::net::TcpStream;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use crate::support::http;
 use crate::support::misskey::Fault;
-use crate::support::serve::{Reply, Serve, ServeFixture, TOKEN, read_reply};
+use crate::support::serve::{Reply, Serve, ServeFixture, TOKEN};
 use crate::support::*;
 
 #[test]
@@ -178,15 +177,13 @@ fn serve_runs_a_window_over_http_and_answers_for_its_catalog() {
 /// Declares a 2 MiB body and sends its first part: the answer comes from the
 /// declared length alone.
 fn oversized(serve: &Serve) -> Reply {
-    let mut stream = TcpStream::connect(&serve.addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(60)))
-        .unwrap();
-    let head = format!(
-        "POST /api/events/s3 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        2 << 20
-    );
-    stream.write_all(head.as_bytes()).unwrap();
-    let _ = stream.write_all(&vec![b' '; 64 * 1024]);
-    read_reply(stream)
+    let (auth, length) = (format!("Bearer {TOKEN}"), (2 << 20).to_string());
+    let headers = [
+        ("Host", "x"),
+        ("Authorization", auth.as_str()),
+        ("Content-Type", "application/json"),
+        ("Content-Length", length.as_str()),
+    ];
+    let part = vec![b' '; 64 * 1024];
+    http::exchange(&serve.addr, "POST", "/api/events/s3", &headers, &part)
 }

@@ -4,11 +4,10 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 
 use serde_json::Value;
 
+use super::http;
 use super::mastodon::MastodonEmulator;
 use super::seeded::{Place, as_strs};
 use super::{RULES, Run, SLOT, Workspace, arg_time, key_of};
@@ -109,36 +108,17 @@ pub fn budget(n: usize) -> i64 {
     n.div_ceil(40) as i64 + 1
 }
 
-/// A raw `GET` (status, lowercased headers, body), with a `User-Agent` or not.
+/// A `GET` (status, lowercased headers, body), with a `User-Agent` or not.
 pub fn get(
     base: &str,
     path: &str,
     token: Option<&str>,
     agent: bool,
 ) -> (u16, BTreeMap<String, String>, String) {
-    let addr = base.strip_prefix("http://").expect("http base");
-    let mut sock = TcpStream::connect(addr).expect("connect");
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    let agent = if agent { "User-Agent: test/1\r\n" } else { "" };
-    write!(
-        sock,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}{agent}Connection: close\r\n\r\n"
-    )
-    .expect("write");
-    let mut raw = String::new();
-    sock.read_to_string(&mut raw).expect("read");
-    let (head, body) = raw.split_once("\r\n\r\n").expect("head");
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|s| s.parse().ok())
-        .expect("status");
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    (status, headers, body.to_string())
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let mut headers = vec![];
+    headers.extend(auth.as_deref().map(|a| ("Authorization", a)));
+    headers.extend(agent.then_some(("User-Agent", "test/1")));
+    let reply = http::get(base, path, &headers);
+    (reply.status, reply.headers(), reply.body)
 }

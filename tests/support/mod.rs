@@ -6,6 +6,7 @@ pub mod bad_input;
 pub mod bodies;
 pub mod catalog_dump;
 pub mod fediverse;
+pub mod http;
 pub mod mastodon;
 pub mod misskey;
 pub mod origin;

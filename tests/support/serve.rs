@@ -3,8 +3,7 @@
 //! webhook receiver that keeps every body posted to it, a dataset on fresh
 //! buckets with the Misskey emulator as its origin, and headless Chromium.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::{BufRead, BufReader};
 use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -12,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use super::http;
+pub use super::http::{Reply, Webhook};
 use super::misskey::{EmulatorConfig, MisskeyEmulator, NoteSpec};
 use super::s3::S3Server;
 use super::{Workspace, jsonl, key_of, s3_config};
@@ -24,32 +25,6 @@ pub struct Serve {
     child: Option<Child>,
     pub addr: String,
     logs: Arc<Mutex<String>>,
-}
-
-/// One HTTP answer.
-#[derive(Debug)]
-pub struct Reply {
-    pub status: u16,
-    pub head: String,
-    pub body: String,
-}
-
-impl Reply {
-    #[track_caller]
-    pub fn json(&self) -> Value {
-        serde_json::from_str(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {} {}", self.status, self.body))
-    }
-
-    /// A header's value (names compared without case).
-    pub fn header(&self, name: &str) -> Option<String> {
-        self.head.lines().find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.trim()
-                .eq_ignore_ascii_case(name)
-                .then(|| v.trim().to_string())
-        })
-    }
 }
 
 impl Serve {
@@ -105,22 +80,7 @@ impl Serve {
 
     /// A request with `Connection: close`; `headers` are added as given.
     pub fn send(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
-        let mut stream = TcpStream::connect(&self.addr).expect("connect to serve");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(60)))
-            .unwrap();
-        let extra: String = headers
-            .iter()
-            .map(|(k, v)| format!("{k}: {v}\r\n"))
-            .collect();
-        let head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n",
-            self.addr,
-            body.len()
-        );
-        stream.write_all(head.as_bytes()).unwrap();
-        stream.write_all(body).unwrap();
-        read_reply(stream)
+        http::exchange(&self.addr, method, path, headers, body)
     }
 
     /// A JSON request, with the bearer token if given.
@@ -203,44 +163,6 @@ impl Drop for Serve {
     }
 }
 
-pub fn read_reply(mut stream: TcpStream) -> Reply {
-    let mut raw = Vec::new();
-    let _ = stream.read_to_end(&mut raw);
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP answer");
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("status");
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        dechunk(body)
-    } else {
-        body.to_string()
-    };
-    Reply {
-        status,
-        head: head.to_string(),
-        body,
-    }
-}
-
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
-        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if n == 0 {
-            break;
-        }
-        out.push_str(&rest[..n]);
-        body = &rest[n + 2..];
-    }
-    out
-}
-
 /// Polls `done` every 50 ms; fails after a minute.
 #[track_caller]
 pub fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
@@ -248,80 +170,6 @@ pub fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
     while !done() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// A webhook that answers 204 and keeps every body posted to it, in order.
-pub struct Webhook {
-    pub url: String,
-    posts: Arc<Mutex<Vec<String>>>,
-}
-
-impl Webhook {
-    pub fn start() -> Webhook {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}/hook", listener.local_addr().unwrap());
-        let posts = Arc::new(Mutex::new(Vec::new()));
-        let received = posts.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { continue };
-                if let Some(body) = read_post(&mut stream) {
-                    received.lock().unwrap().push(body);
-                }
-                let _ = stream.write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n");
-            }
-        });
-        Webhook { url, posts }
-    }
-
-    /// The bodies posted so far, as JSON.
-    pub fn messages(&self) -> Vec<Value> {
-        self.posts
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|p| serde_json::from_str(p).unwrap())
-            .collect()
-    }
-
-    pub fn count(&self) -> usize {
-        self.posts.lock().unwrap().len()
-    }
-
-    /// The `slotfill.status` of every message, in order.
-    pub fn statuses(&self) -> Vec<String> {
-        self.messages()
-            .iter()
-            .map(|m| m["slotfill"]["status"].as_str().unwrap_or("").to_string())
-            .collect()
-    }
-}
-
-fn read_post(stream: &mut TcpStream) -> Option<String> {
-    let mut data = Vec::new();
-    let mut buf = [0u8; 8192];
-    loop {
-        let n = stream.read(&mut buf).unwrap_or(0);
-        if n == 0 {
-            return None;
-        }
-        data.extend_from_slice(&buf[..n]);
-        let text = String::from_utf8_lossy(&data).into_owned();
-        let Some(end) = text.find("\r\n\r\n") else {
-            continue;
-        };
-        let length = text[..end]
-            .lines()
-            .find_map(|l| {
-                let (k, v) = l.split_once(':')?;
-                k.eq_ignore_ascii_case("content-length")
-                    .then(|| v.trim().parse::<usize>().ok())?
-            })
-            .unwrap_or(0);
-        if data.len() >= end + 4 + length {
-            return Some(text[end + 4..].to_string());
-        }
     }
 }
 

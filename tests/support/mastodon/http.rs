@@ -1,20 +1,19 @@
 //! Requests and answers: authentication, the feed settings of Mastodon 4.5
 //! (`/api/v2/instance`, `verify_credentials`), GoToSocial's User-Agent check,
-//! the rate limits (`limits`), injected faults, and the HTTP/1.1 plumbing
-//! (GET with keep-alive). Every answer carries a `Date`.
+//! the rate limits (`limits`), injected faults, and how the emulator answers
+//! through the tests' HTTP toolkit (`support/http`). Every answer carries a `Date`.
 
 use std::collections::BTreeMap;
-use std::io;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
+use super::super::http::Request as HttpRequest;
+use super::super::http::{Answer, Handler, Response, http_date, parse_query};
 use super::super::misskey::FaultPlan;
 use super::feed::{Part, State, Status, link, part_of};
 use super::gts::GtsAnswer;
-use super::limits::{Meter, RateLimitForm, Refusals, http_date};
+use super::limits::{Meter, RateLimitForm, Refusals};
 use super::{Fault, MastodonConfig, ServerKind};
 
 pub(super) struct Resp {
@@ -87,20 +86,6 @@ pub(super) fn now_ms() -> i64 {
 fn reset_header(ms: i64) -> String {
     let t = chrono::DateTime::from_timestamp_millis(ms).expect("time");
     t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
-}
-
-fn parse_query(target: &str) -> (String, BTreeMap<String, String>) {
-    let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    let params = query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            let v = percent_encoding::percent_decode_str(v).decode_utf8_lossy();
-            (k.to_string(), v.into_owned())
-        })
-        .collect();
-    (path.to_string(), params)
 }
 
 const PAGING: [&str; 4] = ["max_id", "min_id", "since_id", "page"];
@@ -188,20 +173,10 @@ impl Shared {
     }
 
     /// None means: reset the connection without answering.
-    async fn respond(
-        &self,
-        method: &str,
-        target: &str,
-        headers: &[(String, String)],
-    ) -> Option<Resp> {
-        let header = |name: &str| {
-            headers
-                .iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.as_str())
-        };
+    async fn respond(&self, req: &HttpRequest) -> Option<Resp> {
+        let header = |name: &str| req.header(name);
         let auth = header("authorization");
-        let (path, q) = parse_query(target);
+        let (path, q) = parse_query(req.target());
         let (fault, throttled) = {
             let mut log = lock(&self.log);
             let fault = self.record(&mut log, &path, &q, auth);
@@ -223,7 +198,7 @@ impl Shared {
             ),
             (Some(refused), _) => refused,
             (None, headers) => {
-                let mut r = self.handle(method, &request);
+                let mut r = self.handle(req.method(), &request);
                 r.headers.extend(headers);
                 r
             }
@@ -450,107 +425,34 @@ fn fault_response(f: &Fault) -> Resp {
     }
 }
 
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        404 => "Not Found",
-        418 => "I'm a teapot",
-        422 => "Unprocessable Entity",
-        429 => "Too Many Requests",
-        500 => "Internal Server Error",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        504 => "Gateway Timeout",
-        _ => "Unknown",
+impl Resp {
+    /// As written: a `Date` on every answer.
+    fn into_response(self) -> Response {
+        let mut r = Response::new(self.status)
+            .header("Date", http_date(now_ms()))
+            .header("Content-Type", self.ctype);
+        r.headers.extend(self.headers);
+        r.body = self.body;
+        r
     }
 }
 
-/// Reads one request head (bodies are read and dropped); None when the peer closed.
-async fn read_request(
-    sock: &mut TcpStream,
-    buf: &mut Vec<u8>,
-) -> Option<(String, String, Vec<(String, String)>)> {
-    let mut tmp = [0u8; 8192];
-    let end = loop {
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i;
-        }
-        match sock.read(&mut tmp).await {
-            Ok(n) if n > 0 => buf.extend_from_slice(&tmp[..n]),
-            _ => return None,
-        }
-    };
-    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
-    buf.drain(..end + 4);
-    let mut lines = head.split("\r\n");
-    let mut start = lines.next()?.split(' ');
-    let (method, target) = (start.next()?.to_string(), start.next()?.to_string());
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    let length = headers
-        .iter()
-        .find(|(k, _)| k == "content-length")
-        .and_then(|(_, v)| v.parse::<usize>().ok())
-        .unwrap_or(0);
-    while buf.len() < length {
-        match sock.read(&mut tmp).await {
-            Ok(n) if n > 0 => buf.extend_from_slice(&tmp[..n]),
-            _ => return None,
-        }
-    }
-    buf.drain(..length);
-    Some((method, target, headers))
-}
-
-async fn write_response(sock: &mut TcpStream, r: &Resp, keep: bool) -> io::Result<()> {
-    let mut h = format!("HTTP/1.1 {} {}\r\n", r.status, reason(r.status));
-    h += &format!(
-        "Date: {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n",
-        http_date(now_ms()),
-        r.ctype,
-        r.body.len()
-    );
-    for (k, v) in &r.headers {
-        h += &format!("{k}: {v}\r\n");
-    }
-    h += if keep {
-        "Connection: keep-alive\r\n\r\n"
-    } else {
-        "Connection: close\r\n\r\n"
-    };
-    let mut out = h.into_bytes();
-    out.extend_from_slice(&r.body);
-    sock.write_all(&out).await?;
-    sock.flush().await
-}
-
-pub(super) async fn serve_connection(shared: Arc<Shared>, mut sock: TcpStream) {
-    let mut buf = Vec::new();
-    while let Some((method, target, headers)) = read_request(&mut sock, &mut buf).await {
-        let close = headers
-            .iter()
-            .any(|(k, v)| k == "connection" && v.eq_ignore_ascii_case("close"));
-        let timeline = target.starts_with(TIMELINE);
+impl Handler for Shared {
+    /// Counts the timeline requests in flight while they are answered.
+    async fn answer(&self, req: HttpRequest) -> Answer {
+        let timeline = req.target().starts_with(TIMELINE);
         if timeline {
-            let mut log = lock(&shared.log);
+            let mut log = lock(&self.log);
             log.in_flight.0 += 1;
             log.in_flight.1 = log.in_flight.1.max(log.in_flight.0);
         }
-        let resp = shared.respond(&method, &target, &headers).await;
+        let resp = self.respond(&req).await;
         if timeline {
-            lock(&shared.log).in_flight.0 -= 1;
+            lock(&self.log).in_flight.0 -= 1;
         }
-        let Some(resp) = resp else {
-            let _ = sock.set_zero_linger(); // ResetConnection: RST, not a byte sent
-            return;
-        };
-        if write_response(&mut sock, &resp, !close).await.is_err() || close {
-            let _ = sock.shutdown().await;
-            return;
+        match resp {
+            Some(resp) => resp.into_response().into(),
+            None => Answer::Reset, // ResetConnection: RST, not a byte sent
         }
     }
 }

@@ -23,6 +23,7 @@
 
 use std::collections::BTreeMap;
 
+use super::super::http::http_date;
 use super::Throttle;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -68,12 +69,6 @@ fn iso(ms: i64, micros: bool) -> String {
         true => t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
         false => t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
     }
-}
-
-/// An HTTP date (`Date`, `Retry-After`).
-pub(super) fn http_date(ms: i64) -> String {
-    let t = chrono::DateTime::from_timestamp_millis(ms).expect("time");
-    t.format("%a, %d %b %Y %H:%M:%S GMT").to_string()
 }
 
 impl Meter {

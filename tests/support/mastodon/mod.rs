@@ -35,12 +35,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
-use tokio::net::TcpListener;
 
+use super::http::Server;
 pub use super::misskey::Fault;
 use feed::{Part, part_of};
 pub use gts::GTS_HOST;
-use http::{Shared, lock, serve_connection};
+use http::{Shared, lock};
 pub use limits::RateLimitForm;
 
 /// One rack-attack throttle: `limit` requests per fixed window of `period_secs`.
@@ -253,24 +253,7 @@ pub fn mixed_statuses(start_ms: i64, end_ms: i64, count: usize, seed: u64) -> Ve
 /// A running emulator; stops (closing every connection) on Drop.
 pub struct MastodonEmulator {
     shared: Arc<Shared>,
-    addr: std::net::SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-type Stop = tokio::sync::oneshot::Receiver<()>;
-
-async fn accept_loop(shared: Arc<Shared>, listener: std::net::TcpListener, mut stop: Stop) {
-    let listener = TcpListener::from_std(listener).expect("tokio listener");
-    loop {
-        tokio::select! {
-            _ = &mut stop => break,
-            Ok((sock, _)) = listener.accept() => {
-                let _ = sock.set_nodelay(true);
-                tokio::spawn(serve_connection(shared.clone(), sock));
-            }
-        }
-    }
+    _server: Server,
 }
 
 /// The part of the feed a timeline reads: `local`, `public` or `remote`.
@@ -286,31 +269,19 @@ fn timeline_part(timeline: &str) -> Part {
 impl MastodonEmulator {
     /// Binds 127.0.0.1:0 and serves on a dedicated thread with its own tokio runtime.
     pub fn start(cfg: MastodonConfig) -> MastodonEmulator {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let addr = listener.local_addr().expect("local addr");
-        let shared = Arc::new(Shared {
-            state: Mutex::new(feed::State::new(cfg.kind)),
-            cfg,
-            log: Mutex::default(),
-            base: format!("http://{addr}"),
-        });
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let sh = shared.clone();
-        let serve = move || {
-            let mut rt = tokio::runtime::Builder::new_multi_thread();
-            let rt = rt.worker_threads(2).enable_all().build();
-            let rt = rt.expect("tokio runtime");
-            rt.block_on(accept_loop(sh, listener, rx));
-            rt.shutdown_timeout(Duration::from_millis(500));
+        let state = Mutex::new(feed::State::new(cfg.kind));
+        let shared = |addr| {
+            Arc::new(Shared {
+                state,
+                cfg,
+                log: Mutex::default(),
+                base: format!("http://{addr}"),
+            })
         };
-        let thread = std::thread::Builder::new().name("mastodon-emulator".into());
-        let thread = Some(thread.spawn(serve).expect("spawn emulator thread"));
+        let (server, shared) = Server::start("mastodon-emulator", shared);
         MastodonEmulator {
             shared,
-            addr,
-            stop: Some(tx),
-            thread,
+            _server: server,
         }
     }
 
@@ -423,16 +394,5 @@ impl MastodonEmulator {
 
     pub fn seen_authorization_headers(&self) -> Vec<String> {
         lock(&self.shared.log).auth.clone()
-    }
-}
-
-impl Drop for MastodonEmulator {
-    fn drop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }

@@ -306,7 +306,7 @@ impl Shared {
     }
 
     async fn answer(&self, req: &Request) -> Option<Resp> {
-        let path = req.target.split('?').next().unwrap_or_default();
+        let path = req.target().split('?').next().unwrap_or_default();
         match self.record(path.strip_prefix("/api/").unwrap_or(path), req) {
             None => Some(self.handle(req, path)),
             Some(Fault::ResetConnection) => None,
@@ -324,9 +324,9 @@ impl Shared {
     }
 
     pub(super) fn handle(&self, req: &Request, path: &str) -> Resp {
-        let route = format!("|Route {}:{} not found", req.method, req.target);
+        let route = format!("|Route {}:{} not found", req.method(), req.target());
         let name = path.strip_prefix("/api/");
-        let ep = match (req.method.as_str(), name.map(Ep::from_name)) {
+        let ep = match (req.method(), name.map(Ep::from_name)) {
             ("GET" | "HEAD", Some(Some(_))) => return Resp::new(405, None, vec![], true),
             ("GET" | "HEAD", Some(None)) => return api_error(404, UNKNOWN_ENDPOINT, None),
             (_, None | Some(None)) => return fastify_error(404, &route),

@@ -1,12 +1,10 @@
-//! Responses, Misskey and fastify error bodies (§5), injected faults, and the HTTP/1.1
-//! plumbing.
+//! Responses, Misskey and fastify error bodies (§5), injected faults, and how the emulator
+//! answers through the tests' HTTP toolkit (`support/http`).
 
 use serde_json::{Value, json};
-use std::io;
-use std::sync::Arc;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
+pub(super) use super::super::http::Request;
+use super::super::http::{Answer, Handler, Response, http_date};
 use super::Fault;
 use super::api::Shared;
 use super::ids::now_ms;
@@ -182,168 +180,40 @@ pub(super) fn fault_response(f: &Fault) -> Resp {
     }
 }
 
-// ─────────────────────────────── HTTP/1.1 plumbing ───────────────────────────────
+// ─────────────────────────────── serving ───────────────────────────────
 
-pub(super) const BODY_LIMIT: usize = 1 << 20;
-pub(super) const HEAD_LIMIT: usize = 64 << 10;
-
-pub(super) struct Request {
-    pub(super) method: String,
-    pub(super) target: String,
-    /// (lowercase name, value)
-    pub(super) headers: Vec<(String, String)>,
-    pub(super) body: Vec<u8>,
-    pub(super) keep_alive: bool,
-}
-
-impl Request {
-    pub(super) fn header(&self, name: &str) -> Option<&str> {
-        let found = self.headers.iter().find(|h| h.0 == name);
-        found.map(|h| h.1.as_str())
-    }
-
-    /// Whether the header's value contains `token` (case-insensitive).
-    pub(super) fn has(&self, name: &str, token: &str) -> bool {
-        let value = self.header(name).unwrap_or_default();
-        value.to_ascii_lowercase().contains(token)
+impl Resp {
+    /// As written: Misskey's own headers (not on proxy pages), its phrases, and a `Date`.
+    fn into_response(self) -> Response {
+        let mut r = Response::new(self.status).header("Date", http_date(now_ms()));
+        r.reason = reason(self.status);
+        if let Some(ct) = self.ctype {
+            r = r.header("Content-Type", ct);
+        }
+        if self.misskey {
+            r = r.header("Cache-Control", "private, max-age=0, must-revalidate");
+            r = r.header("Access-Control-Allow-Origin", "*");
+        }
+        r.headers.extend(self.headers);
+        r.body = self.body;
+        r
     }
 }
 
-/// Err(None): the peer closed; Err(Some(resp)): malformed request, answer and close.
-pub(super) type Read<T> = Result<T, Option<Resp>>;
+impl Handler for Shared {
+    async fn answer(&self, req: Request) -> Answer {
+        match self.respond(&req).await {
+            Some(resp) => resp.into_response().into(),
+            None => Answer::Reset, // ResetConnection: RST, not a byte sent
+        }
+    }
 
-/// Reads until `buf` holds `n` bytes (empty `delim`) or `delim`; returns the bytes before it.
-pub(super) async fn take(
-    sock: &mut TcpStream,
-    buf: &mut Vec<u8>,
-    n: usize,
-    delim: &[u8],
-) -> Read<Vec<u8>> {
-    let mut tmp = [0u8; 16 * 1024];
-    loop {
-        let end = match delim {
-            [] => (buf.len() >= n).then_some(n),
-            d => buf.windows(d.len()).position(|w| w == d),
+    /// Fastify's 400 for a request it cannot parse, 413 past its 1 MiB body limit.
+    fn refuse(&self, too_large: bool) -> Option<Response> {
+        let refusal = match too_large {
+            true => fastify_error(413, TOO_LARGE),
+            false => fastify_error(400, BAD_REQUEST),
         };
-        if let Some(end) = end {
-            let out = buf[..end].to_vec();
-            buf.drain(..end + delim.len());
-            return Ok(out);
-        } else if !delim.is_empty() && buf.len() > HEAD_LIMIT {
-            return Err(Some(fastify_error(400, BAD_REQUEST)));
-        }
-        match sock.read(&mut tmp).await {
-            Ok(got) if got > 0 => buf.extend_from_slice(&tmp[..got]),
-            _ => return Err(None),
-        }
-    }
-}
-
-pub(super) async fn read_request(sock: &mut TcpStream, buf: &mut Vec<u8>) -> Read<Request> {
-    let bad = || Some(fastify_error(400, BAD_REQUEST));
-    let too_large = || Some(fastify_error(413, TOO_LARGE));
-    let head = String::from_utf8_lossy(&take(sock, buf, 0, b"\r\n\r\n").await?).into_owned();
-    let mut lines = head.split("\r\n");
-    let line: Vec<&str> = lines.next().unwrap_or_default().split(' ').collect();
-    let [method, target, version] = line[..] else {
-        return Err(bad());
-    };
-    let mut headers = vec![];
-    for l in lines {
-        let (k, v) = l.split_once(':').ok_or_else(bad)?;
-        headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
-    }
-    let (method, target, body) = (method.to_string(), target.to_string(), vec![]);
-    let mut req = Request {
-        method,
-        target,
-        headers,
-        body,
-        keep_alive: false,
-    };
-    let old = version == "HTTP/1.0";
-    req.keep_alive =
-        req.has("connection", "keep-alive") || !(old || req.has("connection", "close"));
-    if !version.starts_with("HTTP/1.") {
-        return Err(bad());
-    } else if req.has("expect", "100-continue") {
-        let _ = sock.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await;
-    }
-    if req.has("transfer-encoding", "chunked") {
-        loop {
-            let line = String::from_utf8_lossy(&take(sock, buf, 0, b"\r\n").await?).into_owned();
-            let size = line.split(';').next().unwrap_or_default().trim();
-            let size = usize::from_str_radix(size, 16).map_err(|_| bad())?;
-            if size == 0 {
-                while !take(sock, buf, 0, b"\r\n").await?.is_empty() {} // trailers
-                break;
-            } else if req.body.len() + size > BODY_LIMIT {
-                return Err(too_large());
-            }
-            let chunk = take(sock, buf, size + 2, b"").await?;
-            req.body.extend_from_slice(&chunk[..size]);
-        }
-    } else if let Some(len) = req.header("content-length") {
-        let n: usize = len.parse().map_err(|_| bad())?;
-        if n > BODY_LIMIT {
-            return Err(too_large());
-        }
-        req.body = take(sock, buf, n, b"").await?;
-    }
-    Ok(req)
-}
-
-pub(super) async fn write_response(
-    sock: &mut TcpStream,
-    r: &Resp,
-    keep: bool,
-    head: bool,
-) -> io::Result<()> {
-    let mut h = format!("HTTP/1.1 {} {}\r\n", r.status, reason(r.status));
-    let date = chrono::DateTime::from_timestamp_millis(now_ms()).expect("now");
-    h += &format!("Date: {}\r\n", date.format("%a, %d %b %Y %H:%M:%S GMT"));
-    if let Some(ct) = r.ctype {
-        h += &format!("Content-Type: {ct}\r\n");
-    }
-    h += &format!("Content-Length: {}\r\n", r.body.len());
-    if r.misskey {
-        h += "Cache-Control: private, max-age=0, must-revalidate\r\n";
-        h += "Access-Control-Allow-Origin: *\r\n";
-    }
-    for (k, v) in &r.headers {
-        h += &format!("{k}: {v}\r\n");
-    }
-    h += if keep {
-        "Connection: keep-alive\r\n\r\n"
-    } else {
-        "Connection: close\r\n\r\n"
-    };
-    let mut out = h.into_bytes();
-    if !head {
-        out.extend_from_slice(&r.body);
-    }
-    sock.write_all(&out).await?;
-    sock.flush().await
-}
-
-pub(super) async fn serve_connection(shared: Arc<Shared>, mut sock: TcpStream) {
-    let mut buf = Vec::new();
-    loop {
-        let (resp, keep, head) = match read_request(&mut sock, &mut buf).await {
-            Err(None) => return,
-            Err(Some(resp)) => (resp, false, false),
-            Ok(req) => match shared.respond(&req).await {
-                Some(resp) => (resp, req.keep_alive, req.method == "HEAD"),
-                None => {
-                    let _ = sock.set_zero_linger(); // ResetConnection: RST, not a byte sent
-                    return;
-                }
-            },
-        };
-        let written = write_response(&mut sock, &resp, keep, head).await;
-        if written.is_err() || !keep {
-            let _ = sock.shutdown().await;
-            return;
-        }
+        Some(refusal.into_response())
     }
 }

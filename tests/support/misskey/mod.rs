@@ -14,13 +14,13 @@
 //! timeline without database fallback ([`Fanout`]), and visitors who see only local notes or
 //! none ([`Visitors`]).
 //!
-//! The server is a small hand-written HTTP/1.1 server (keep-alive, Content-Length or chunked
+//! The server is the tests' HTTP toolkit (`support/http`: keep-alive, Content-Length or chunked
 //! bodies, `Expect: 100-continue`) bound to 127.0.0.1:0 on its own thread and tokio runtime, so
 //! plain `#[test]` functions can use it.
 //!
 //! Layout: this file holds the public types and the handle; `ids` the id layouts (§3),
 //! `notes` the note store and packing (§6), `api` the endpoints and request handling (§1, §2),
-//! `http` the responses, errors (§5) and HTTP plumbing.
+//! `http` the responses, errors (§5) and how they are served.
 #![allow(dead_code)]
 
 mod api;
@@ -36,10 +36,9 @@ use serde_json::{Map, Value, json};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::net::TcpListener;
 
+use super::http::Server;
 use api::{Ep, Filters, Shared, holds, lock, refuses_search};
-use http::serve_connection;
 use notes::{Note, State};
 
 // ─────────────────────────────── public config types ───────────────────────────────
@@ -329,61 +328,25 @@ pub fn mixed_notes(start_ms: i64, end_ms: i64, count: usize, seed: u64) -> Vec<N
 /// A running emulator; stops (closing every connection) on Drop.
 pub struct MisskeyEmulator {
     shared: Arc<Shared>,
-    addr: std::net::SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-type Stop = tokio::sync::oneshot::Receiver<()>;
-
-async fn accept_loop(shared: Arc<Shared>, listener: std::net::TcpListener, mut stop: Stop) {
-    let listener = TcpListener::from_std(listener).expect("tokio listener");
-    loop {
-        tokio::select! {
-            _ = &mut stop => break,
-            Ok((sock, _)) = listener.accept() => {
-                let _ = sock.set_nodelay(true);
-                tokio::spawn(serve_connection(shared.clone(), sock));
-            }
-        }
-    }
+    server: Server,
 }
 
 impl MisskeyEmulator {
     /// Binds 127.0.0.1:0 and serves on a dedicated thread with its own tokio runtime.
     pub fn start(cfg: EmulatorConfig) -> MisskeyEmulator {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let addr = listener.local_addr().expect("local addr");
         let state = Mutex::new(State::new(cfg.scheme));
-        let shared = Arc::new(Shared {
+        let shared = Shared {
             cfg,
             state,
             log: Mutex::default(),
-        });
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let sh = shared.clone();
-        let serve = move || {
-            let mut rt = tokio::runtime::Builder::new_multi_thread();
-            let rt = rt.worker_threads(2).enable_all().build();
-            let rt = rt.expect("tokio runtime");
-            rt.block_on(accept_loop(sh, listener, rx));
-            rt.shutdown_timeout(Duration::from_millis(500));
         };
-        let thread = std::thread::Builder::new().name("misskey-emulator".into());
-        let thread = thread.spawn(serve);
-        let thread = Some(thread.expect("spawn emulator thread"));
-        MisskeyEmulator {
-            shared,
-            addr,
-            stop: Some(tx),
-            thread,
-        }
+        let (server, shared) = Server::start("misskey-emulator", |_| Arc::new(shared));
+        MisskeyEmulator { shared, server }
     }
 
     /// `http://127.0.0.1:PORT`
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.server.base_url()
     }
 
     pub fn scheme(&self) -> IdScheme {
@@ -524,16 +487,5 @@ impl MisskeyEmulator {
 
     pub fn seen_authorization_headers(&self) -> Vec<String> {
         lock(&self.shared.log).auth.clone()
-    }
-}
-
-impl Drop for MisskeyEmulator {
-    fn drop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }

@@ -1,5 +1,5 @@
 //! Test support: one real S3 server (SeaweedFS `weed mini`) per test process, behind a
-//! counting, fault-injecting HTTP/1.1 proxy written over tokio `TcpStream`.
+//! counting, fault-injecting proxy written over tokio `TcpStream`.
 //!
 //! Use from an integration test as `use crate::support::s3::*;`. Point the code under test at
 //! [`S3Server::endpoint`] (the proxy). The blocking helpers (`put`, `get`, ...) talk to
@@ -7,13 +7,12 @@
 //! proxied request and its framing to stderr. Needs tokio with `net`, and libc.
 //!
 //! Layout: this file holds the public types and the handle; `weed` starts and cleans up
-//! SeaweedFS; `proxy` counts, faults and forwards requests; `wire` is the HTTP/1.1 framing the
-//! proxy forwards byte for byte.
+//! SeaweedFS; `proxy` counts, faults and forwards requests, byte for byte, through the tests'
+//! HTTP toolkit (`support/http`).
 #![allow(dead_code)]
 
 mod proxy;
 mod weed;
-mod wire;
 
 use std::collections::HashMap;
 use std::future::Future;

@@ -10,9 +10,25 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::wire::{After, Conn, Framing, Head, Reader, Writer, conn, copy_body, keep_alive_unless};
-use super::wire::{read_final_head, read_head};
+use super::super::http::{Conn, Framing, Head, Reader, Response, Writer, conn, forward_body};
+use super::super::http::{read_final_head, read_head, reset, write_response};
 use super::{FaultRule, RequestCounts, S3Fault, S3Op, run};
+
+/// What to do with the client connection after a request.
+#[derive(PartialEq)]
+enum After {
+    KeepAlive,
+    Close,
+    Reset,
+}
+
+fn keep_alive_unless(close: bool) -> io::Result<After> {
+    Ok(if close {
+        After::Close
+    } else {
+        After::KeepAlive
+    })
+}
 
 pub(super) struct Proxy {
     upstream: SocketAddr,
@@ -186,10 +202,7 @@ async fn serve_client(proxy: Arc<Proxy>, sock: TcpStream) {
         }
     };
     if after == After::Reset {
-        if let Ok(s) = cr.into_inner().reunite(cw.into_inner()) {
-            let _ = s.set_zero_linger(); // dropping it now sends RST
-        }
-        return;
+        return reset((cr, cw));
     }
     // Lingering close: flush, FIN, then read (and drop) whatever the client still sends, so
     // that unread data does not turn our close into an RST that could eat the response.
@@ -205,7 +218,7 @@ async fn handle(proxy: &Proxy, cr: &mut Reader, cw: &mut Writer, req: Head) -> i
     let fault = proxy.record(&bucket, class);
     if proxy.trace {
         let (start, framing) = (&req.start[..2], req.framing());
-        let ce = req.get("content-encoding");
+        let ce = req.header("content-encoding");
         eprintln!("[s3-proxy] {start:?} {class:?} {framing:?} {fault:?} content-encoding={ce:?}");
     }
     let (status, code, reason) = match fault {
@@ -232,7 +245,7 @@ async fn handle(proxy: &Proxy, cr: &mut Reader, cw: &mut Writer, req: Head) -> i
     // it first so the connection stays usable. With it, the client may wait: answer and close.
     let expect = req.has_token("expect", "100-continue");
     if !expect {
-        copy_body(cr, &mut tokio::io::sink(), req.framing()?, None, |_| {}).await?;
+        forward_body(cr, &mut tokio::io::sink(), req.framing()?, None, |_| {}).await?;
     }
     let close = expect || req.wants_close();
     let resource = req.start[1].replace('&', "&amp;").replace('<', "&lt;");
@@ -244,13 +257,12 @@ async fn handle(proxy: &Proxy, cr: &mut Reader, cw: &mut Writer, req: Head) -> i
              <RequestId>test-proxy</RequestId></Error>"
         ),
     };
-    let (len, conn) = (body.len(), if close { "Connection: close\r\n" } else { "" });
-    let head = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: application/xml\r\nContent-Length: {len}\r\n\
-         x-amz-request-id: test-proxy\r\n{conn}\r\n"
-    );
-    cw.write_all((head + &body).as_bytes()).await?;
-    cw.flush().await?;
+    let mut reply = Response::new(status)
+        .header("Content-Type", "application/xml")
+        .header("x-amz-request-id", "test-proxy")
+        .body(body);
+    reply.reason = reason;
+    write_response(cw, &reply, !close, false).await?;
     keep_alive_unless(close)
 }
 
@@ -284,7 +296,7 @@ async fn forward(
         // Send the body while waiting for the response head: 1xx heads are passed on, and a
         // final response may come before the body is done (then both connections close).
         let (resp, early) = {
-            let body = copy_body(cr, &mut uw, framing, None, |_| {});
+            let body = forward_body(cr, &mut uw, framing, None, |_| {});
             let resp = read_final_head(&mut ur, cw);
             tokio::pin!(body, resp);
             match has_body {
@@ -329,10 +341,10 @@ async fn forward(
     // bytes_out is counted before each write, so a client never sees bytes not yet counted.
     let count = class == Class::Get && (200..300).contains(&status);
     let on_payload = |n| _ = count.then(|| proxy.with_bucket(bucket, |b| b.counts.bytes_out += n));
-    let sent = copy_body(&mut ur, cw, resp_framing, stop, on_payload).await?;
+    let sent = forward_body(&mut ur, cw, resp_framing, stop, on_payload).await?;
     if let (Body::Pause(pause), Framing::Length(n)) = (body, resp_framing) {
         tokio::time::sleep(pause).await;
-        copy_body(&mut ur, cw, Framing::Length(n - sent), None, on_payload).await?;
+        forward_body(&mut ur, cw, Framing::Length(n - sent), None, on_payload).await?;
     }
     if reuse {
         proxy.checkin((ur, uw));

@@ -1,14 +1,15 @@
 //! Starting SeaweedFS (`weed mini`) on loopback for the test process, and removing what it
 //! and earlier, killed test processes left behind.
 
-use std::io::{self, Read as _, Write as _};
-use std::net::{SocketAddr, TcpListener as StdListener, TcpStream as StdStream};
+use std::io;
+use std::net::TcpListener as StdListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering::SeqCst};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use super::super::http::try_exchange;
 use super::proxy::Proxy;
 use super::{ACCESS_KEY, S3Server, SECRET_KEY, run, s3_config};
 
@@ -206,13 +207,8 @@ fn launch(weed: &Path, dir: &Path, p: u16) -> (u32, Arc<AtomicBool>) {
 fn wait_ready(port: u16, direct: &aws_sdk_s3::Client, exited: &AtomicBool) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(60);
     let answers = || -> io::Result<bool> {
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let mut s = StdStream::connect_timeout(&addr, Duration::from_secs(1))?;
-        s.set_read_timeout(Some(Duration::from_secs(2)))?;
-        s.write_all(b"GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
-        let mut buf = [0u8; 8];
-        s.read_exact(&mut buf)?;
-        Ok(buf.starts_with(b"HTTP/1."))
+        let (addr, within) = (format!("127.0.0.1:{port}"), Duration::from_secs(2));
+        try_exchange(&addr, "GET", "/", &[], b"", within).map(|reply| reply.status > 0)
     };
     let mut http_ok = false;
     while Instant::now() < deadline {
