@@ -93,6 +93,7 @@ fn conforms(doc: &Value, schema: &Value, value: &Value, at: &str) {
         "array" => value.is_array(),
         "string" => value.is_string(),
         "integer" => value.is_i64() || value.is_u64(),
+        "number" => value.is_number(),
         "boolean" => value.is_boolean(),
         "null" => value.is_null(),
         _ => true,
