@@ -143,10 +143,11 @@ impl Catalog {
     /// Each dataset's latest calibration with a verdict on the origin.
     pub fn latest_calibrations(&self) -> Result<Vec<LatestCalibration>> {
         let sql = format!(
-            "SELECT d.name, c.verdict, c.recall, c.calibrated_at FROM calibrations c
+            "SELECT d.name, c.verdict, c.recall, c.calibrated_at
+             FROM (SELECT MAX(id) AS id FROM calibrations WHERE verdict IN {CONCLUSIVE}
+                   GROUP BY dataset_id) latest
+             JOIN calibrations c ON c.id = latest.id
              JOIN datasets d ON d.id = c.dataset_id
-             WHERE c.id = (SELECT MAX(c2.id) FROM calibrations c2
-                           WHERE c2.dataset_id = c.dataset_id AND c2.verdict IN {CONCLUSIVE})
              ORDER BY d.name"
         );
         let mut stmt = self.conn.prepare_cached(&sql)?;
