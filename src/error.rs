@@ -54,6 +54,17 @@ impl From<crate::fill::FillError> for Error {
     }
 }
 
+impl From<crate::report::ReportError> for Error {
+    fn from(e: crate::report::ReportError) -> Self {
+        use crate::report::ReportError;
+        match e {
+            ReportError::Catalog(e) => Error::Catalog(e),
+            ReportError::Query(e) => Error::Usage(e.to_string()),
+            e @ ReportError::Output { .. } => Error::Runtime(e.to_string()),
+        }
+    }
+}
+
 impl From<ScanError> for Error {
     fn from(e: ScanError) -> Self {
         match e {

@@ -4,12 +4,15 @@
 //! its module: [`slot`] (time and keys), [`config`], [`catalog`], [`store`]
 //! (S3 and local directories), [`location`] (a location opened, and what one
 //! object of it holds), [`scan`], [`source`] (the origin API), [`fill`], and
-//! [`report`]. [`commands`] glues them into what the CLI runs.
+//! [`report`]. [`run`] opens, carries out and records a run; the two front ends
+//! over it are [`commands`] (what the CLI runs) and [`serve`] (the always-on
+//! mode). [`defaults`] holds every default.
 
 pub mod catalog;
 pub mod clock;
 pub mod commands;
 pub mod config;
+pub mod defaults;
 pub mod error;
 pub mod fill;
 pub mod location;
@@ -19,6 +22,7 @@ pub mod progress;
 pub mod promote;
 pub mod redact;
 pub mod report;
+pub mod run;
 pub mod scan;
 pub mod serve;
 pub mod slot;

@@ -6,12 +6,12 @@ use super::DatasetId;
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
-use super::{Catalog, Result, RunOutcome, parse_optional_column};
+use super::{Catalog, Result, RunId, RunOutcome, parse_optional_column};
 
 /// One row of `runs`, as `/api/runs/{id}` and the dashboard show it.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunRecord {
-    pub run_id: i64,
+    pub run_id: RunId,
     pub dataset: Option<String>,
     pub command: String,
     pub args: String,
@@ -29,13 +29,6 @@ pub struct RunRecord {
     pub bytes_read: Option<i64>,
     pub origin_calls: Option<i64>,
     pub error: Option<String>,
-}
-
-impl RunRecord {
-    /// The exit status the command line would have ended with.
-    pub fn exit_status(&self) -> Option<i32> {
-        self.outcome.map(crate::error::exit_code)
-    }
 }
 
 const RUN_COLUMNS: &str = "r.id, d.name, r.command, r.args, r.window_start, r.window_end, r.started_at, r.finished_at,
@@ -66,7 +59,7 @@ fn run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
 }
 
 impl Catalog {
-    pub fn run_record(&self, id: i64) -> Result<Option<RunRecord>> {
+    pub fn run_record(&self, id: RunId) -> Result<Option<RunRecord>> {
         let sql = format!(
             "SELECT {RUN_COLUMNS} FROM runs r LEFT JOIN datasets d ON d.id = r.dataset_id WHERE r.id = ?1"
         );
@@ -103,7 +96,7 @@ impl Catalog {
     }
 
     /// Slot attempts of a run that have finished.
-    pub fn finished_attempts(&self, run_id: i64) -> Result<u64> {
+    pub fn finished_attempts(&self, run_id: RunId) -> Result<u64> {
         let n: i64 = self.conn.query_row(
             "SELECT COUNT(*) FROM fill_attempts WHERE run_id = ?1 AND finished_at IS NOT NULL",
             [run_id],

@@ -7,14 +7,14 @@
 
 use rusqlite::params;
 
-use super::{Catalog, DatasetId, Result};
+use super::{Catalog, DatasetId, Result, RunId};
 use crate::slot::SlotStart;
 
 /// One row of `fill_attempts`, as a detail page shows it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AttemptRow {
     pub slot_start: SlotStart,
-    pub run_id: Option<i64>,
+    pub run_id: Option<RunId>,
     pub started_at: String,
     pub finished_at: Option<String>,
     /// NULL while the attempt runs (or when its process died).
@@ -102,7 +102,7 @@ impl Catalog {
     }
 
     /// The attempts a run made, in the order it made them; at most `limit`.
-    pub fn run_attempts(&self, run_id: i64, limit: usize) -> Result<Vec<AttemptRow>> {
+    pub fn run_attempts(&self, run_id: RunId, limit: usize) -> Result<Vec<AttemptRow>> {
         let sql = format!(
             "SELECT {ATTEMPT_COLUMNS} FROM {ATTEMPTS_FROM} WHERE a.run_id = ?1 ORDER BY a.id LIMIT ?2"
         );

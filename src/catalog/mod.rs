@@ -53,7 +53,7 @@ pub use objects::{KnownObject, ListedDay, ObjectRecord};
 pub use promotions::{Promotion, PromotionCandidate, TargetObject};
 pub use provenance::{AttemptProvenance, CalibrationRecord, LatestCalibration, ProvenanceSummary};
 pub use query::QueryError;
-pub use runs::{RunId, RunOutcome, RunSummary};
+pub use runs::{RunOutcome, RunSummary};
 pub use slots::{DayStates, SlotRow};
 pub use watch::{
     AlertStatus, Delivery, IncidentRecord, NewAlert, OpenIncident, PendingAlert, WatchCheck,
@@ -411,7 +411,8 @@ fn same_settings(ds: &Dataset, minutes: u32, offset: &str, template: &str) -> Re
 macro_rules! row_id {
     ($($(#[$doc:meta])* $name:ident),*) => {$(
         $(#[$doc])*
-        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+        #[serde(transparent)]
         pub struct $name(pub i64);
 
         impl rusqlite::types::ToSql for $name {
@@ -441,6 +442,10 @@ row_id!(
     DatasetId,
     /// `locations.id`
     LocationId,
+    /// `objects.id`
+    ObjectId,
+    /// `runs.id`
+    RunId,
     /// `fill_attempts.id`
     AttemptId,
     /// `calibrations.id`

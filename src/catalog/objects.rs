@@ -1,17 +1,18 @@
 //! Objects and listings: what each listed day prefix held.
 
-use super::LocationId;
+use super::{LocationId, ObjectId};
 use std::collections::HashMap;
 
 use rusqlite::params;
 
 use super::{Catalog, Result};
 use crate::state::State;
+use crate::store::{LineCount, ListedObject};
 
 /// What the catalog already knows about a listed object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KnownObject {
-    pub id: i64,
+    pub id: ObjectId,
     pub size: i64,
     pub etag: Option<String>,
     pub lines: Option<i64>,
@@ -42,6 +43,74 @@ pub struct ObjectRecord {
     pub counted: bool,
 }
 
+impl ObjectRecord {
+    /// An object as a listing saw it: key, size, ETag and time, nothing read yet.
+    pub fn listed(object: &ListedObject, slot_start: i64) -> Self {
+        ObjectRecord {
+            key: object.key.clone(),
+            slot_start,
+            size: object.size as i64,
+            etag: object.etag.clone(),
+            last_modified: object.last_modified.clone(),
+            ..Default::default()
+        }
+    }
+
+    /// An object slotfill has just written (a fill's complement object, a
+    /// promoted copy): its lines are known from the writing, all valid UTF-8
+    /// and terminated, so it needs no download.
+    pub fn written(
+        key: &str,
+        slot_start: i64,
+        size: u64,
+        etag: Option<String>,
+        lines: u64,
+    ) -> Self {
+        ObjectRecord {
+            key: key.to_string(),
+            slot_start,
+            size: size as i64,
+            etag,
+            last_modified: Some(crate::clock::now_text()),
+            lines: Some(lines as i64),
+            utf8_valid: Some(true),
+            unterminated: Some(false),
+            counted: true,
+            ..Default::default()
+        }
+    }
+
+    /// The facts of a download that counted it now.
+    pub fn with_count(self, count: &LineCount) -> Self {
+        ObjectRecord {
+            lines: Some(count.lines as i64),
+            utf8_valid: Some(count.utf8_valid),
+            unterminated: Some(count.unterminated),
+            counted: true,
+            ..self
+        }
+    }
+
+    /// The facts the catalog already holds of the same object (same size and ETag).
+    pub fn with_known(self, known: &KnownObject) -> Self {
+        ObjectRecord {
+            lines: known.lines,
+            utf8_valid: known.utf8_valid,
+            unterminated: known.unterminated,
+            complete: known.complete,
+            note_count: known.note_count,
+            ..self
+        }
+    }
+
+    pub fn with_status(self, status: State) -> Self {
+        ObjectRecord {
+            status: Some(status),
+            ..self
+        }
+    }
+}
+
 /// The outcome of listing one day prefix of one location.
 #[derive(Debug, Clone, Default)]
 pub struct ListedDay {
@@ -53,7 +122,7 @@ pub struct ListedDay {
     /// New, changed or re-judged objects to upsert.
     pub upserts: Vec<ObjectRecord>,
     /// Catalogued objects the listing no longer has.
-    pub gone: Vec<i64>,
+    pub gone: Vec<ObjectId>,
 }
 
 fn prefix_upper_bound(prefix: &str) -> String {
@@ -113,7 +182,7 @@ impl Catalog {
     }
 
     /// Marks an object gone (deleted from its location): it no longer counts.
-    pub fn mark_gone(&mut self, object_id: i64) -> Result<()> {
+    pub fn mark_gone(&mut self, object_id: ObjectId) -> Result<()> {
         self.conn.execute(
             "UPDATE objects SET gone_at = ?2 WHERE id = ?1 AND gone_at IS NULL",
             params![object_id, crate::clock::now_text()],

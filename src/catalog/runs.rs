@@ -4,10 +4,7 @@ use std::str::FromStr;
 
 use rusqlite::params;
 
-use super::{Catalog, Result};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RunId(pub i64);
+use super::{Catalog, Result, RunId};
 
 /// How a command ended, as `runs.outcome` records it. The exit status each
 /// stands for is decided in one place, [`crate::error::exit_code`].

@@ -3,8 +3,9 @@
 
 use clap::{Args, ValueEnum};
 
-use slotfill::commands::{FillFlags, Selection, SourceFlags};
+use slotfill::commands::{FillSettings, Selection, SourceFlags};
 use slotfill::config::Overrides;
+use slotfill::defaults;
 use slotfill::report::Format;
 use slotfill::source::misskey::Mode;
 
@@ -78,7 +79,7 @@ pub struct FillArgs {
     #[arg(long, value_name = "S")]
     pub rate_limit_wait_cap: Option<f64>,
     /// Slots fetched at once (they share one pacer).
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    #[arg(long, default_value_t = defaults::FILL_CONCURRENCY as u16, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub concurrency: u16,
     /// Replace existing complement objects.
     #[arg(long)]
@@ -111,8 +112,8 @@ pub struct FillArgs {
 }
 
 impl FillArgs {
-    pub fn flags(&self) -> FillFlags {
-        FillFlags {
+    pub fn settings(&self) -> FillSettings {
+        FillSettings {
             max_slots: self.max_slots,
             newest_first: self.order == Order::Newest,
             concurrency: usize::from(self.concurrency),
@@ -120,22 +121,28 @@ impl FillArgs {
             retry_empty: self.retry_empty,
             dry_run: self.dry_run,
             sub_slot_seconds: self.sub_slot_seconds,
-            early_coverage_seconds: self.early_coverage_seconds,
-            max_consecutive_failures: self.max_failures,
+            thin_coverage_seconds: self.early_coverage_seconds,
+            max_consecutive_failures: self
+                .max_failures
+                .unwrap_or(defaults::MAX_CONSECUTIVE_FAILURES),
             progress: self.progress,
-            source: SourceFlags {
-                mode: self.mode.map(Mode::from),
-                token: self.token.clone(),
-                host: self.host.clone(),
-                base_url: self.base_url.clone(),
-                sleep: self.sleep,
-                retry: self.retry,
-                retry_wait: self.retry_wait,
-                timeout: self.timeout,
-                rate_limit_wait_cap: self.rate_limit_wait_cap,
-                keep_non_japanese: self.keep_non_japanese,
-                max_pages: self.max_pages,
-            },
+        }
+    }
+
+    /// The flags that override the origin's settings.
+    pub fn origin(&self) -> SourceFlags {
+        SourceFlags {
+            mode: self.mode.map(Mode::from),
+            token: self.token.clone(),
+            host: self.host.clone(),
+            base_url: self.base_url.clone(),
+            sleep: self.sleep,
+            retry: self.retry,
+            retry_wait: self.retry_wait,
+            timeout: self.timeout,
+            rate_limit_wait_cap: self.rate_limit_wait_cap,
+            keep_non_japanese: self.keep_non_japanese,
+            max_pages: self.max_pages,
         }
     }
 }
@@ -204,7 +211,7 @@ pub struct OptionalWindowArgs {
 #[derive(Debug, Clone, Args)]
 pub struct ScanArgs {
     /// Days scanned at once, and S3 requests (listings, downloads) in flight (at most 32).
-    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
+    #[arg(long, default_value_t = defaults::SCAN_CONCURRENCY as u16, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub concurrency: u16,
     /// Show a progress bar even when stderr is not a terminal.
     #[arg(long)]

@@ -107,7 +107,7 @@ pub enum Command {
         #[arg(long)]
         replace_invalid: bool,
         /// Copies made at once.
-        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+        #[arg(long, default_value_t = slotfill::defaults::FILL_CONCURRENCY as u16, value_parser = clap::value_parser!(u16).range(1..=64))]
         concurrency: u16,
         /// Show what would be copied; copy nothing.
         #[arg(long)]
@@ -168,7 +168,7 @@ pub enum Command {
         #[command(flatten)]
         fill: FillArgs,
         /// Days scanned at once, and S3 requests in flight (at most 32), while scanning.
-        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
+        #[arg(long, default_value_t = slotfill::defaults::SCAN_CONCURRENCY as u16, value_parser = clap::value_parser!(u16).range(1..=256))]
         scan_concurrency: u16,
         /// Post a summary to this Discord/Slack-style webhook.
         #[arg(long)]
@@ -234,7 +234,8 @@ pub async fn dispatch(cli: Cli, global: Global) -> slotfill::error::Result<comma
         Command::Fill { window, fill } => {
             let cmd = FillCommand {
                 selection: window.selection(),
-                flags: fill.flags(),
+                settings: fill.settings(),
+                origin: fill.origin(),
             };
             commands::fill(&global, &cmd).await
         }
@@ -289,7 +290,8 @@ pub async fn dispatch(cli: Cli, global: Global) -> slotfill::error::Result<comma
             selection.overrides.all_locations = all_locations;
             let cmd = RunCommand {
                 selection,
-                fill: fill.flags(),
+                fill: fill.settings(),
+                origin: fill.origin(),
                 scan_concurrency: usize::from(scan_concurrency),
                 notify_webhook,
             };

@@ -11,13 +11,13 @@ use futures::{StreamExt, TryStreamExt};
 use crate::store::ObjectStore;
 
 use crate::commands::{
-    self, FillCommand, FillFlags, GapsOptions, Global, ReportCommand, ScanCommand, Selection,
+    self, FillCommand, FillSettings, GapsOptions, Global, ReportCommand, ScanCommand, Selection,
     VerifyCommand,
 };
 use crate::error::{Error, Result};
 use crate::report::Format;
-use crate::report::format::plural;
 use crate::source::ids::IdScheme;
+use crate::text::plural;
 
 const DATASET: &str = "demo";
 const START: &str = "2025-08-01T00:00";
@@ -336,7 +336,7 @@ pub async fn run(dir: &Path, s3_endpoint: Option<&str>) -> Result<commands::Outc
     };
     let scan = ScanCommand {
         selection: selection.clone(),
-        concurrency: 8,
+        concurrency: crate::defaults::SCAN_CONCURRENCY,
         progress: false,
     };
     let global = banner(&config, &format!("scan {window}"));
@@ -363,16 +363,16 @@ pub async fn run(dir: &Path, s3_endpoint: Option<&str>) -> Result<commands::Outc
             .map(|n| format!(" --max-slots {n}"))
             .unwrap_or_default();
         let global = banner(&config, &format!("fill {window}{limit}"));
-        let flags = FillFlags {
+        let settings = FillSettings {
             max_slots: chunk,
-            concurrency: 4,
             ..Default::default()
         };
         commands::fill(
             &global,
             &FillCommand {
                 selection: selection.clone(),
-                flags,
+                settings,
+                origin: Default::default(),
             },
         )
         .await?;
@@ -383,7 +383,7 @@ pub async fn run(dir: &Path, s3_endpoint: Option<&str>) -> Result<commands::Outc
         &global,
         &VerifyCommand {
             selection: selection.clone(),
-            concurrency: 8,
+            concurrency: crate::defaults::SCAN_CONCURRENCY,
             progress: false,
             notify_webhook: None,
         },

@@ -1,164 +1,46 @@
 //! `slotfill fill`: complement the catalog's missing slots from the origin.
 
-use std::sync::Arc;
-
-use crate::catalog::{RunOutcome, RunSummary};
-use crate::config::Dataset;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::fill::{FillOptions, FillReport};
-use crate::report::format::{name_some, plural};
-use crate::source::NoteSource;
-
-use super::session::failure_of;
-use super::{Global, Notify, Outcome, Selection, Session, require_window, resolve};
-use crate::source::open::{self as source, SourceFlags, SourcePlan};
-
-/// Fill options given on the command line.
-#[derive(Debug, Clone, Default)]
-pub struct FillFlags {
-    pub max_slots: Option<u64>,
-    pub newest_first: bool,
-    pub concurrency: usize,
-    pub overwrite: bool,
-    pub retry_empty: bool,
-    pub dry_run: bool,
-    pub sub_slot_seconds: Option<u32>,
-    pub early_coverage_seconds: Option<f64>,
-    pub max_consecutive_failures: Option<u32>,
-    pub progress: bool,
-    pub source: SourceFlags,
-}
+use crate::run::{
+    FillSettings, Global, Notify, OpenedFill, Outcome, Selection, Session, failure_of,
+    require_window, resolve,
+};
+use crate::source::open::SourceFlags;
+use crate::text::{name_some, plural};
 
 #[derive(Debug, Clone, Default)]
 pub struct FillCommand {
     pub selection: Selection,
-    pub flags: FillFlags,
+    pub settings: FillSettings,
+    /// Overrides of the origin's settings.
+    pub origin: SourceFlags,
 }
 
 pub async fn fill(global: &Global, cmd: &FillCommand) -> Result<Outcome> {
     let resolved = resolve(global, &cmd.selection)?;
     let window = require_window(&resolved)?;
-    require_complement(&resolved.ds)?;
-    // Before the catalog is opened: a scope that cannot be honoured records nothing.
-    let plan = source::plan(&resolved.ds.name, &resolved.ds.source, &cmd.flags.source)?;
-    let session = Session::open(resolved).await?;
-    let source = source::build(&plan, &session.resolved.config.s3).await?;
-    let options = fill_options(window, &cmd.flags, &plan);
-    let (session_ref, options_ref) = (&session, &options);
-    let (report, summary) = session
-        .record(global, "fill", Notify::Never, |run| async move {
-            let report = run_fill(session_ref, source, Some(run), options_ref).await?;
-            let summary = RunSummary {
-                requests: Some(session_ref.requests()),
-                ..fill_summary(&report, options_ref)
-            };
-            Ok((report, summary))
-        })
-        .await?;
-    print!(
-        "{}",
-        describe(
-            &session,
-            &options,
-            &report,
-            cmd.flags.early_coverage_seconds
-        )
-    );
+    let opened = OpenedFill::open(resolved, window, &cmd.settings, &cmd.origin).await?;
+    let (report, summary) = opened.record(global, Notify::Never, |_| {}).await?;
+    print!("{}", describe(&opened.session, &opened.options, &report));
     match failure_of(&summary) {
         Some(e) => Err(e),
         None => Ok(summary.outcome.into()),
     }
 }
 
-/// How a fill ended, for the runs table: a fill that stopped, or whose every
-/// attempted slot failed, failed.
-pub fn fill_summary(report: &FillReport, options: &FillOptions) -> RunSummary {
-    let outcome = if options.dry_run {
-        RunOutcome::DryRun
-    } else if report.stopped.is_some() {
-        RunOutcome::Stopped
-    } else if report.failure().is_some() {
-        RunOutcome::Failed
-    } else {
-        RunOutcome::Ok
-    };
-    RunSummary {
-        outcome,
-        missing_before: Some(report.candidates.len() as u64),
-        filled: Some(report.completed()),
-        origin_calls: Some(report.origin_calls),
-        error: report.failure(),
-        ..Default::default()
-    }
-}
-
-/// Refuses a dataset without a complement location before anything is opened or recorded.
-pub fn require_complement(ds: &Dataset) -> Result<()> {
-    match ds.complement() {
-        Some(_) => Ok(()),
-        None => Err(Error::Usage(
-            crate::fill::FillError::NoComplement(ds.name.clone()).to_string(),
-        )),
-    }
-}
-
-pub fn fill_options(
-    window: crate::slot::Window,
-    flags: &FillFlags,
-    plan: &SourcePlan,
-) -> FillOptions {
-    let mut options = FillOptions::new(window);
-    options.max_slots = flags.max_slots;
-    options.newest_first = flags.newest_first;
-    options.concurrency = flags.concurrency.max(1);
-    options.overwrite = flags.overwrite;
-    options.retry_empty = flags.retry_empty;
-    options.dry_run = flags.dry_run;
-    options.sub_slot_seconds = flags.sub_slot_seconds;
-    options.filter = plan.filter.clone();
-    options.progress = flags.progress;
-    options.thin_coverage_seconds = flags.early_coverage_seconds;
-    if let Some(k) = flags.max_consecutive_failures {
-        options.max_consecutive_failures = k.max(1);
-    }
-    options
-}
-
-pub async fn run_fill(
-    session: &Session,
-    source: Arc<dyn NoteSource>,
-    run: Option<crate::catalog::RunId>,
-    options: &FillOptions,
-) -> Result<FillReport> {
-    crate::fill::fill(
-        &session.db,
-        &session.resolved.ds,
-        &session.row,
-        &session.targets,
-        source,
-        run,
-        options,
-    )
-    .await
-    .map_err(Error::from)
-}
-
 /// What the fill did, for people.
-pub fn describe(
-    session: &Session,
-    options: &FillOptions,
-    r: &FillReport,
-    thin_after: Option<f64>,
-) -> String {
+pub fn describe(session: &Session, options: &FillOptions, r: &FillReport) -> String {
     let ds = &session.resolved.ds;
     let spec = &ds.spec;
     let mut out = String::new();
-    let order = if options.newest_first {
+    let order = if options.settings.newest_first {
         "newest first"
     } else {
         "oldest first"
     };
     let limit = options
+        .settings
         .max_slots
         .map(|n| format!(", at most {n}"))
         .unwrap_or_default();
@@ -176,7 +58,7 @@ pub fn describe(
             ds.name
         ));
     }
-    if options.dry_run {
+    if options.settings.dry_run {
         for c in r.candidates.iter().take(20) {
             out.push_str(&format!("  {} {}\n", c.start_local, c.state));
         }
@@ -189,7 +71,7 @@ pub fn describe(
             r.estimate.calls,
             crate::fill::plan::describe_duration(r.estimate.duration),
             r.estimate.interval.as_secs_f64(),
-            options.concurrency
+            options.settings.concurrency
         ));
         return out;
     }
@@ -239,7 +121,7 @@ pub fn describe(
             r.coverage_seconds_total / r.filled as f64
         ));
     }
-    if let Some(limit) = thin_after {
+    if let Some(limit) = options.settings.thin_coverage_seconds {
         out.push_str(&format!(
             "thin coverage: {} {} more than {limit} s after the slot start\n",
             plural(r.thin, "filled slot"),

@@ -2,11 +2,11 @@
 
 use crate::catalog::Catalog;
 use crate::error::Result;
-use crate::report::format::plural;
 use crate::report::{Format, gaps::write_gaps};
 use crate::state::State;
+use crate::text::plural;
 
-use super::{Global, Outcome, Selection, resolve};
+use crate::run::{Global, Outcome, Selection, resolve};
 
 #[derive(Debug, Clone, Default)]
 pub struct GapsOptions {
@@ -44,19 +44,10 @@ pub fn gaps(global: &Global, opts: &GapsOptions) -> Result<Outcome> {
         row.id,
         &resolved.ds.spec,
         range,
-        &included_states(&resolved.ds),
+        &resolved.ds.gap_states(),
         opts.format,
     )?;
     Ok(Outcome::OK)
-}
-
-/// The slot states that count as gaps for a dataset.
-pub fn included_states(ds: &crate::config::Dataset) -> Vec<State> {
-    let mut states = State::GAPS.to_vec();
-    if ds.empty_is_gap {
-        states.push(State::Empty);
-    }
-    states
 }
 
 /// A short summary per dataset: slots by state.

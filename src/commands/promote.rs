@@ -9,10 +9,12 @@ use crate::config::Role;
 use crate::error::{Error, Result};
 use crate::location::OpenLocation;
 use crate::promote::{PromoteError, PromoteOptions, PromoteReport};
-use crate::report::format::plural;
+use crate::text::plural;
 
-use super::session::failure_of;
-use super::{Global, Notify, Outcome, Selection, Session, require_window, resolve};
+use crate::run::{
+    Global, Notify, Outcome, Selection, Session, failure_of, require_complement, require_window,
+    resolve,
+};
 
 /// How many skipped or failed slots are named.
 const NAMED: usize = 20;
@@ -31,7 +33,7 @@ pub struct PromoteCommand {
 pub async fn promote(global: &Global, cmd: &PromoteCommand) -> Result<Outcome> {
     let resolved = resolve(global, &cmd.selection)?;
     let window = require_window(&resolved)?;
-    super::fill::require_complement(&resolved.ds)?;
+    require_complement(&resolved.ds)?;
     let target_url = target_location(&resolved.ds, cmd.into.as_deref())?;
     let session = Session::open(resolved).await?;
     let (complement, target) = targets(&session, &target_url)?;

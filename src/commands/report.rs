@@ -7,11 +7,11 @@ use crate::catalog::Catalog;
 use crate::config::{Config, Overrides};
 use crate::error::{Error, Result};
 use crate::report::Format;
-use crate::report::format::plural;
 use crate::report::heatmap::write_heatmap;
 use crate::report::query::{CANNED, Params, canned, run_query};
+use crate::text::plural;
 
-use super::{Global, Outcome, parse_window};
+use crate::run::{Global, Outcome, parse_window};
 
 #[derive(Debug, Clone, Default)]
 pub struct ReportCommand {
@@ -82,7 +82,7 @@ pub fn report(global: &Global, cmd: &ReportCommand) -> Result<Outcome> {
             .unwrap_or_else(|| PathBuf::from("coverage.svg"));
         let row = catalog.dataset_row(dataset)?;
         let cells = write_svg(&path, |w| {
-            write_heatmap(w, &catalog, dataset, row.id, &spec, window)
+            Ok(write_heatmap(w, &catalog, dataset, row.id, &spec, window)?)
         })?;
         let cells = plural(cells, "slot");
         writeln!(out, "wrote {} ({cells})", path.display()).map_err(io)?;

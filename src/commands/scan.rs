@@ -1,12 +1,13 @@
 //! `slotfill scan`
 
-use crate::catalog::{RunOutcome, RunSummary};
+use crate::catalog::RunOutcome;
 use crate::error::Result;
-use crate::report::format::plural;
+use crate::run::{
+    Global, Notify, Outcome, Selection, Session, require_window, resolve, run_scan, scan_summary,
+};
 use crate::scan::{ScanOptions, ScanReport};
 use crate::state::State;
-
-use super::{Global, Notify, Outcome, Selection, Session, require_window, resolve};
+use crate::text::plural;
 
 #[derive(Debug, Clone, Default)]
 pub struct ScanCommand {
@@ -27,37 +28,12 @@ pub async fn scan(global: &Global, cmd: &ScanCommand) -> Result<Outcome> {
     let (report, summary) = session
         .record(global, "scan", Notify::Never, |_| async {
             let report = run_scan(&session, &options).await?;
-            let summary = summary_of(&report, RunOutcome::Ok);
+            let summary = scan_summary(&report, RunOutcome::Ok);
             Ok((report, summary))
         })
         .await?;
     print!("{}", describe(&session, &report));
     Ok(summary.outcome.into())
-}
-
-/// Runs a scan over the session's locations.
-pub async fn run_scan(session: &Session, options: &ScanOptions) -> Result<ScanReport> {
-    Ok(crate::scan::scan(
-        &session.db,
-        &session.resolved.ds,
-        &session.row,
-        &session.targets,
-        options,
-    )
-    .await?)
-}
-
-pub fn summary_of(report: &ScanReport, outcome: RunOutcome) -> RunSummary {
-    RunSummary {
-        outcome,
-        slots: Some(report.slots.total()),
-        missing_before: Some(report.slots.gaps()),
-        still_missing: Some(report.slots.gaps()),
-        requests: Some(report.requests),
-        downloads: Some(report.objects_counted),
-        bytes_read: Some(report.bytes_read),
-        ..Default::default()
-    }
 }
 
 /// The one-screen summary printed after a scan.

@@ -4,6 +4,8 @@
 //! Unknown keys are errors, so a typo never silently falls back to a default.
 //! [`Config::dataset`] resolves one dataset into checked, ready-to-use parts.
 
+pub mod serve;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -17,7 +19,7 @@ use crate::store::overlaps;
 pub use crate::store::{S3Settings, normalize_location};
 pub use crate::text::{format_duration, parse_duration};
 
-pub const DEFAULT_KEY_TEMPLATE: &str = "%Y/%m/%d/%H/%Y-%m-%d_%H-%M.jsonl";
+pub const DEFAULT_KEY_TEMPLATE: &str = crate::defaults::KEY_TEMPLATE;
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
@@ -38,6 +40,9 @@ pub enum ConfigError {
     Slot { dataset: String, source: SlotError },
     #[error("dataset {dataset}: {message}")]
     Invalid { dataset: String, message: String },
+    /// `[serve]`, `[[serve.schedule]]` or a freshness watch (see [`serve`]).
+    #[error("{0}")]
+    Serve(String),
 }
 
 /// Validity rules for collector-written locations.
@@ -63,10 +68,10 @@ impl Default for Rules {
 }
 
 fn default_slot_minutes() -> u32 {
-    10
+    crate::defaults::SLOT_MINUTES
 }
 fn default_offset() -> String {
-    "+09:00".to_string()
+    crate::defaults::UTC_OFFSET.to_string()
 }
 fn default_template() -> String {
     DEFAULT_KEY_TEMPLATE.to_string()
@@ -121,8 +126,8 @@ pub struct DatasetConfig {
     /// Count confirmed-empty slots as gaps (verify and run exit 3), as `--empty-is-gap`.
     #[serde(default)]
     pub empty_is_gap: bool,
-    /// The freshness watch of `slotfill serve` (checked by [`crate::serve::settings`]).
-    pub freshness: Option<crate::serve::settings::FreshnessConfig>,
+    /// The freshness watch of `slotfill serve` (checked by [`serve`]).
+    pub freshness: Option<serve::FreshnessConfig>,
     /// Count every object of every location, as `--all-locations`; by default an
     /// object is downloaded only when no earlier location holds a valid object for
     /// its slot.
@@ -132,14 +137,6 @@ pub struct DatasetConfig {
     /// calibrated against the archive (0 < r ≤ 1); below it the day is not
     /// filled and the run fails. Unset: any recall above zero is filled and recorded.
     pub min_recall: Option<f64>,
-}
-
-/// Defaults of the dataset settings that have one (each in this one place).
-pub mod defaults {
-    /// A slot is pending until this long after its end.
-    pub const SETTLE_DELAY: &str = "5m";
-    /// A confirmed-empty slot is fetched again after this long.
-    pub const EMPTY_RECHECK_AFTER: &str = "7d";
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -152,7 +149,7 @@ struct ConfigFile {
     #[serde(default)]
     datasets: BTreeMap<String, DatasetConfig>,
     #[serde(default)]
-    serve: crate::serve::settings::ServeConfig,
+    serve: serve::ServeConfig,
 }
 
 /// A loaded configuration file.
@@ -163,8 +160,8 @@ pub struct Config {
     pub notify_webhook: Option<String>,
     pub s3: S3Settings,
     pub datasets: BTreeMap<String, DatasetConfig>,
-    /// `[serve]`, for `slotfill serve` (checked by [`crate::serve::settings`]).
-    pub serve: crate::serve::settings::ServeConfig,
+    /// `[serve]`, for `slotfill serve` (checked by [`serve`]).
+    pub serve: serve::ServeConfig,
 }
 
 /// Command-line overrides of a dataset's settings.
@@ -234,6 +231,16 @@ pub struct Dataset {
 }
 
 impl Dataset {
+    /// The slot states that count as gaps: the gap states, with `empty` when
+    /// the dataset counts confirmed-empty slots as gaps.
+    pub fn gap_states(&self) -> Vec<crate::state::State> {
+        let mut states = crate::state::State::GAPS.to_vec();
+        if self.empty_is_gap {
+            states.push(crate::state::State::Empty);
+        }
+        states
+    }
+
     /// The last slot start that has ended plus the settle delay at `now`: later
     /// slots are pending.
     pub fn settle_delay_text(&self) -> String {
@@ -374,11 +381,15 @@ impl Config {
                 "min_recall must be above 0 and at most 1 (got {r})"
             )));
         }
-        let settle_delay = duration("settle_delay", &raw.settle_delay, defaults::SETTLE_DELAY)?;
+        let settle_delay = duration(
+            "settle_delay",
+            &raw.settle_delay,
+            crate::defaults::SETTLE_DELAY,
+        )?;
         let empty_recheck_after = duration(
             "empty_recheck_after",
             &raw.empty_recheck_after,
-            defaults::EMPTY_RECHECK_AFTER,
+            crate::defaults::EMPTY_RECHECK_AFTER,
         )?;
         Ok(Dataset {
             name: name.to_string(),

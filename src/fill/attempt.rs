@@ -108,7 +108,7 @@ impl Ending {
 async fn attempt(ctx: &Context<'_>, candidate: &FillCandidate) -> (Ending, Option<FillError>) {
     let slot = candidate.slot_start;
     let key = ctx.ds.spec.key(slot);
-    if candidate.unfinished_attempt && !ctx.options.overwrite {
+    if candidate.unfinished_attempt && !ctx.options.settings.overwrite {
         // An earlier run may have written the object and died before recording it.
         if let Some(found) = existing_object(ctx, &key, slot).await {
             tracing::info!("found the object of an interrupted attempt; not fetching again");
@@ -170,7 +170,7 @@ async fn settle(
         return (Ending::new(outcome, fetch), None);
     }
     let condition = match &candidate.empty_object_etag {
-        _ if ctx.options.overwrite => WriteCondition::Always,
+        _ if ctx.options.settings.overwrite => WriteCondition::Always,
         // A re-check of a confirmed-empty slot: its zero-line object already says so.
         Some(_) if sink.is_empty() => {
             let ending = Ending {
@@ -216,6 +216,7 @@ async fn fetch_slot(
 ) -> Result<Fetch, crate::source::SourceError> {
     let step = ctx
         .options
+        .settings
         .sub_slot_seconds
         .map(|s| i64::from(s.max(1)) * 1000)
         .unwrap_or(end_ms - start_ms);
@@ -263,7 +264,7 @@ async fn finish(
     let failed = matches!(outcome, AttemptOutcome::Failed | AttemptOutcome::Partial);
     if failed {
         let failures = ctx.consecutive_failures.fetch_add(1, Ordering::SeqCst) + 1;
-        if failures >= ctx.options.max_consecutive_failures {
+        if failures >= ctx.options.settings.max_consecutive_failures {
             ctx.stop.store(true, Ordering::SeqCst);
         }
     } else {

@@ -242,7 +242,7 @@ impl Calibrator<'_> {
         if (archived.notes.len() as u64) < MIN_COMPARABLE {
             let message = format!(
                 "the archived slot holds {} this mode could return: too few to compare",
-                crate::report::format::plural(archived.notes.len() as u64, "note")
+                crate::text::plural(archived.notes.len() as u64, "note")
             );
             return Ok(Calibration::without(Verdict::Inconclusive, message));
         }
@@ -276,13 +276,13 @@ impl Calibrator<'_> {
         let held = |n: u64, noun: &str| {
             format!(
                 "{endpoint} returned none of the {} the archive holds for {reference}",
-                crate::report::format::plural(n, noun)
+                crate::text::plural(n, noun)
             )
         };
         calibration.verdict = if tally.expected() < MIN_COMPARABLE {
             calibration.message = format!(
                 "only {} of the archived slot could be compared",
-                crate::report::format::plural(tally.expected(), "note")
+                crate::text::plural(tally.expected(), "note")
             );
             Verdict::Inconclusive
         } else if tally.found() == 0 {

@@ -49,10 +49,10 @@ use crate::catalog::{
 use crate::config::Dataset;
 use crate::location::OpenLocation;
 use crate::progress::Progress;
-use crate::report::format::plural;
 use crate::slot::{SlotStart, Window};
 use crate::source::{Fetch, NoteFilter, NoteSource, SourceError};
 use crate::store::StoreError;
+use crate::text::plural;
 
 pub use calibrate::{Calibration, Calibrations, Verdict};
 pub use plan::Estimate;
@@ -81,9 +81,10 @@ pub enum FillError {
     },
 }
 
+/// How a fill is carried out: what the command line (or serve) chose, built
+/// once by the front end; the defaults are [`crate::defaults`]'.
 #[derive(Debug, Clone)]
-pub struct FillOptions {
-    pub window: Window,
+pub struct FillSettings {
     pub max_slots: Option<u64>,
     pub newest_first: bool,
     pub concurrency: usize,
@@ -93,7 +94,6 @@ pub struct FillOptions {
     pub dry_run: bool,
     /// Fetch each slot in windows of this many seconds.
     pub sub_slot_seconds: Option<u32>,
-    pub filter: NoteFilter,
     /// Stop the run after this many failed slots in a row.
     pub max_consecutive_failures: u32,
     pub progress: bool,
@@ -101,21 +101,37 @@ pub struct FillOptions {
     pub thin_coverage_seconds: Option<f64>,
 }
 
-impl FillOptions {
-    pub fn new(window: Window) -> Self {
-        FillOptions {
-            window,
+impl Default for FillSettings {
+    fn default() -> Self {
+        FillSettings {
             max_slots: None,
             newest_first: false,
-            concurrency: 4,
+            concurrency: crate::defaults::FILL_CONCURRENCY,
             overwrite: false,
             retry_empty: false,
             dry_run: false,
             sub_slot_seconds: None,
-            filter: NoteFilter::default(),
-            max_consecutive_failures: 5,
+            max_consecutive_failures: crate::defaults::MAX_CONSECUTIVE_FAILURES,
             progress: false,
             thin_coverage_seconds: None,
+        }
+    }
+}
+
+/// A fill to carry out: its window, the origin's note filter and the settings.
+#[derive(Debug, Clone)]
+pub struct FillOptions {
+    pub window: Window,
+    pub filter: NoteFilter,
+    pub settings: FillSettings,
+}
+
+impl FillOptions {
+    pub fn new(window: Window) -> Self {
+        FillOptions {
+            window,
+            filter: NoteFilter::default(),
+            settings: FillSettings::default(),
         }
     }
 }
@@ -262,14 +278,14 @@ pub async fn fill(
         .ok_or_else(|| FillError::NoComplement(ds.name.clone()))?;
     let unscanned = plan::unscanned_slots(db, ds, dataset.id, options).await?;
     let query = plan::candidate_query(ds, options);
-    if options.dry_run {
+    if options.settings.dry_run {
         let candidates = plan::candidates(db, dataset.id, query).await?;
         let estimate = plan::estimate(
             db,
             dataset.id,
             &candidates,
             source.as_ref(),
-            options.concurrency,
+            options.settings.concurrency,
         )
         .await?;
         return Ok(FillReport {
@@ -341,7 +357,7 @@ pub async fn fill(
             if ctx.stop.load(Ordering::SeqCst) && report.stopped.is_none() && fatal.is_none() {
                 report.stopped = Some(format!(
                     "stopped after {} in a row; the rest stay missing and are tried next run",
-                    plural(options.max_consecutive_failures, "failed slot")
+                    plural(options.settings.max_consecutive_failures, "failed slot")
                 ));
             }
             fatal
@@ -392,15 +408,19 @@ async fn fill_candidates(ctx: &Context<'_>, report: &mut FillReport) -> Option<F
         let calibration = ctx.calibrations.of(ctx.ds, first.slot_start);
         report.blocked_reason = calibration.map(|c| c.message.clone());
     }
-    let progress = Progress::new(ctx.options.progress, candidates.len() as u64, "filling");
+    let progress = Progress::new(
+        ctx.options.settings.progress,
+        candidates.len() as u64,
+        "filling",
+    );
     let mut results = futures::stream::iter(candidates)
         .map(|candidate| attempt::fill_one(ctx, candidate))
-        .buffer_unordered(ctx.options.concurrency.max(1));
+        .buffer_unordered(ctx.options.settings.concurrency.max(1));
     let mut fatal = None;
     while let Some(result) = results.next().await {
         progress.inc(1);
         match result {
-            Ok(Some(slot)) => report.absorb(&slot, ctx.options.thin_coverage_seconds),
+            Ok(Some(slot)) => report.absorb(&slot, ctx.options.settings.thin_coverage_seconds),
             Ok(None) => {}
             Err(e) => {
                 ctx.stop.store(true, Ordering::SeqCst);

@@ -80,20 +80,11 @@ pub async fn write_object(
                 (AttemptOutcome::Filled, State::Ok)
             };
             let record = ObjectRecord {
-                key: key.to_string(),
-                slot_start: slot,
-                size: file.bytes as i64,
-                etag,
-                last_modified: Some(crate::clock::now_text()),
-                lines: Some(file.notes as i64),
-                utf8_valid: Some(true),
-                unterminated: Some(false),
                 complete: Some(true),
                 note_count: Some(file.notes as i64),
                 earliest: file.earliest.clone(),
                 latest: file.latest.clone(),
-                status: Some(status),
-                counted: true,
+                ..ObjectRecord::written(key, slot, file.bytes, etag, file.notes).with_status(status)
             };
             Ok((outcome, Some(record)))
         }

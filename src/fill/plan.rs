@@ -23,9 +23,9 @@ pub fn candidate_query(ds: &Dataset, options: &FillOptions) -> CandidateQuery {
     let now = crate::clock::now();
     CandidateQuery {
         range: (options.window.first, options.window.last),
-        newest_first: options.newest_first,
-        limit: options.max_slots,
-        retry_empty: options.retry_empty,
+        newest_first: options.settings.newest_first,
+        limit: options.settings.max_slots,
+        retry_empty: options.settings.retry_empty,
         last_settled: ds.last_settled_slot(now),
         empty_counted_before: crate::clock::timestamp_text(now - ds.empty_recheck_after),
     }

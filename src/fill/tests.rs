@@ -159,7 +159,7 @@ impl Bed {
             first: T0,
             last: T0 + 1200,
         });
-        options.concurrency = 1;
+        options.settings.concurrency = 1;
         options
     }
 
@@ -296,7 +296,7 @@ async fn an_existing_object_is_kept_unless_overwrite() {
     assert_eq!(b.object(T0).unwrap(), b"{\"by\":\"hand\"}\n");
 
     let mut overwrite = b.options();
-    overwrite.overwrite = true;
+    overwrite.settings.overwrite = true;
     overwrite.window.last = T0;
     let report = b
         .fill(Scripted::new([Reply::Notes(vec![7, 8])]), &overwrite)

@@ -31,7 +31,7 @@ pub struct OpenLocation {
 
 /// An object could not be read, even after retries.
 #[derive(Debug, Error)]
-#[error("{location}: reading {key} failed after {}: {message}", crate::report::format::plural(*attempts, "attempt"))]
+#[error("{location}: reading {key} failed after {}: {message}", crate::text::plural(*attempts, "attempt"))]
 pub struct ReadError {
     pub location: String,
     pub key: String,
@@ -59,20 +59,13 @@ pub async fn inspect(
     StoreStats::bump(&target.store.stats().bytes_read, count.bytes);
     let status = judge(role, object.size, Some(&count), &meta, rules);
     let record = ObjectRecord {
-        key: object.key,
-        slot_start,
-        size: object.size as i64,
-        etag: object.etag,
-        last_modified: object.last_modified,
-        lines: Some(count.lines as i64),
-        utf8_valid: Some(count.utf8_valid),
-        unterminated: Some(count.unterminated),
         complete: meta.complete,
         note_count: meta.note_count,
         earliest: meta.earliest,
         latest: meta.latest,
-        status: Some(status),
-        counted: true,
+        ..ObjectRecord::listed(&object, slot_start)
+            .with_count(&count)
+            .with_status(status)
     };
     Ok((record, count.bytes))
 }

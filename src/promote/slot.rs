@@ -258,19 +258,11 @@ fn promoted_object(
         &ctx.ds.rules,
     );
     ObjectRecord {
-        key,
-        slot_start: c.slot_start,
-        size: source.size,
-        etag,
-        last_modified: Some(crate::clock::now_text()),
         lines: source.lines,
-        utf8_valid: Some(true),
-        unterminated: Some(false),
         complete: source.complete,
         note_count: source.note_count,
         earliest: source.earliest.clone(),
         latest: source.latest.clone(),
-        status: Some(status),
-        counted: true,
+        ..ObjectRecord::written(&key, c.slot_start, count.bytes, etag, lines).with_status(status)
     }
 }

@@ -117,7 +117,7 @@ pub fn write_gaps(
     range: (SlotStart, SlotStart),
     include: &[State],
     format: Format,
-) -> crate::error::Result<(u64, u64)> {
+) -> super::Result<(u64, u64)> {
     let mut builder = PeriodBuilder::new(spec);
     let mut periods = Vec::new();
     let mut slots = 0u64;
@@ -235,6 +235,9 @@ pub fn write_gaps(
     Ok((slots, count))
 }
 
-fn io(e: std::io::Error) -> crate::error::Error {
-    crate::error::Error::Runtime(format!("cannot write output: {e}"))
+fn io(source: std::io::Error) -> super::ReportError {
+    super::ReportError::Output {
+        what: "output",
+        source,
+    }
 }

@@ -4,9 +4,9 @@
 use crate::catalog::DatasetId;
 use std::io::Write;
 
+use super::{ReportError, Result};
 use crate::catalog::{Catalog, SlotRow};
 use crate::config::Role;
-use crate::error::{Error, Result};
 use crate::slot::{SlotSpec, Window};
 use crate::state::State;
 
@@ -54,7 +54,10 @@ pub fn write_heatmap(
     spec: &SlotSpec,
     window: Window,
 ) -> Result<u64> {
-    let io = |e: std::io::Error| Error::Runtime(format!("cannot write the heatmap: {e}"));
+    let io = |source: std::io::Error| ReportError::Output {
+        what: "the heatmap",
+        source,
+    };
     let days = window.days(spec);
     let per_day = (1440 / spec.minutes) as usize;
     let legend_width: usize = CLASSES.iter().map(|(_, _, label)| legend_step(label)).sum();

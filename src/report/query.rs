@@ -6,8 +6,8 @@ use std::io::Write;
 use rusqlite::ToSql;
 
 use super::format::{Format, write_rows};
+use super::{ReportError, Result};
 use crate::catalog::{Catalog, QueryError};
-use crate::error::{Error, Result};
 
 /// A canned query: its name, what it shows, and its SQL.
 pub struct Canned {
@@ -93,8 +93,11 @@ pub fn run_query(
             write_rows(out, format, columns, rows)
         })
         .map_err(|e| match e {
-            QueryError::Output(_) => Error::Runtime(e.to_string()),
-            _ => Error::Usage(e.to_string()),
+            QueryError::Output(source) => ReportError::Output {
+                what: "output",
+                source,
+            },
+            e => ReportError::Query(e),
         })
 }
 

@@ -85,7 +85,7 @@ pub(super) async fn scan_day(
     .await?;
 
     let mut upserts: Vec<Vec<ObjectRecord>> = vec![Vec::new(); targets.len()];
-    let mut gone: Vec<Vec<i64>> = Vec::with_capacity(targets.len());
+    let mut gone: Vec<Vec<crate::catalog::ObjectId>> = Vec::with_capacity(targets.len());
     // Each listing's size and pages, for the listings table.
     let mut shapes: Vec<(usize, u32)> = Vec::with_capacity(targets.len());
     // Slots of the window, each with its objects in location order.
@@ -245,20 +245,12 @@ pub(super) fn decide(
     ds: &Dataset,
 ) -> Decision {
     let too_small = role.is_collector() && object.size <= ds.rules.min_bytes;
-    let base = ObjectRecord {
-        key: object.key.clone(),
-        size: object.size as i64,
-        etag: object.etag.clone(),
-        last_modified: object.last_modified.clone(),
-        ..Default::default()
-    };
+    // The slot is set when the decision is settled.
+    let base = ObjectRecord::listed(object, 0);
     let Some(known) = previous.filter(|k| k.size == object.size as i64 && k.etag == object.etag)
     else {
         return if too_small {
-            Decision::TooSmall(ObjectRecord {
-                status: Some(State::TooSmall),
-                ..base
-            })
+            Decision::TooSmall(base.with_status(State::TooSmall))
         } else {
             Decision::Count
         };
@@ -285,15 +277,7 @@ pub(super) fn decide(
     if status == known.status {
         return Decision::Unchanged(status);
     }
-    Decision::Rejudged(ObjectRecord {
-        lines: known.lines,
-        utf8_valid: known.utf8_valid,
-        unterminated: known.unterminated,
-        complete: known.complete,
-        note_count: known.note_count,
-        status: Some(status),
-        ..base
-    })
+    Decision::Rejudged(base.with_known(known).with_status(status))
 }
 
 /// An object that would need counting but is not counted now (outside the
@@ -307,12 +291,5 @@ fn unchecked(object: &ListedObject, previous: Option<&KnownObject>) -> Decision 
     if same {
         return Decision::Unchanged(State::Unchecked);
     }
-    Decision::Rejudged(ObjectRecord {
-        key: object.key.clone(),
-        size: object.size as i64,
-        etag: object.etag.clone(),
-        last_modified: object.last_modified.clone(),
-        status: Some(State::Unchecked),
-        ..Default::default()
-    })
+    Decision::Rejudged(ObjectRecord::listed(object, 0).with_status(State::Unchecked))
 }

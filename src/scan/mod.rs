@@ -30,8 +30,6 @@ use crate::slot::Window;
 use crate::store::{ListedObject, StoreError};
 
 use crate::location::OpenLocation;
-// Until serve moves to `crate::location` (its events examine objects like a listing).
-pub use crate::location::OpenLocation as ScanTarget;
 
 pub use crate::store::MAX_CONNECTIONS;
 

@@ -11,6 +11,7 @@ use serde::Serialize;
 use thiserror::Error;
 
 use crate::catalog::CatalogError;
+use crate::config::ConfigError;
 use crate::error::{EXIT_USAGE, Error};
 use crate::scan::ScanError;
 use crate::store::StoreError;
@@ -22,9 +23,13 @@ pub enum ServeError {
     #[error(transparent)]
     Work(#[from] Error),
     #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
     Catalog(#[from] CatalogError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Report(#[from] crate::report::ReportError),
     #[error(transparent)]
     Scan(#[from] ScanError),
     #[error("serve: cannot use listen address {addr:?}: {message}")]
@@ -48,6 +53,7 @@ impl ServeError {
             ServeError::Scan(ScanError::Store(e)) => !e.is_configuration(),
             ServeError::Work(Error::Store(e)) => !e.is_configuration(),
             ServeError::Catalog(CatalogError::Sql(_)) => true,
+            ServeError::Report(crate::report::ReportError::Catalog(CatalogError::Sql(_))) => true,
             ServeError::Stopping => true,
             _ => false,
         }
@@ -60,8 +66,10 @@ impl From<ServeError> for Error {
     fn from(e: ServeError) -> Self {
         match e {
             ServeError::Work(e) => e,
+            ServeError::Config(e) => Error::Config(e),
             ServeError::Catalog(e) => Error::Catalog(e),
             ServeError::Store(e) => Error::Store(e),
+            ServeError::Report(e) => Error::from(e),
             ServeError::Scan(e) => Error::from(e),
             e @ (ServeError::ListenAddress { .. } | ServeError::Usage(_)) => {
                 Error::Usage(e.to_string())

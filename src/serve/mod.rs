@@ -15,7 +15,6 @@
 //!   does not alert again) and fills overdue slots;
 //! - [`schedule`]: the built-in cron;
 //! - [`dashboard`] and [`metrics`]: read-only views of the catalog;
-//! - [`settings`]: the `[serve]` and `freshness` configuration;
 //! - [`state`]: what the handlers and tasks share, built on the leaves
 //!   [`counters`], [`progress`] and [`locks`]; [`params`]: the parameters the
 //!   API and the pages share; [`error`]: serve's errors and the HTTP error
@@ -43,17 +42,16 @@ pub mod params;
 pub mod progress;
 pub mod runs;
 pub mod schedule;
-pub mod settings;
 pub mod state;
 pub mod watch;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::commands::{Global, Outcome};
+use crate::run::{Global, Outcome};
 
+pub use crate::config::serve::Settings;
 pub use error::{ApiError, ServeError};
-pub use settings::Settings;
 pub use state::AppState;
 
 /// `slotfill serve` as the command line gives it.
@@ -92,7 +90,7 @@ async fn run(global: &Global, cmd: &ServeCommand) -> Result<Outcome, ServeError>
     let local = listener.local_addr().map_err(bind_error)?;
     let background = start_background(&state);
     // Installed before the line below: a signal sent as soon as it is read is handled.
-    let signal = crate::commands::stop_signal();
+    let signal = crate::run::stop_signal();
     // People and tests read this line to find the port (`--listen 127.0.0.1:0`).
     println!(
         "slotfill serve: listening on http://{local} ({} datasets, {} schedules, {} watches, API token {})",

@@ -2,6 +2,7 @@
 //! `start` and `end`, run ids, and the refusal of parameters a route does not
 //! know.
 
+use crate::catalog::RunId;
 use std::collections::HashMap;
 
 use crate::slot::{SlotSpec, Window};
@@ -48,9 +49,10 @@ pub fn known_params(query: &HashMap<String, String>, known: &[&str]) -> Result<(
 }
 
 /// A run id: a positive whole number.
-pub fn parse_run_id(text: &str) -> Result<i64, ApiError> {
+pub fn parse_run_id(text: &str) -> Result<RunId, ApiError> {
     text.parse::<i64>()
         .ok()
         .filter(|id| *id > 0)
+        .map(RunId)
         .ok_or_else(|| ApiError::BadRequest("a run id is a positive whole number".to_string()))
 }

@@ -1,5 +1,5 @@
 //! Triggered and scheduled runs: each is the body of `slotfill run`
-//! ([`pipeline`]) inside the one run lifecycle ([`Session::record`]): a run
+//! ([`pipeline`]) inside the one run lifecycle ([`crate::run::Session::record`]): a run
 //! record, notification, `interrupted` on SIGINT/SIGTERM. One per dataset at
 //! a time.
 
@@ -9,18 +9,18 @@ use async_trait::async_trait;
 use thiserror::Error;
 
 use crate::catalog::CatalogError;
-use crate::commands::fill::{FillFlags, fill_options, require_complement};
-use crate::commands::run::{Stages, pipeline};
-use crate::commands::{Global, Notify, Session, SourceFlags};
 use crate::config::Dataset;
+use crate::defaults;
 use crate::error::Error;
+use crate::run::{FillSettings, Global, Notify, OpenedFill, StageReport, Stages, pipeline};
 use crate::slot::Window;
+use crate::source::open::SourceFlags;
 use crate::source::{Fetch, NoteSink, NoteSource, SourceError};
 
 use super::counters::add;
 use super::error::{ApiError, ServeError};
 use super::progress::RunProgress;
-use super::state::{AppState, Claim, DatasetHandle, RunKind};
+use super::state::{ActiveRun, AppState, Claim, DatasetHandle, RunKind};
 
 /// What a run asks for besides its window.
 #[derive(Debug, Clone, Default)]
@@ -66,12 +66,15 @@ impl From<StartError> for ApiError {
     }
 }
 
-/// The politeness of serve's fills (`slotfill fill`'s defaults, concurrency 4),
-/// with its waits read in clock time: on a running test clock the retry
-/// wait and the rate-limit cap shrink with every other timer of serve. (At
-/// the normal speed these are exactly the defaults and the dataset's own cap.)
-pub fn fill_flags(ds: &Dataset, max_slots: Option<u64>, dry_run: bool) -> FillFlags {
-    use crate::source::open::defaults;
+/// The politeness of serve's fills (`slotfill fill`'s defaults), with its
+/// waits read in clock time: on a running test clock the retry wait and the
+/// rate-limit cap shrink with every other timer of serve. (At the normal
+/// speed these are exactly the defaults and the dataset's own cap.)
+pub fn fill_settings(
+    ds: &Dataset,
+    max_slots: Option<u64>,
+    dry_run: bool,
+) -> (FillSettings, SourceFlags) {
     let in_clock_time =
         |secs: f64| crate::clock::real_std(std::time::Duration::from_secs_f64(secs)).as_secs_f64();
     let cap = ds
@@ -79,17 +82,36 @@ pub fn fill_flags(ds: &Dataset, max_slots: Option<u64>, dry_run: bool) -> FillFl
         .origin
         .rate_limit_wait_cap()
         .unwrap_or(defaults::RATE_LIMIT_WAIT_CAP);
-    FillFlags {
+    let settings = FillSettings {
         max_slots,
         dry_run,
-        concurrency: 4,
-        source: SourceFlags {
-            retry_wait: Some(in_clock_time(defaults::RETRY_WAIT)),
-            rate_limit_wait_cap: Some(in_clock_time(cap)),
-            ..SourceFlags::default()
-        },
-        ..FillFlags::default()
-    }
+        ..FillSettings::default()
+    };
+    let origin = SourceFlags {
+        retry_wait: Some(in_clock_time(defaults::RETRY_WAIT)),
+        rate_limit_wait_cap: Some(in_clock_time(cap)),
+        ..SourceFlags::default()
+    };
+    (settings, origin)
+}
+
+/// Opens a fill of `window` with serve's settings, its origin's calls
+/// counted for `/metrics`.
+pub async fn open_fill(
+    state: &AppState,
+    handle: &Arc<DatasetHandle>,
+    window: Window,
+    max_slots: Option<u64>,
+    dry_run: bool,
+) -> Result<OpenedFill, Error> {
+    let (settings, origin) = fill_settings(&handle.ds, max_slots, dry_run);
+    let resolved = state.resolved(&handle.ds, window);
+    let mut opened = OpenedFill::open(resolved, window, &settings, &origin).await?;
+    opened.source = Arc::new(Counted {
+        inner: opened.source.clone(),
+        handle: handle.clone(),
+    });
+    Ok(opened)
 }
 
 /// Opens and records a run of `dataset`, then carries it out in the background.
@@ -113,25 +135,9 @@ pub async fn start(
             "dataset {dataset} is being filled by another slotfill ({holder})"
         )));
     }
-    let flags = fill_flags(&handle.ds, request.max_slots, request.dry_run);
-    // As `slotfill run` does, before the catalog is opened.
-    require_complement(&handle.ds)?;
-    let plan = crate::source::open::plan(&handle.ds.name, &handle.ds.source, &flags.source)
-        .map_err(Error::from)?;
-    let session = Session::open(state.resolved(&handle.ds, window)).await?;
-    let source = crate::source::open::build(&plan, &session.resolved.config.s3)
-        .await
-        .map_err(Error::from)?;
-    let source: Arc<dyn NoteSource> = Arc::new(Counted {
-        inner: source,
-        handle: handle.clone(),
-    });
-    let options = fill_options(window, &flags, &plan);
-    let stages = Stages {
-        scan_concurrency: 8,
-        progress: false,
-        early_coverage_seconds: None,
-    };
+    // As `slotfill run` does: a dataset or scope that cannot be filled records nothing.
+    let opened = open_fill(state, &handle, window, request.max_slots, request.dry_run).await?;
+    let stages = Stages::default();
     let global = Global {
         args: request.origin.clone(),
         ..state.global.clone()
@@ -142,20 +148,28 @@ pub async fn start(
     let task = tokio::spawn(async move {
         let claim = claim;
         let mut started = Some(started_tx);
+        let OpenedFill {
+            session,
+            source,
+            options,
+        } = &opened;
         let recorded = session
             .record(&global, "run", Notify::Webhook(None), |run| {
-                claim.set_run(run.0, task_progress.clone());
+                claim.set_run(run, task_progress.clone());
                 task_progress.enter("scanning");
                 if let Some(tx) = started.take() {
                     let _ = tx.send(run.0);
                 }
                 let say_progress = task_progress.clone();
-                pipeline(&session, source, run, &options, &stages, move |text| {
-                    say_progress.stage_done();
-                    for line in text.lines() {
-                        tracing::info!(run = run.0, "{line}");
-                    }
-                })
+                async move {
+                    let summary =
+                        pipeline(session, source.clone(), run, options, &stages, |stage| {
+                            say_progress.stage_done();
+                            log_stage(run.0, &stage);
+                        })
+                        .await?;
+                    Ok(((), summary))
+                }
             })
             .await;
         task_progress.enter("done");
@@ -173,9 +187,37 @@ pub async fn start(
     Ok(run_id)
 }
 
+/// A finished stage of a run, in the log.
+fn log_stage(run: i64, stage: &StageReport<'_>) {
+    match stage {
+        StageReport::Scanned(r) => {
+            tracing::info!(
+                run,
+                slots = r.slots.total(),
+                gaps = r.slots.gaps(),
+                "scanned"
+            )
+        }
+        StageReport::Filled(r) => tracing::info!(
+            run,
+            filled = r.filled,
+            notes = r.notes,
+            empty = r.empty,
+            failed = r.failed,
+            origin_calls = r.origin_calls,
+            "filled"
+        ),
+        StageReport::Verified(v) => tracing::info!(run, slots = v.slots, gaps = v.gaps, "verified"),
+    }
+}
+
 fn busy(state: &AppState, dataset: &str) -> StartError {
     let what = match state.active(dataset) {
-        Some(run) if run.run_id > 0 => format!(" ({} {})", run.kind.as_str(), run.run_id),
+        Some(ActiveRun {
+            kind,
+            run_id: Some(id),
+            ..
+        }) => format!(" ({} {id})", kind.as_str()),
         Some(run) => format!(" ({})", run.kind.as_str()),
         None => String::new(),
     };

@@ -18,8 +18,8 @@ use chrono::{DateTime, FixedOffset};
 use crate::slot::Window;
 
 use super::runs::{RunRequest, StartError};
-use super::settings::Schedule;
 use super::state::{AppState, RunKind};
+use crate::config::serve::Schedule;
 
 /// Sleeps are cut into pieces this long (real time), so a wall clock that
 /// jumps is noticed.

@@ -7,13 +7,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::catalog::Catalog;
-use crate::commands::{Global, Resolved, Session};
+use crate::catalog::RunId;
 use crate::config::{Config, Dataset};
+use crate::run::{Global, Resolved, Session};
 
 use super::counters::{DatasetCounters, EventCounters};
 use super::error::ServeError;
 use super::progress::RunProgress;
-use super::settings::Settings;
+use crate::config::serve::Settings;
 
 /// Tells every task of the server to stop.
 #[derive(Clone)]
@@ -64,8 +65,8 @@ impl RunKind {
 /// A run (or watch fill) in progress on a dataset.
 #[derive(Clone)]
 pub struct ActiveRun {
-    /// 0 until its run record exists.
-    pub run_id: i64,
+    /// None until its run record exists.
+    pub run_id: Option<RunId>,
     pub kind: RunKind,
     pub progress: Arc<RunProgress>,
 }
@@ -142,10 +143,10 @@ impl AppState {
         self.lock_active().get(dataset).cloned()
     }
 
-    pub fn active_run(&self, run_id: i64) -> Option<ActiveRun> {
+    pub fn active_run(&self, run_id: RunId) -> Option<ActiveRun> {
         self.lock_active()
             .values()
-            .find(|r| r.run_id == run_id)
+            .find(|r| r.run_id == Some(run_id))
             .cloned()
     }
 
@@ -207,7 +208,7 @@ impl Claim {
             return None;
         }
         let run = ActiveRun {
-            run_id: 0,
+            run_id: None,
             kind,
             progress: Arc::default(),
         };
@@ -219,9 +220,9 @@ impl Claim {
     }
 
     /// Names the run that holds the claim, for the dashboard and `/api/runs/{id}`.
-    pub fn set_run(&self, run_id: i64, progress: Arc<RunProgress>) {
+    pub fn set_run(&self, run_id: RunId, progress: Arc<RunProgress>) {
         if let Some(run) = self.state.lock_active().get_mut(&self.dataset) {
-            run.run_id = run_id;
+            run.run_id = Some(run_id);
             run.progress = progress;
         }
     }

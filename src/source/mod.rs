@@ -206,7 +206,7 @@ impl Failure {
             Failure::Origin { message, .. } => format!("the origin failed: {message}"),
             Failure::PageBudget { pages } => format!(
                 "the slot needs more than {} (the page budget, --max-pages)",
-                crate::report::format::plural(u64::from(*pages), "page")
+                crate::text::plural(u64::from(*pages), "page")
             ),
             Failure::BadRecord(what) => format!("the origin sent {what}"),
             Failure::IdScheme(message)

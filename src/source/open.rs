@@ -22,7 +22,7 @@ use super::archive::{Archive, ArchiveConfig};
 use super::mastodon::{Mastodon, MastodonConfig, MastodonSettings};
 use super::misskey::{Misskey, MisskeyConfig, MisskeySettings};
 use super::settings::ScopeConfig;
-pub use super::settings::{SourceFlags, defaults};
+pub use super::settings::SourceFlags;
 use super::{NoteFilter, NoteSource, SourceError};
 use crate::store::{self, S3Settings};
 
@@ -126,7 +126,7 @@ impl<'de> Deserialize<'de> for SourceConfig {
             .map_err(|e: toml::de::Error| D::Error::custom(e.message()))?;
         scope.check().map_err(D::Error::custom)?;
         let kind = match table.remove("kind") {
-            None => "misskey".to_string(),
+            None => crate::defaults::SOURCE_KIND.to_string(),
             Some(toml::Value::String(kind)) => kind,
             Some(other) => {
                 return Err(D::Error::custom(format!(

@@ -1,6 +1,6 @@
 //! What every origin's settings share: the command line's overrides, the
 //! scope keys every kind reads (`host`, `filter`, `visibility`), the token,
-//! the retry policy, and the defaults of all of them.
+//! the retry policy (their defaults are in [`crate::defaults`]).
 //!
 //! Each origin module owns the rest of its settings (its config as read, its
 //! checks, its settings as used); [`super::open`] registers them.
@@ -12,35 +12,6 @@ use serde::Deserialize;
 use super::http::RetryPolicy;
 use super::misskey::Mode;
 use super::{NoteFilter, Visibility, VisibilityPolicy};
-
-/// The defaults of the origin settings, each in this one place.
-pub mod defaults {
-    /// Seconds between origin calls (`--sleep`).
-    pub const SLEEP: f64 = 0.0;
-    /// Retries of a failed call (`--retry`).
-    pub const RETRIES: u32 = 5;
-    /// Base seconds of the exponential backoff (`--retry-wait`).
-    pub const RETRY_WAIT: f64 = 2.0;
-    /// Seconds before a call times out (`--timeout`).
-    pub const TIMEOUT: f64 = 60.0;
-    /// Pages one slot may take before its fetch counts as partial (`--max-pages`).
-    pub const MAX_PAGES: u32 = 2000;
-    /// Seconds a rate-limit answer without a wait of its own backs off at most.
-    pub const RATE_LIMIT_WAIT_CAP: f64 = 60.0;
-    /// The Misskey mode.
-    pub const MODE: crate::source::misskey::Mode = crate::source::misskey::Mode::Search;
-    /// The variable the Misskey token is read from.
-    pub const TOKEN_ENV: &str = "MISSKEY_TOKEN";
-    /// The variable the Mastodon token is read from.
-    pub const MASTODON_TOKEN_ENV: &str = "MASTODON_TOKEN";
-    /// How a slot of a federated Mastodon timeline claims a status.
-    pub const SLOT_BY: crate::source::mastodon::SlotBy = crate::source::mastodon::SlotBy::CreatedAt;
-    /// How late a federated status may be delivered and still be found in its
-    /// slot under `slot_by = "created_at"`: Mastodon retries a failed delivery
-    /// after about 15 s, 30 s, 1 min, 1.5 min and 4.5 min, so 10 minutes
-    /// covers five retries.
-    pub const FEDERATION_LAG: &str = "10m";
-}
 
 /// Origin settings given on the command line (they override the config).
 #[derive(Debug, Clone, Default)]
@@ -171,15 +142,15 @@ pub fn retry_policy(
     let cap = flags
         .rate_limit_wait_cap
         .or(rate_limit_wait_cap)
-        .unwrap_or(defaults::RATE_LIMIT_WAIT_CAP);
+        .unwrap_or(crate::defaults::RATE_LIMIT_WAIT_CAP);
     if !(cap.is_finite() && cap >= 0.0) {
         return Err(format!(
             "rate_limit_wait_cap must be a number of seconds, 0 or more (got {cap})"
         ));
     }
     Ok(RetryPolicy {
-        retries: flags.retry.unwrap_or(defaults::RETRIES),
-        retry_wait: seconds(flags.retry_wait, defaults::RETRY_WAIT),
+        retries: flags.retry.unwrap_or(crate::defaults::RETRIES),
+        retry_wait: seconds(flags.retry_wait, crate::defaults::RETRY_WAIT),
         rate_limit_wait_cap: Duration::from_secs_f64(cap),
         fail_fast: false,
     })

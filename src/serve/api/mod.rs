@@ -174,7 +174,7 @@ async fn gaps(
                 None => c.slot_extent(row.id)?.unwrap_or((0, -1)),
             };
             let mut out = Vec::new();
-            let states = crate::commands::gaps::included_states(&ds);
+            let states = ds.gap_states();
             crate::report::gaps::write_gaps(
                 &mut out,
                 c,

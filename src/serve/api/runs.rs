@@ -201,7 +201,7 @@ pub async fn run_record(
         (None, None) => "abandoned",
     };
     Ok(Json(RunDocument {
-        exit_status: record.exit_status(),
+        exit_status: record.outcome.map(crate::error::exit_code),
         state: state_text,
         progress: active.map(|run| Progress {
             phase: run.progress.phase(),

@@ -271,7 +271,10 @@ fn render_record(body: &mut String, r: &RunRecord, active: bool) {
         ),
         (
             "exit status",
-            r.exit_status().map(|s| s.to_string()).unwrap_or_default(),
+            r.outcome
+                .map(crate::error::exit_code)
+                .map(|s| s.to_string())
+                .unwrap_or_default(),
         ),
         ("started", escape(&r.started_at)),
         ("finished", escape(r.finished_at.as_deref().unwrap_or(""))),

@@ -47,7 +47,7 @@ pub fn dataset_link(dataset: &str, end: Option<chrono::NaiveDate>) -> String {
     escape(&format!("/datasets/{}{end}", encode(dataset)))
 }
 
-pub fn run_link(run_id: i64) -> String {
+pub fn run_link(run_id: crate::catalog::RunId) -> String {
     format!("<a href=\"/runs/{run_id}\">{run_id}</a>")
 }
 

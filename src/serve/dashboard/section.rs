@@ -8,15 +8,15 @@ use chrono::{Days, NaiveDate};
 
 use crate::catalog::{Catalog, IncidentRecord, RunRecord, WatchCheck};
 use crate::config::Dataset;
-use crate::report::format::plural;
 use crate::report::gaps::{Period, PeriodBuilder};
 use crate::slot::{SlotSpec, Window};
 use crate::state::State as SlotState;
+use crate::text::plural;
 
 use super::super::error::ServeError;
-use super::super::settings::Freshness;
 use super::super::state::ActiveRun;
 use super::html::{dataset_link, escape, run_link, slots_link};
+use crate::config::serve::Freshness;
 
 /// Days the heatmap shows.
 pub const HEATMAP_DAYS: u64 = 14;
@@ -82,10 +82,9 @@ pub fn read(
         incidents: Vec::new(),
     };
     if let Some(run) = active {
-        let attempted = if run.run_id > 0 {
-            c.finished_attempts(run.run_id)?
-        } else {
-            0
+        let attempted = match run.run_id {
+            Some(id) => c.finished_attempts(id)?,
+            None => 0,
         };
         out.active = Some((run, attempted));
     }
@@ -115,7 +114,7 @@ pub fn read(
     out.heatmap = svg;
     out.shown = Some(shown);
     let mut builder = PeriodBuilder::new(&ds.spec);
-    let included = crate::commands::gaps::included_states(ds);
+    let included = ds.gap_states();
     let keep = |out: &mut Section, period: Period| {
         out.period_count += 1;
         if out.periods.len() == PERIODS_LISTED {
@@ -188,11 +187,7 @@ pub fn render(body: &mut String, s: &Section) {
 fn render_activity(body: &mut String, s: &Section) {
     match &s.active {
         Some((run, attempted)) => {
-            let id = if run.run_id > 0 {
-                format!("#{}", run.run_id)
-            } else {
-                String::new()
-            };
+            let id = run.run_id.map(|id| format!("#{id}")).unwrap_or_default();
             let _ = write!(
                 body,
                 "<p class=\"running\">In progress: {} {id} — {}; {} attempted so far.</p>",
@@ -347,7 +342,7 @@ fn render_runs(body: &mut String, s: &Section) {
     for r in &s.runs {
         let outcome = match (r.outcome, &s.active) {
             (Some(outcome), _) => outcome.as_str(),
-            (None, Some((run, _))) if run.run_id == r.run_id => "running",
+            (None, Some((run, _))) if run.run_id == Some(r.run_id) => "running",
             (None, _) => "unfinished",
         };
         let n = |v: Option<i64>| v.map(|v| v.to_string()).unwrap_or_default();

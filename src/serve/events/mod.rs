@@ -24,7 +24,7 @@ pub mod shapes;
 use serde::Serialize;
 
 use crate::catalog::KnownObject;
-use crate::scan::ScanTarget;
+use crate::location::OpenLocation;
 
 use super::counters::add;
 use super::error::ServeError;
@@ -51,7 +51,7 @@ fn same_etag(a: Option<&str>, b: Option<&str>) -> bool {
 fn locate<'a>(
     state: &'a AppState,
     record: &Record,
-) -> Option<(&'a DatasetHandle, &'a ScanTarget, String, i64)> {
+) -> Option<(&'a DatasetHandle, &'a OpenLocation, String, i64)> {
     for handle in state.datasets.values() {
         for target in &handle.session.targets {
             let Some(rest) = target.row.url.strip_prefix("s3://") else {
@@ -128,7 +128,7 @@ pub async fn apply(state: &AppState, records: &[Record]) -> Result<Applied, Serv
 /// Applies one record; returns whether the catalog changed.
 async fn apply_one(
     handle: &DatasetHandle,
-    target: &ScanTarget,
+    target: &OpenLocation,
     (key, slot): (&str, i64),
     action: Action,
     record: &Record,

@@ -2,7 +2,7 @@
 //! store holds now (as a change to record), and the slot derived again.
 
 use crate::catalog::{KnownObject, LocationId};
-use crate::scan::ScanTarget;
+use crate::location::OpenLocation;
 use crate::store::ListedObject;
 
 use super::super::error::ServeError;
@@ -26,7 +26,7 @@ pub async fn known(
 /// new record, or nothing to change.
 pub async fn look(
     handle: &DatasetHandle,
-    target: &ScanTarget,
+    target: &OpenLocation,
     key: &str,
     slot: i64,
     known: Option<KnownObject>,
@@ -46,7 +46,7 @@ pub async fn look(
 
 pub enum Change {
     Record(Box<crate::catalog::ObjectRecord>),
-    Gone(i64),
+    Gone(crate::catalog::ObjectId),
 }
 
 /// Records the change and derives the slot's state again.

@@ -5,16 +5,12 @@
 
 use std::sync::Arc;
 
-use crate::catalog::RunSummary;
-use crate::commands::fill::{fill_options, fill_summary, run_fill};
-use crate::commands::{Global, Notify, Session};
-use crate::error::Error;
+use crate::run::{Global, Notify};
 use crate::slot::{SlotStart, Window};
-use crate::source::NoteSource;
 
 use super::super::error::ServeError;
 use super::super::progress::RunProgress;
-use super::super::runs::{Counted, fill_flags};
+use super::super::runs::open_fill;
 use super::super::state::{AppState, Claim, DatasetHandle, RunKind};
 
 /// Starts filling the overdue slots unless a run holds the dataset (the next
@@ -52,37 +48,17 @@ async fn fill_window(
     claim: &Claim,
     window: Window,
 ) -> Result<(), ServeError> {
-    let flags = fill_flags(&handle.ds, None, false);
-    let plan = crate::source::open::plan(&handle.ds.name, &handle.ds.source, &flags.source)
-        .map_err(Error::from)?;
     // A session of its own, over the overdue slots: the run record names them.
-    let session = Session::open(state.resolved(&handle.ds, window)).await?;
-    let source = crate::source::open::build(&plan, &session.resolved.config.s3)
-        .await
-        .map_err(Error::from)?;
-    let source: Arc<dyn NoteSource> = Arc::new(Counted {
-        inner: source,
-        handle: handle.clone(),
-    });
-    let options = fill_options(window, &flags, &plan);
+    let opened = open_fill(state, handle, window, None, false).await?;
     let global = Global {
         args: "slotfill serve: freshness watch fill of overdue slots".to_string(),
         ..state.global.clone()
     };
     let progress = Arc::new(RunProgress::default());
     progress.enter("filling");
-    let (report, summary) = session
-        .record(&global, "fill", Notify::Never, |run| {
-            claim.set_run(run.0, progress.clone());
-            let (session, options) = (&session, &options);
-            async move {
-                let report = run_fill(session, source, Some(run), options).await?;
-                let summary = RunSummary {
-                    requests: Some(session.requests()),
-                    ..fill_summary(&report, options)
-                };
-                Ok((report, summary))
-            }
+    let (report, summary) = opened
+        .record(&global, Notify::Never, |run| {
+            claim.set_run(run, progress.clone())
         })
         .await?;
     tracing::info!(

@@ -225,7 +225,7 @@ fn draft(handle: &DatasetHandle, status: AlertStatus, found: &Check) -> Draft {
         } else {
             format!(
                 "{} overdue: {}{more}",
-                crate::report::format::plural(found.overdue.len() as u64, "slot"),
+                crate::text::plural(found.overdue.len() as u64, "slot"),
                 named.join(", ")
             )
         };

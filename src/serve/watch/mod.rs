@@ -34,8 +34,8 @@ use crate::state::State;
 
 use super::counters::add;
 use super::error::ServeError;
-use super::settings::Freshness;
 use super::state::{AppState, DatasetHandle};
+use crate::config::serve::Freshness;
 
 /// How far back an open incident keeps its overdue slots watched.
 const INCIDENT_LOOKBACK: chrono::Duration = chrono::Duration::days(7);
@@ -152,10 +152,10 @@ async fn check(
     };
     let options = ScanOptions {
         window,
-        concurrency: 8,
+        concurrency: crate::defaults::SCAN_CONCURRENCY,
         progress: false,
     };
-    crate::commands::scan::run_scan(&handle.session, &options).await?;
+    crate::run::run_scan(&handle.session, &options).await?;
     // Overdue: a gap whose slot ended more than `grace` ago.
     let overdue_before = (now - freshness.grace).timestamp() - spec.width_secs();
     let id = handle.session.row.id;

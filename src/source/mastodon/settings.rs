@@ -8,10 +8,11 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::timeline::{SlotBy, SlotRule, Timeline};
+use crate::defaults;
 use crate::source::NoteFilter;
 use crate::source::codec::IdCodec;
 use crate::source::http::RetryPolicy;
-use crate::source::settings::{self, IdSchemeSetting, SourceFlags, defaults};
+use crate::source::settings::{self, IdSchemeSetting, SourceFlags};
 
 /// `[datasets.X.source]` of a Mastodon-API dataset, as read.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -128,7 +129,7 @@ fn slot_rule(config: &MastodonConfig, timeline: Timeline) -> Result<SlotRule, St
         }
         return Ok(SlotRule::CreatedAt { lag_ms: 0 });
     }
-    match config.slot_by.unwrap_or(defaults::SLOT_BY) {
+    match config.slot_by.unwrap_or_else(default_slot_by) {
         SlotBy::Receipt if config.federation_lag.is_some() => Err(
             "federation_lag widens slot_by = \"created_at\"; with slot_by = \"receipt\" the id's time decides and no lag applies".to_string(),
         ),
@@ -139,6 +140,14 @@ fn slot_rule(config: &MastodonConfig, timeline: Timeline) -> Result<SlotRule, St
             Ok(SlotRule::CreatedAt { lag_ms: lag.num_milliseconds() })
         }
     }
+}
+
+/// [`crate::defaults::SLOT_BY`], as a rule.
+fn default_slot_by() -> SlotBy {
+    SlotBy::deserialize(
+        serde::de::value::StrDeserializer::<serde::de::value::Error>::new(defaults::SLOT_BY),
+    )
+    .expect("the default slot rule is one of the rules")
 }
 
 #[cfg(test)]

@@ -7,11 +7,12 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::Mode;
+use crate::defaults;
 use crate::source::NoteFilter;
 use crate::source::codec::IdCodec;
 use crate::source::http::RetryPolicy;
 use crate::source::ids::IdScheme;
-use crate::source::settings::{self, IdSchemeSetting, SourceFlags, defaults};
+use crate::source::settings::{self, IdSchemeSetting, SourceFlags};
 use crate::source::{Visibility, VisibilityPolicy};
 
 /// `[datasets.X.source]` of a Misskey dataset, as read.
@@ -66,7 +67,7 @@ pub fn plan(
     flags: &SourceFlags,
 ) -> Result<MisskeySettings, String> {
     let base_url = settings::base_url(flags, &config.base_url)?;
-    let mode = flags.mode.or(config.mode).unwrap_or(defaults::MODE);
+    let mode = flags.mode.or(config.mode).unwrap_or_else(default_mode);
     let id_scheme = match config.id_scheme {
         None | Some(IdSchemeSetting::Auto) => None,
         Some(IdSchemeSetting::Fixed(IdCodec::Prefixed(scheme))) => Some(scheme),
@@ -76,8 +77,11 @@ pub fn plan(
             ));
         }
     };
-    let (token, token_env) =
-        settings::token(config.token_env.as_deref(), flags, defaults::TOKEN_ENV);
+    let (token, token_env) = settings::token(
+        config.token_env.as_deref(),
+        flags,
+        defaults::MISSKEY_TOKEN_ENV,
+    );
     let host = filter.host.clone();
     check_scope(mode, host.as_deref(), &filter.visibility, token.is_some())?;
     Ok(MisskeySettings {
@@ -124,6 +128,13 @@ fn check_scope(
         ));
     }
     Ok(())
+}
+
+/// [`crate::defaults::MISSKEY_MODE`], as a mode.
+fn default_mode() -> Mode {
+    defaults::MISSKEY_MODE
+        .parse()
+        .expect("the default mode is one of the modes")
 }
 
 #[cfg(test)]

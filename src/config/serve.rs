@@ -1,6 +1,8 @@
 //! The `[serve]` section, `[[serve.schedule]]` entries and each dataset's
 //! `[datasets.X.freshness]`: read with the config file, checked here before
-//! the server starts (a mistake is a usage error, exit 2, naming the key).
+//! the server starts (a mistake is a configuration error, exit 2, naming the key).
+//! They live with the rest of the configuration so that reading the file
+//! needs nothing from the server.
 
 use std::net::SocketAddr;
 
@@ -8,13 +10,11 @@ use croner::Cron;
 use croner::parser::{CronParser, Seconds, Year};
 use serde::Deserialize;
 
-use crate::config::{Config, Dataset, Overrides, parse_duration};
-use crate::error::{Error, Result};
+use super::{Config, ConfigError, Dataset, Overrides, parse_duration};
 
-/// Where the server listens unless `--listen` or `[serve] listen` says otherwise.
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
-/// The variable holding the API token unless `[serve] token_env` names another.
-pub const DEFAULT_TOKEN_ENV: &str = "SLOTFILL_API_TOKEN";
+type Result<T> = std::result::Result<T, ConfigError>;
+
+use crate::defaults;
 
 /// `[serve]` as written in the file.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -71,12 +71,6 @@ pub struct Freshness {
     pub alert_after: chrono::Duration,
 }
 
-pub mod defaults {
-    pub const GRACE: &str = "15m";
-    pub const CHECK_EVERY: &str = "5m";
-    pub const ALERT_AFTER: &str = "30m";
-}
-
 /// Everything `slotfill serve` needs from the config, checked.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -89,8 +83,8 @@ pub struct Settings {
     pub watches: Vec<(String, Freshness)>,
 }
 
-fn usage(message: String) -> Error {
-    Error::Usage(message)
+fn usage(message: String) -> ConfigError {
+    ConfigError::Serve(message)
 }
 
 impl Settings {
@@ -99,11 +93,11 @@ impl Settings {
         let listen = listen_flag
             .map(str::to_string)
             .or_else(|| serve.listen.clone())
-            .unwrap_or_else(|| DEFAULT_LISTEN.to_string());
+            .unwrap_or_else(|| defaults::LISTEN.to_string());
         let token_env = serve
             .token_env
             .clone()
-            .unwrap_or_else(|| DEFAULT_TOKEN_ENV.to_string());
+            .unwrap_or_else(|| defaults::API_TOKEN_ENV.to_string());
         let token = std::env::var(&token_env)
             .ok()
             .map(|t| t.trim().to_string())
@@ -149,7 +143,7 @@ impl Settings {
             let duration = |key: &str, value: &Option<String>, default: &str| {
                 let d = parse_duration(value.as_deref().unwrap_or(default))
                     .map_err(|e| usage(format!("dataset {name}: freshness {key}: {e}")))?;
-                Ok::<_, Error>(d)
+                Ok::<_, ConfigError>(d)
             };
             let check_every = duration("check_every", &f.check_every, defaults::CHECK_EVERY)?;
             if check_every < chrono::Duration::seconds(1) {
