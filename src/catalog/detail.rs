@@ -7,7 +7,7 @@
 
 use rusqlite::params;
 
-use super::{Catalog, DatasetId, Result, RunId};
+use super::{CalibrationId, Catalog, DatasetId, Result, RunId};
 use crate::slot::SlotStart;
 
 /// One row of `fill_attempts`, as a detail page shows it.
@@ -27,7 +27,7 @@ pub struct AttemptRow {
     /// What ended the slot's ranges (`empty-page`, `empty-page:5,no-new-note:1`).
     pub range_end: Option<String>,
     /// The calibration that vouched for the answers, and its verdict.
-    pub calibration: Option<(i64, String)>,
+    pub calibration: Option<(CalibrationId, String)>,
 }
 
 const ATTEMPT_COLUMNS: &str =

@@ -8,13 +8,13 @@ use std::collections::BTreeMap;
 use rusqlite::params;
 use serde::{Deserialize, Serialize};
 
-use super::{Catalog, Result};
+use super::{CalibrationId, Catalog, Result, RunId};
 use crate::slot::SlotStart;
 
 /// One row of `calibrations`, as the run page and `/api/runs/{id}` show it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CalibrationRecord {
-    pub id: i64,
+    pub id: CalibrationId,
     /// `ok`, `partial`, `low_recall`, `blind`, `inconclusive` or `skipped`.
     pub verdict: String,
     /// With `blind`: `all`, `remote` or `local` notes.
@@ -80,7 +80,7 @@ pub struct ProvenanceSummary {
     /// What ended their ranges, with a count each (`empty-page`, `older-note`, …).
     pub range_ends: BTreeMap<String, u64>,
     /// The calibrations that vouched for them.
-    pub calibration_ids: Vec<i64>,
+    pub calibration_ids: Vec<CalibrationId>,
 }
 
 /// Verdicts that say something about the origin (not `inconclusive` or `skipped`).
@@ -120,7 +120,7 @@ fn count_range_ends(tally: &mut BTreeMap<String, u64>, text: &str) {
 
 impl Catalog {
     /// The calibrations a run recorded, in the order it made them.
-    pub fn run_calibrations(&self, run_id: i64) -> Result<Vec<CalibrationRecord>> {
+    pub fn run_calibrations(&self, run_id: RunId) -> Result<Vec<CalibrationRecord>> {
         let local = |column: &str| {
             format!(
                 "(SELECT start_local FROM slots WHERE dataset_id = c.dataset_id AND slot_start = c.{column})"
@@ -164,7 +164,7 @@ impl Catalog {
 
     /// How a run's attempts obtained their notes: one summary per way, the
     /// most attempts first. Attempts that fetched nothing record none.
-    pub fn run_provenance(&self, run_id: i64) -> Result<Vec<ProvenanceSummary>> {
+    pub fn run_provenance(&self, run_id: RunId) -> Result<Vec<ProvenanceSummary>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT provenance, range_end, calibration_id, COUNT(*) FROM fill_attempts
              WHERE run_id = ?1 AND provenance IS NOT NULL
@@ -174,7 +174,7 @@ impl Catalog {
             Ok((
                 r.get::<_, String>(0)?,
                 r.get::<_, Option<String>>(1)?,
-                r.get::<_, Option<i64>>(2)?,
+                r.get::<_, Option<CalibrationId>>(2)?,
                 r.get::<_, i64>(3)?,
             ))
         })?;

@@ -11,7 +11,7 @@ use axum::extract::{Path, Query, State};
 use axum::response::Html;
 
 use crate::catalog::{
-    AttemptRow, CalibrationRecord, Catalog, ProvenanceSummary, RunRecord, SlotRow,
+    AttemptRow, CalibrationRecord, Catalog, ProvenanceSummary, RunId, RunRecord, SlotRow,
 };
 use crate::slot::{SlotSpec, Window};
 
@@ -298,7 +298,7 @@ fn render_record(body: &mut String, r: &RunRecord, active: bool) {
 /// A run's calibrations and how its attempts obtained their notes.
 fn run_proof(
     c: &Catalog,
-    run_id: i64,
+    run_id: RunId,
 ) -> Result<(Vec<CalibrationRecord>, Vec<ProvenanceSummary>), ServeError> {
     Ok((c.run_calibrations(run_id)?, c.run_provenance(run_id)?))
 }
