@@ -137,6 +137,19 @@ pub fn one_line(s: &str) -> String {
     scrub_log(&s.split_whitespace().collect::<Vec<_>>().join(" "))
 }
 
+/// A URL as a metric or a page may show it: without a user or password
+/// (a base URL may carry a proxy's basic-auth credentials).
+pub fn url_without_credentials(text: &str) -> String {
+    match reqwest::Url::parse(text) {
+        Ok(mut url) if !url.username().is_empty() || url.password().is_some() => {
+            let _ = url.set_username("");
+            let _ = url.set_password(None);
+            url.as_str().trim_end_matches('/').to_string()
+        }
+        _ => text.to_string(),
+    }
+}
+
 /// Removes every occurrence of the given secrets from a text.
 pub fn scrub(text: &str, secrets: &[&str]) -> String {
     let mut out = text.to_string();
@@ -149,6 +162,22 @@ pub fn scrub(text: &str, secrets: &[&str]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn urls_lose_their_credentials() {
+        assert_eq!(
+            url_without_credentials("https://bot:hunter22@example.com/api/notes/search"),
+            "https://example.com/api/notes/search"
+        );
+        assert_eq!(
+            url_without_credentials("https://u:secret@m.example/"),
+            "https://m.example"
+        );
+        assert_eq!(
+            url_without_credentials("https://example.com/api"),
+            "https://example.com/api"
+        );
+    }
 
     #[test]
     fn hides_secret_flag_values() {

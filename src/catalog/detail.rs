@@ -1,12 +1,13 @@
 //! What serve reads of single slots: the fill attempts behind the dashboard's
 //! detail pages (every attempt of a range of slots: what was tried, by which
-//! run, how it ended, the last error; every attempt of one run), and the
+//! run, how it ended, the last error, what ended its ranges and which
+//! calibration vouched for it; every attempt of one run), and the
 //! copies of a slot a listing recorded without counting them, which a storage
 //! event may have to count.
 
 use rusqlite::params;
 
-use super::{Catalog, DatasetId, Result, RunId};
+use super::{CalibrationId, Catalog, DatasetId, Result, RunId};
 use crate::slot::SlotStart;
 
 /// One row of `fill_attempts`, as a detail page shows it.
@@ -23,9 +24,17 @@ pub struct AttemptRow {
     pub retries: i64,
     pub error_code: Option<String>,
     pub left_out: Option<i64>,
+    /// What ended the slot's ranges (`empty-page`, `empty-page:5,no-new-note:1`).
+    pub range_end: Option<String>,
+    /// The calibration that vouched for the answers, and its verdict.
+    pub calibration: Option<(CalibrationId, String)>,
 }
 
-const ATTEMPT_COLUMNS: &str = "slot_start, run_id, started_at, finished_at, outcome, notes, origin_calls, retries, error_code, left_out";
+const ATTEMPT_COLUMNS: &str =
+    "a.slot_start, a.run_id, a.started_at, a.finished_at, a.outcome, a.notes, a.origin_calls,
+     a.retries, a.error_code, a.left_out, a.range_end, c.id, c.verdict";
+/// Attempts with the verdict of the calibration that vouched for them.
+const ATTEMPTS_FROM: &str = "fill_attempts a LEFT JOIN calibrations c ON c.id = a.calibration_id";
 
 fn attempt_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AttemptRow> {
     Ok(AttemptRow {
@@ -39,6 +48,11 @@ fn attempt_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AttemptRow> {
         retries: r.get(7)?,
         error_code: r.get(8)?,
         left_out: r.get(9)?,
+        range_end: r.get(10)?,
+        calibration: match (r.get(11)?, r.get(12)?) {
+            (Some(id), Some(verdict)) => Some((id, verdict)),
+            _ => None,
+        },
     })
 }
 
@@ -75,9 +89,9 @@ impl Catalog {
         limit: usize,
     ) -> Result<Vec<AttemptRow>> {
         let sql = format!(
-            "SELECT {ATTEMPT_COLUMNS} FROM fill_attempts
-             WHERE dataset_id = ?1 AND slot_start BETWEEN ?2 AND ?3
-             ORDER BY slot_start, id LIMIT ?4"
+            "SELECT {ATTEMPT_COLUMNS} FROM {ATTEMPTS_FROM}
+             WHERE a.dataset_id = ?1 AND a.slot_start BETWEEN ?2 AND ?3
+             ORDER BY a.slot_start, a.id LIMIT ?4"
         );
         let mut stmt = self.conn.prepare_cached(&sql)?;
         let rows = stmt.query_map(
@@ -90,7 +104,7 @@ impl Catalog {
     /// The attempts a run made, in the order it made them; at most `limit`.
     pub fn run_attempts(&self, run_id: RunId, limit: usize) -> Result<Vec<AttemptRow>> {
         let sql = format!(
-            "SELECT {ATTEMPT_COLUMNS} FROM fill_attempts WHERE run_id = ?1 ORDER BY id LIMIT ?2"
+            "SELECT {ATTEMPT_COLUMNS} FROM {ATTEMPTS_FROM} WHERE a.run_id = ?1 ORDER BY a.id LIMIT ?2"
         );
         let mut stmt = self.conn.prepare_cached(&sql)?;
         let rows = stmt.query_map(params![run_id, limit as i64], attempt_row)?;

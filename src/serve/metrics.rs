@@ -1,10 +1,11 @@
 //! `GET /metrics`: Prometheus metrics in the OpenMetrics text format.
 //!
 //! Built afresh at each scrape (a registry per request, so no label set
-//! outlives its facts): slot counts, last runs, slot attempts and the watch's
-//! state come from the catalog, so they hold across restarts and include CLI
-//! runs; origin calls, rate limits, events and watch checks are counted by
-//! this process (counters start at 0 with it, as Prometheus expects).
+//! outlives its facts): slot counts, last runs, slot attempts, the latest
+//! calibration and the watch's state come from the catalog, so they hold
+//! across restarts and include CLI runs; origin calls, rate limits, the
+//! budgets origins announced, events and watch checks are known to this
+//! process (counters start at 0 with it, as Prometheus expects).
 //!
 //! Adding a metric: read its facts in [`CatalogFacts::read`] (or take them
 //! from the process's counters) and register it in one of the `*_metrics`
@@ -22,7 +23,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, LatestCalibration};
 use crate::state::State as SlotState;
 
 use super::counters::load;
@@ -70,6 +71,8 @@ struct CatalogFacts {
     attempts: Vec<(String, String, u64)>,
     /// (dataset, last check as Unix seconds, an incident is open)
     watches: Vec<(String, Option<f64>, bool)>,
+    /// Each configured dataset's latest conclusive calibration.
+    calibrations: Vec<LatestCalibration>,
 }
 
 impl CatalogFacts {
@@ -77,8 +80,10 @@ impl CatalogFacts {
         let mut facts = CatalogFacts {
             last_runs: c.last_runs()?,
             attempts: c.fill_attempt_counts()?,
+            calibrations: c.latest_calibrations()?,
             ..CatalogFacts::default()
         };
+        facts.calibrations.retain(|l| names.contains(&l.dataset));
         for name in names {
             let Some(id) = c.dataset_id(name)? else {
                 continue;
@@ -117,7 +122,9 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Result<Response, Api
         registry: Registry::default(),
     };
     catalog_metrics(&mut families, &facts, &state);
+    calibration_metrics(&mut families, &facts.calibrations);
     process_metrics(&mut families, &state);
+    budget_metrics(&mut families);
     event_metrics(&mut families, &state);
     let mut body = String::new();
     encode(&mut body, &families.registry)
@@ -171,6 +178,63 @@ fn catalog_metrics(m: &mut Families, facts: &CatalogFacts, state: &AppState) {
         incident
             .get_or_create(&dataset(name))
             .set(if *open { 1.0 } else { 0.0 });
+    }
+}
+
+fn calibration_metrics(m: &mut Families, latest: &[LatestCalibration]) {
+    let recall = m.gauge(
+        "slotfill_calibration_recall",
+        "Share (0-1) of the archived notes the origin returned at the latest conclusive calibration",
+    );
+    let blind = m.gauge(
+        "slotfill_calibration_blind",
+        "1 when the latest conclusive calibration found the origin blind to the archived notes",
+    );
+    let at = m.gauge(
+        "slotfill_calibration_timestamp_seconds",
+        "When the latest conclusive calibration was made, Unix seconds",
+    );
+    for l in latest {
+        let labels = dataset(&l.dataset);
+        if let Some(r) = l.recall {
+            recall.get_or_create(&labels).set(r);
+        }
+        let is_blind = l.verdict == "blind";
+        blind
+            .get_or_create(&labels)
+            .set(if is_blind { 1.0 } else { 0.0 });
+        if let Ok(t) = chrono::DateTime::parse_from_rfc3339(&l.calibrated_at) {
+            at.get_or_create(&labels)
+                .set(t.timestamp_millis() as f64 / 1000.0);
+        }
+    }
+}
+
+/// The rate-limit budget each origin last announced to this process.
+fn budget_metrics(m: &mut Families) {
+    let remaining = m.gauge(
+        "slotfill_origin_ratelimit_remaining",
+        "Calls left in the origin's rate-limit window, as it last announced",
+    );
+    let limit = m.gauge(
+        "slotfill_origin_ratelimit_limit",
+        "Calls the origin's rate-limit window allows, when announced",
+    );
+    let reset = m.gauge(
+        "slotfill_origin_ratelimit_reset_seconds",
+        "Seconds until the origin's announced rate-limit window resets (0 once past)",
+    );
+    let now = crate::clock::now();
+    for (origin, budget) in crate::source::pacer::budgets() {
+        let labels = vec![("origin", origin)];
+        remaining
+            .get_or_create(&labels)
+            .set(budget.remaining as f64);
+        if let Some(n) = budget.limit {
+            limit.get_or_create(&labels).set(n as f64);
+        }
+        let left = (budget.resets_at - now).num_milliseconds().max(0);
+        reset.get_or_create(&labels).set(left as f64 / 1000.0);
     }
 }
 
@@ -232,5 +296,43 @@ fn event_metrics(m: &mut Families, state: &AppState) {
     ] {
         let labels = vec![("outcome", outcome.to_string())];
         events.get_or_create(&labels).inc_by(load(n));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_blind_calibration_is_1_and_one_without_a_recall_has_no_recall() {
+        let latest = [
+            LatestCalibration {
+                dataset: "jp".into(),
+                verdict: "blind".into(),
+                recall: Some(0.0),
+                calibrated_at: "2025-08-14T00:00:00.000Z".into(),
+            },
+            LatestCalibration {
+                dataset: "eu".into(),
+                verdict: "ok".into(),
+                recall: None,
+                calibrated_at: "2025-08-14T00:00:01.500Z".into(),
+            },
+        ];
+        let mut families = Families {
+            registry: Registry::default(),
+        };
+        calibration_metrics(&mut families, &latest);
+        let mut body = String::new();
+        encode(&mut body, &families.registry).unwrap();
+        for line in [
+            "slotfill_calibration_blind{dataset=\"jp\"} 1.0",
+            "slotfill_calibration_recall{dataset=\"jp\"} 0.0",
+            "slotfill_calibration_blind{dataset=\"eu\"} 0.0",
+            "slotfill_calibration_timestamp_seconds{dataset=\"eu\"} 1755129601.5",
+        ] {
+            assert!(body.lines().any(|l| l == line), "{line} in\n{body}");
+        }
+        assert!(!body.contains("slotfill_calibration_recall{dataset=\"eu\"}"));
     }
 }

@@ -299,19 +299,7 @@ fn record(origin: &str, remaining: u64, limit: Option<u64>, reset_in: Duration) 
         observed_at: now,
     };
     let mut budgets = BUDGETS.lock().unwrap_or_else(|e| e.into_inner());
-    budgets.insert(without_credentials(origin), budget);
-}
-
-/// An origin's URL as a metric may show it: without a user or password.
-fn without_credentials(origin: &str) -> String {
-    match reqwest::Url::parse(origin) {
-        Ok(mut url) if !url.username().is_empty() || url.password().is_some() => {
-            let _ = url.set_username("");
-            let _ = url.set_password(None);
-            url.as_str().trim_end_matches('/').to_string()
-        }
-        _ => origin.to_string(),
-    }
+    budgets.insert(crate::redact::url_without_credentials(origin), budget);
 }
 
 #[cfg(test)]
@@ -357,14 +345,6 @@ mod tests {
         drop(pacer.acquire().await);
         assert!(start.elapsed() >= Duration::from_millis(1900));
         assert_eq!(budgets()["o"].remaining, 3);
-        assert_eq!(
-            without_credentials("https://u:secret@m.example/"),
-            "https://m.example"
-        );
-        assert_eq!(
-            without_credentials("https://m.example"),
-            "https://m.example"
-        );
     }
 
     #[tokio::test(start_paused = true)]

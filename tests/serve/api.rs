@@ -93,6 +93,7 @@ fn conforms(doc: &Value, schema: &Value, value: &Value, at: &str) {
         "array" => value.is_array(),
         "string" => value.is_string(),
         "integer" => value.is_i64() || value.is_u64(),
+        "number" => value.is_number(),
         "boolean" => value.is_boolean(),
         "null" => value.is_null(),
         _ => true,
@@ -246,4 +247,108 @@ fn answers_match_the_documented_schemas_and_a_run_runs_in_process() {
     assert_eq!(page.status, 404);
     assert!(page.content_type().starts_with("text/html"));
     assert!(page.body.contains("unknown dataset"), "{}", page.body);
+}
+
+/// The value of the sample `series` (name and labels, as written) in an
+/// OpenMetrics body.
+fn sample(body: &str, series: &str) -> Option<f64> {
+    body.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .map(|v| v.parse().unwrap())
+}
+
+#[test]
+fn metrics_carry_the_latest_calibration_and_the_budget_the_origin_announced() {
+    use crate::support::mastodon::{
+        MastodonConfig, MastodonEmulator, RateLimitForm, StatusSpec, Throttle,
+    };
+    // A window that starts at the first call (no aligned boundary to cross).
+    let e = MastodonEmulator::start(MastodonConfig {
+        rate_limit_form: RateLimitForm::GoToSocialIso,
+        throttles: vec![Throttle {
+            limit: 1000,
+            period_secs: 3600,
+            paging_only: false,
+        }],
+        ..Default::default()
+    });
+    let base = e.base_url();
+    let app = InProcess::with_source(|_| {
+        format!("kind = \"mastodon\"\nbase_url = \"{base}\"\ntimeline = \"local\"\n")
+    });
+    let (reference, gap) = (AUG1_JST, AUG1_JST + SLOT);
+    for slot in [reference, gap] {
+        e.add_statuses((0..20).map(|i| StatusSpec::local((slot + 10 + 25 * i) * 1000, "ノート")));
+    }
+    // The collector archived 5 statuses the origin no longer returns (deleted since).
+    let mut archived = e.expected("local", reference * 1000, (reference + SLOT) * 1000);
+    let gone: Vec<Value> = archived[10..15]
+        .iter()
+        .map(|s| {
+            let mut s = s.clone();
+            let id: u64 = s["id"].as_str().unwrap().parse().unwrap();
+            s["id"] = json!((id + 30_000).to_string());
+            s
+        })
+        .collect();
+    archived.extend(gone);
+    let body: String = archived.iter().map(|s| format!("{s}\n")).collect();
+    let object = app.dir.path().join("primary").join(key_of(reference));
+    std::fs::create_dir_all(object.parent().unwrap()).unwrap();
+    std::fs::write(&object, body).unwrap();
+
+    let window = json!({"start": arg_time(reference), "end": arg_time(gap)});
+    let started = app.send(
+        "POST",
+        "/api/datasets/jp/runs",
+        true,
+        window.to_string().as_bytes(),
+    );
+    assert_eq!(started.status, 202, "{}", started.body);
+    let id = started.json()["run_id"].as_i64().unwrap();
+    let mut record = Value::Null;
+    for _ in 0..600 {
+        record = app
+            .send("GET", &format!("/api/runs/{id}"), true, b"")
+            .json();
+        if record["state"] != "running" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(record["filled"], 1, "{record}");
+    let recorded: f64 = rusqlite::Connection::open(app.dir.path().join("slotfill.db"))
+        .unwrap()
+        .query_row(
+            "SELECT recall FROM calibrations WHERE verdict = 'partial'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("a partial calibration");
+    assert!(recorded > 0.5 && recorded < 1.0, "{recorded}");
+
+    let metrics = app.send("GET", "/metrics", true, b"").body;
+    let jp = "{dataset=\"jp\"}";
+    let recall = sample(&metrics, &format!("slotfill_calibration_recall{jp}"));
+    assert_eq!(recall, Some(recorded), "{metrics}");
+    let blind = sample(&metrics, &format!("slotfill_calibration_blind{jp}"));
+    assert_eq!(blind, Some(0.0), "{metrics}");
+    // The budget the origin's last answer announced: every call it counted is spent.
+    let origin = format!("{{origin=\"{base}\"}}");
+    let remaining = sample(
+        &metrics,
+        &format!("slotfill_origin_ratelimit_remaining{origin}"),
+    );
+    assert_eq!(remaining, Some(1000.0 - e.calls() as f64), "{metrics}");
+    let limit = sample(
+        &metrics,
+        &format!("slotfill_origin_ratelimit_limit{origin}"),
+    );
+    assert_eq!(limit, Some(1000.0), "{metrics}");
+    let reset = sample(
+        &metrics,
+        &format!("slotfill_origin_ratelimit_reset_seconds{origin}"),
+    )
+    .expect("the reset");
+    assert!(reset > 3000.0 && reset <= 3602.0, "{reset} s in\n{metrics}");
 }

@@ -4,6 +4,7 @@
 //! record, no page needs script, and a 5-minute dataset stays small.
 
 use crate::support::misskey::NoteSpec;
+use crate::support::s3::S3Server;
 use crate::support::serve::{Browser, Serve, ServeFixture};
 use crate::support::*;
 
@@ -14,6 +15,12 @@ fn first_link(page: &str, prefix: &str) -> String {
         .unwrap_or_else(|| panic!("a link to {prefix} in\n{page}"));
     let rest = &page[start + 6..];
     rest[..rest.find('"').unwrap()].replace("&amp;", "&")
+}
+
+/// The link to one slot of jp's slots page, as the pages write it.
+fn slot_href(slot: i64) -> String {
+    let t = arg_time(slot);
+    format!("href=\"/datasets/jp/slots?start={t}&amp;end={t}\"")
 }
 
 #[test]
@@ -27,9 +34,21 @@ fn the_dashboard_follows_the_data_and_links_to_the_detail_of_gaps_and_runs() {
     let f = ServeFixture::new("", &five);
     // jp: 45 days catalogued, long before the clock; the last day has data.
     let last_day = AUG1_JST + 13 * 86_400;
-    for i in 0..6 {
+    for i in 0..5 {
         f.put_primary(last_day + i * SLOT);
     }
+    // The archived slot a fill calibrates against: 20 notes the collector
+    // saw, 4 of them deleted at the origin since. The oldest note the origin
+    // returns bounds the comparison, so 15 of the 19 newer ones come back.
+    let reference = last_day + 5 * SLOT;
+    let ids = f.emulator.add_notes(
+        (0..20).map(|i| NoteSpec::public_local((reference + 20 + 25 * i) * 1000, "ノート")),
+    );
+    let archived = f
+        .emulator
+        .archive(reference * 1000, (reference + SLOT) * 1000);
+    S3Server::shared().put(&f.primary, &format!("m/{}", key_of(reference)), &archived);
+    f.emulator.delete_since_indexed(&ids[8..12]);
     f.ws.slotfill(&[
         "scan",
         "-d",
@@ -135,14 +154,55 @@ fn the_dashboard_follows_the_data_and_links_to_the_detail_of_gaps_and_runs() {
     assert_eq!(detail.status, 200, "{period}");
     assert!(detail.body.contains("outcome-partial"), "{}", detail.body);
     assert!(detail.body.contains(&error_code), "{}", detail.body);
-    // The run that made it links to its record, with the place for its
-    // calibration and provenance.
+    // The attempt links to the calibration that vouched for it.
+    assert!(
+        detail.body.contains("#calibration-1\">partial</a>"),
+        "{}",
+        detail.body
+    );
+    // The run that made it links to its record: its calibration (the verdict,
+    // the recall, the archived slot compared, linked) and provenance.
     let run = first_link(jp, "/runs/");
     let record = serve.get(&run, None);
     assert_eq!(record.status, 200);
-    assert!(record.body.contains("id=\"provenance\""), "{}", record.body);
-    assert!(record.body.contains("Calibration and provenance"));
+    let proof = &record.body[record.body.find("id=\"provenance\"").expect("the section")..];
+    let calibration = &proof[proof.find("id=\"calibration-1\"").expect("its calibration")..];
+    let calibration = &calibration[..calibration.find("</tr>").unwrap()];
+    for expected in [
+        "class=\"verdict-partial\">partial<",
+        ">0.789<",
+        ">15 / 19<",
+        &slot_href(reference),
+    ] {
+        assert!(
+            calibration.contains(expected),
+            "{expected:?} in {calibration}"
+        );
+    }
+    let provenance = &proof[proof.find("class=\"provenance\"").expect("the provenance")..];
+    for expected in [
+        "<td>search</td>",
+        "<td>sql</td>",
+        "<td>anonymous</td>",
+        "<td>public, home</td>",
+    ] {
+        assert!(
+            provenance.contains(expected),
+            "{expected:?} in {provenance}"
+        );
+    }
     assert!(record.body.contains(&error_code));
+    // The same as JSON.
+    let api = serve.get(&format!("/api{run}"), None).json();
+    assert_eq!(api["calibrations"][0]["verdict"], "partial", "{api}");
+    let recall = api["calibrations"][0]["recall"].as_f64().unwrap();
+    assert!((recall - 15.0 / 19.0).abs() < 1e-9, "{api}");
+    assert_eq!(
+        api["calibrations"][0]["reference_slot"],
+        local_iso(reference)
+    );
+    assert_eq!(api["provenance"][0]["mode"], "search", "{api}");
+    assert_eq!(api["provenance"][0]["token"], "anonymous", "{api}");
 
     // In a real browser: the heatmaps are drawn, the pages render; screenshots.
     let Some(browser) = Browser::find() else {
@@ -176,4 +236,7 @@ fn the_dashboard_follows_the_data_and_links_to_the_detail_of_gaps_and_runs() {
     browser.screenshot(&serve.url(&period), "serve-dashboard-slots.png");
     let slots_dom = browser.dom(&serve.url(&period));
     assert!(slots_dom.contains("Fill attempts"), "{slots_dom}");
+    let run_dom = browser.dom(&serve.url(&run));
+    assert!(run_dom.contains("verdict-partial"), "{run_dom}");
+    browser.screenshot(&serve.url(&run), "serve-dashboard-run.png");
 }

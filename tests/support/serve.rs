@@ -319,6 +319,19 @@ pub struct InProcess {
 
 impl InProcess {
     pub fn new() -> InProcess {
+        InProcess::with_source(|dir| {
+            let archive = dir.join("archive");
+            std::fs::create_dir_all(&archive).unwrap();
+            format!(
+                "kind = \"archive\"\nlocation = \"file://{}\"\n",
+                archive.display()
+            )
+        })
+    }
+
+    /// The same dataset with another origin: `source(dir)` gives the body of
+    /// `[datasets.jp.source]`.
+    pub fn with_source(source: impl FnOnce(&std::path::Path) -> String) -> InProcess {
         let dir = tempfile::tempdir().unwrap();
         let url = |name: &str| {
             let path = dir.path().join(name);
@@ -328,11 +341,11 @@ impl InProcess {
         let config = format!(
             "catalog = \"slotfill.db\"\n[datasets.jp]\nslot_minutes = 10\nutc_offset = \"+09:00\"\n\
              primary = \"{}\"\ncomplement = \"{}\"\n{}\
-             [datasets.jp.source]\nkind = \"archive\"\nlocation = \"{}\"\n",
+             [datasets.jp.source]\n{}",
             url("primary"),
             url("complement"),
             super::RULES,
-            url("archive"),
+            source(dir.path()),
         );
         let path = dir.path().join("slotfill.toml");
         std::fs::write(&path, config).unwrap();

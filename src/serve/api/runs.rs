@@ -11,7 +11,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::RunRecord;
+use crate::catalog::{CalibrationRecord, ProvenanceSummary, RunRecord};
 use crate::slot::{SlotSpec, Window};
 
 use super::super::error::ApiError;
@@ -157,7 +157,8 @@ fn window_of(spec: &SlotSpec, body: RunBody) -> Result<RunRequest, String> {
 }
 
 /// `GET /api/runs/{id}`: the record, its state, the exit status the CLI
-/// would have ended with, and its progress while it runs.
+/// would have ended with, its progress while it runs, its calibrations and
+/// how its attempts obtained their notes.
 #[derive(Debug, Serialize)]
 pub struct RunDocument {
     #[serde(flatten)]
@@ -166,6 +167,8 @@ pub struct RunDocument {
     pub exit_status: Option<i32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub progress: Option<Progress>,
+    pub calibrations: Vec<CalibrationRecord>,
+    pub provenance: Vec<ProvenanceSummary>,
 }
 
 #[derive(Debug, Serialize)]
@@ -180,8 +183,15 @@ pub async fn run_record(
 ) -> Result<Json<RunDocument>, ApiError> {
     let id = parse_run_id(&id)?;
     let active = state.active_run(id);
-    let (record, attempts) = state
-        .read(move |c| Ok((c.run_record(id)?, c.finished_attempts(id)?)))
+    let (record, attempts, calibrations, provenance) = state
+        .read(move |c| {
+            Ok((
+                c.run_record(id)?,
+                c.finished_attempts(id)?,
+                c.run_calibrations(id)?,
+                c.run_provenance(id)?,
+            ))
+        })
         .await?;
     let record = record.ok_or_else(|| ApiError::NotFound(format!("no run {id}")))?;
     let state_text = match (&record.finished_at, &active) {
@@ -198,6 +208,8 @@ pub async fn run_record(
             slots_attempted: attempts,
         }),
         record,
+        calibrations,
+        provenance,
     }))
 }
 

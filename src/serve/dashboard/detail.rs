@@ -1,6 +1,7 @@
 //! The detail pages: a period's slots with every fill attempt (outcome, notes,
-//! calls, last error, the run that made it), and a run's record with the
-//! slots it attempted.
+//! calls, last error, what ended its ranges, the calibration that vouched for
+//! it, the run that made it), and a run's record with its calibrations and
+//! provenance ([`super::proof`]) and the slots it attempted.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
@@ -9,13 +10,16 @@ use std::sync::Arc;
 use axum::extract::{Path, Query, State};
 use axum::response::Html;
 
-use crate::catalog::{AttemptRow, Catalog, RunRecord, SlotRow};
+use crate::catalog::{
+    AttemptRow, CalibrationRecord, Catalog, ProvenanceSummary, RunId, RunRecord, SlotRow,
+};
 use crate::slot::{SlotSpec, Window};
 
 use super::super::error::{ApiError, ServeError};
 use super::super::params::{known_params, optional_window, parse_run_id};
 use super::super::state::AppState;
 use super::html::{escape, page, run_link, slot_param, slots_link};
+use super::proof;
 
 /// Slots one page lists at most (then a link to the next ones).
 const SLOTS_PER_PAGE: i64 = 288;
@@ -164,9 +168,18 @@ fn render_attempts<'a>(
             None => local,
         };
         let n = |v: Option<i64>| v.map(|v| v.to_string()).unwrap_or_default();
+        // A fill calibrates once per run and day: the calibration is on the run's page.
+        let calibration = match (&a.calibration, a.run_id) {
+            (Some((id, verdict)), Some(run)) => format!(
+                "<a href=\"/runs/{run}#calibration-{id}\">{}</a>",
+                escape(verdict)
+            ),
+            (Some((_, verdict)), None) => escape(verdict),
+            (None, _) => String::new(),
+        };
         let _ = write!(
             rows,
-            "<tr><td>{slot}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td></tr>",
+            "<tr><td>{slot}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td><td>{calibration}</td><td>{}</td></tr>",
             a.run_id.map(run_link).unwrap_or_default(),
             escape(&a.started_at),
             escape(a.finished_at.as_deref().unwrap_or("")),
@@ -175,6 +188,7 @@ fn render_attempts<'a>(
             a.origin_calls,
             a.retries,
             n(a.left_out),
+            escape(a.range_end.as_deref().unwrap_or("")),
             escape(a.error_code.as_deref().unwrap_or("")),
         );
     }
@@ -182,7 +196,7 @@ fn render_attempts<'a>(
         body.push_str("<p>No fill attempt.</p>");
         return;
     }
-    body.push_str("<h3>Fill attempts</h3><table class=\"attempts\"><tr><th>slot</th><th>run</th><th>started</th><th>finished</th><th>outcome</th><th>notes</th><th>origin calls</th><th>retries</th><th>left out</th><th>error</th></tr>");
+    body.push_str("<h3>Fill attempts</h3><table class=\"attempts\"><tr><th>slot</th><th>run</th><th>started</th><th>finished</th><th>outcome</th><th>notes</th><th>origin calls</th><th>retries</th><th>left out</th><th>ranges ended by</th><th>calibration</th><th>error</th></tr>");
     body.push_str(&rows);
     body.push_str("</table>");
 }
@@ -193,8 +207,14 @@ pub async fn run_page(
     Path(id): Path<String>,
 ) -> Result<Html<String>, ApiError> {
     let id = parse_run_id(&id)?;
-    let (record, attempts) = state
-        .read(move |c| Ok((c.run_record(id)?, c.run_attempts(id, ATTEMPTS_LISTED)?)))
+    let (record, attempts, (calibrations, provenance)) = state
+        .read(move |c| {
+            Ok((
+                c.run_record(id)?,
+                c.run_attempts(id, ATTEMPTS_LISTED)?,
+                run_proof(c, id)?,
+            ))
+        })
         .await
         .map_err(unavailable)?;
     let record = record.ok_or_else(|| ApiError::NotFound(format!("no run {id}")))?;
@@ -202,7 +222,11 @@ pub async fn run_page(
     let handle = record.dataset.as_deref().and_then(|d| state.dataset(d));
     let mut body = String::new();
     render_record(&mut body, &record, active);
-    body.push_str(&provenance_section(&record));
+    let linked = handle.as_ref().map(|h| proof::Linked {
+        dataset: &h.ds.name,
+        spec: &h.ds.spec,
+    });
+    body.push_str(&proof::section(&calibrations, &provenance, linked.as_ref()));
     match handle {
         Some(handle) => {
             let ds = &handle.ds;
@@ -271,11 +295,12 @@ fn render_record(body: &mut String, r: &RunRecord, active: bool) {
     body.push_str("</table>");
 }
 
-/// The place for the run's calibration and provenance (issue "Complete means
-/// proven"): what proved each range's end, the mode, the engine and the
-/// token class. Filled in once the catalog records them.
-fn provenance_section(_record: &RunRecord) -> String {
-    "<section id=\"provenance\"><h3>Calibration and provenance</h3><p class=\"placeholder\">Not recorded by this version of slotfill.</p></section>".to_string()
+/// A run's calibrations and how its attempts obtained their notes.
+fn run_proof(
+    c: &Catalog,
+    run_id: RunId,
+) -> Result<(Vec<CalibrationRecord>, Vec<ProvenanceSummary>), ServeError> {
+    Ok((c.run_calibrations(run_id)?, c.run_provenance(run_id)?))
 }
 
 fn unavailable(e: ServeError) -> ApiError {

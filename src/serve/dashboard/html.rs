@@ -70,7 +70,8 @@ h2 {{ border-bottom: 2px solid #1e88e5; padding-bottom: .2rem; margin-top: 2rem;
 table {{ border-collapse: collapse; margin: .5rem 0; }} td, th {{ border: 1px solid #ddd; padding: .2rem .5rem; text-align: left; font-size: .9rem; vertical-align: top; }}
 td.n, th.n {{ text-align: right; }} tr.gap td {{ color: #c62828; }} .meta {{ color: #757575; }}
 .running {{ background: #fff8e1; padding: .4rem; }} .idle {{ color: #757575; }}
-.outcome-ok {{ color: #2e7d32; }} .outcome-gaps_remain, .outcome-failed, .outcome-interrupted, .outcome-stopped, .outcome-partial {{ color: #c62828; }}
+.outcome-ok, .verdict-ok {{ color: #2e7d32; }} .outcome-gaps_remain, .outcome-failed, .outcome-interrupted, .outcome-stopped, .outcome-partial {{ color: #c62828; }}
+.verdict-blind, .verdict-low_recall {{ color: #c62828; font-weight: bold; }} .verdict-partial {{ color: #ef6c00; }} .verdict-inconclusive, .verdict-skipped {{ color: #757575; }}
 .heatmap {{ overflow-x: auto; }} .error {{ color: #c62828; }} nav.window a {{ margin-right: 1rem; }}
 .placeholder {{ color: #757575; font-style: italic; }}
 </style></head>

@@ -11,11 +11,13 @@
 //! - `GET /datasets/{dataset}?end=YYYY-MM-DD`: one dataset's section with the
 //!   fortnight ending on `end`, and links to the previous and next fortnight;
 //! - [`detail`]: `GET /datasets/{dataset}/slots?start=…&end=…` (a period's
-//!   slots, their attempts, outcomes and last errors) and `GET /runs/{id}`.
+//!   slots, their attempts, outcomes and last errors) and `GET /runs/{id}`
+//!   (the record, its calibrations and provenance ([`proof`]), its attempts).
 
 mod detail;
 mod heatmap;
 mod html;
+mod proof;
 mod section;
 
 use std::collections::HashMap;
