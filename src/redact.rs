@@ -70,7 +70,8 @@ pub fn scrub_log(text: &str) -> String {
     mask_after(
         &text,
         "bearer ",
-        |b| !b.is_ascii_whitespace() && !b"\"',\\".contains(&b),
+        // RFC 6750's b64token: what follows it (a bracket, a comma) is kept.
+        |b| b.is_ascii_alphanumeric() || b"-._~+/=".contains(&b),
         1,
     )
 }
@@ -220,6 +221,10 @@ mod tests {
         assert_eq!(
             scrub_log("authorization: Bearer tok-abc.123, next"),
             "authorization: Bearer ***, next"
+        );
+        assert_eq!(
+            scrub_log("401 (a token was sent: Bearer tok-abc/12+3=)"),
+            "401 (a token was sent: Bearer ***)"
         );
         // Words that merely contain the marker are left alone.
         let plain = "access denied (SignatureDoesNotMatch); signature_location: Headers";

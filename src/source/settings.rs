@@ -103,12 +103,21 @@ impl TryFrom<String> for IdSchemeSetting {
 }
 
 /// The base URL from the flags or the config.
+/// The origin's base URL: `--base-url`, else the config's. A password in it
+/// (`https://user:pass@host`, for a proxy's basic auth) is registered as a
+/// secret; the URL shown anywhere is [`crate::redact::url_without_credentials`].
 pub fn base_url(flags: &SourceFlags, configured: &Option<String>) -> Result<String, String> {
-    flags
+    let url = flags
         .base_url
         .clone()
         .or_else(|| configured.clone())
-        .ok_or_else(|| "no source base_url configured".to_string())
+        .ok_or_else(|| "no source base_url configured".to_string())?;
+    if let Ok(parsed) = reqwest::Url::parse(&url)
+        && let Some(password) = parsed.password()
+    {
+        crate::redact::register_secret(password);
+    }
+    Ok(url)
 }
 
 pub fn seconds(v: Option<f64>, default: f64) -> Duration {
@@ -154,4 +163,22 @@ pub fn retry_policy(
         rate_limit_wait_cap: Duration::from_secs_f64(cap),
         fail_fast: false,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_password_in_the_base_url_is_a_secret_and_never_shown() {
+        let configured = Some("https://collector:pw-SECRET-31f0@m.example/".to_string());
+        let url = base_url(&SourceFlags::default(), &configured).unwrap();
+        assert_eq!(url, "https://collector:pw-SECRET-31f0@m.example/");
+        let message = crate::redact::one_line(&format!("{url} did not answer"));
+        assert!(!message.contains("pw-SECRET-31f0"), "{message}");
+        assert_eq!(
+            crate::redact::url_without_credentials(&url),
+            "https://m.example"
+        );
+    }
 }

@@ -122,9 +122,10 @@ impl NoteSource for Mastodon {
             .into_iter()
             .filter(|(key, _)| *key != "limit")
             .collect();
+        let url = crate::redact::url_without_credentials(&self.url);
         match query.is_empty() {
-            true => format!("mastodon:{}", self.url),
-            false => format!("mastodon:{}?{}", self.url, client::encode(&query)),
+            true => format!("mastodon:{url}"),
+            false => format!("mastodon:{url}?{}", client::encode(&query)),
         }
     }
 
@@ -174,7 +175,7 @@ impl NoteSource for Mastodon {
         Provenance {
             origin: "mastodon".into(),
             mode: format!("timeline:{}", self.settings.timeline.name()),
-            endpoint: self.url.clone(),
+            endpoint: crate::redact::url_without_credentials(&self.url),
             engine: codec.map_or("unknown", IdCodec::name).into(),
             token: TokenClass::of(self.settings.token.as_deref()),
         }

@@ -416,7 +416,10 @@ fn note_id(raw: &RawValue) -> Option<String> {
 #[async_trait]
 impl NoteSource for Misskey {
     fn describe(&self) -> String {
-        format!("misskey:{}", self.url)
+        format!(
+            "misskey:{}",
+            crate::redact::url_without_credentials(&self.url)
+        )
     }
 
     async fn fetch(
@@ -476,7 +479,7 @@ impl NoteSource for Misskey {
         Provenance {
             origin: "misskey".into(),
             mode: self.settings.mode.name().into(),
-            endpoint: self.url.clone(),
+            endpoint: crate::redact::url_without_credentials(&self.url),
             engine: engine.into(),
             token: TokenClass::of(self.settings.token.as_deref()),
         }
