@@ -113,7 +113,6 @@ pub fn run(opts: &SoakOptions) -> Value {
         let life = life_of_serve(opts, clock, &plan, &config, &log, &sender.addr, t0, end);
         (writing.join().expect("the collectors"), life)
     });
-    receiver.stop.store(true, Ordering::Relaxed);
     let verify = verify(opts, &config, t0, end);
     let report = Report {
         catalog: rusqlite::Connection::open(dir.path().join("slotfill.db")).expect("catalog"),

@@ -6,9 +6,7 @@
 #![allow(dead_code)]
 
 use std::collections::HashSet;
-use std::io::{Read, Write};
-use std::net::TcpListener;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -373,57 +371,36 @@ impl EventSender {
 pub struct Receiver {
     pub url: String,
     pub posts: Arc<Mutex<Vec<(f64, Value)>>>,
-    pub stop: Arc<AtomicBool>,
+    _server: crate::http::Server,
+}
+
+struct Hook {
+    clock: Clock,
+    posts: Arc<Mutex<Vec<(f64, Value)>>>,
+}
+
+impl crate::http::Handler for Hook {
+    async fn answer(&self, req: crate::http::Request) -> crate::http::Answer {
+        let at = self.clock.now();
+        if let Ok(json) = serde_json::from_slice(&req.body) {
+            self.posts.lock().unwrap().push((at, json));
+        }
+        let mut done = crate::http::Response::new(204);
+        done.close = true;
+        done.into()
+    }
 }
 
 impl Receiver {
     pub fn start(clock: Clock) -> Receiver {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the webhook");
-        let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
         let posts = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (kept, stopped) = (posts.clone(), stop.clone());
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                if stopped.load(Ordering::Relaxed) {
-                    return;
-                }
-                let Ok(mut stream) = stream else { continue };
-                let body = read_body(&mut stream);
-                let at = clock.now();
-                let _ = stream.write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n");
-                if let Some(json) = body.and_then(|b| serde_json::from_str(&b).ok()) {
-                    kept.lock().unwrap().push((at, json));
-                }
-            }
-        });
-        Receiver { url, posts, stop }
-    }
-}
-
-fn read_body(stream: &mut std::net::TcpStream) -> Option<String> {
-    let mut data = Vec::new();
-    let mut buf = [0u8; 8192];
-    loop {
-        let n = stream.read(&mut buf).ok()?;
-        if n == 0 {
-            return None;
-        }
-        data.extend_from_slice(&buf[..n]);
-        let text = String::from_utf8_lossy(&data).into_owned();
-        let Some(end) = text.find("\r\n\r\n") else {
-            continue;
-        };
-        let length = text[..end]
-            .lines()
-            .find_map(|l| {
-                let (k, v) = l.split_once(':')?;
-                k.eq_ignore_ascii_case("content-length")
-                    .then(|| v.trim().parse::<usize>().ok())?
-            })
-            .unwrap_or(0);
-        if data.len() >= end + 4 + length {
-            return Some(text[end + 4..].to_string());
+        let kept = posts.clone();
+        let (server, _) =
+            crate::http::Server::start("webhook", move |_| Arc::new(Hook { clock, posts: kept }));
+        Receiver {
+            url: format!("{}/hook", server.base_url()),
+            posts,
+            _server: server,
         }
     }
 }
