@@ -31,6 +31,7 @@ impl S3Server {
         let mkdirs = std::fs::create_dir_all(dir.join("data"))
             .and_then(|_| std::fs::create_dir_all(dir.join("log")));
         mkdirs.unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
+        require_free_space(&dir);
         let identity = serde_json::json!({"identities": [{"name": "admin",
             "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
             "actions": ["Admin", "Read", "List", "Tagging", "Write"]}]});
@@ -150,6 +151,32 @@ fn remove_stale_dirs() {
 /// by default the volume count is limited to free disk / 128 MB: about 75 buckets
 /// on a 80 GB disk, after which writes fail with InternalError. `-volume.max`
 /// lifts the count (volumes take only the space they use).
+/// SeaweedFS turns its volumes read-only when its disk has less than 1% free (the volume
+/// server's `minFreeSpace`), and then answers every PUT with 500 InternalError: a dozen
+/// tests would fail at their fixtures without naming the cause. Name it before starting.
+fn require_free_space(dir: &Path) {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(path) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+        return;
+    };
+    // SAFETY: statvfs writes into the zeroed struct it is given; the path is NUL-terminated.
+    let mut fs: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(path.as_ptr(), &mut fs) } != 0 {
+        return;
+    }
+    let gib = |blocks: u64| blocks as f64 * fs.f_frsize as f64 / f64::from(1u32 << 30);
+    let (free, total) = (gib(fs.f_bavail as u64), gib(fs.f_blocks as u64));
+    // 1% for SeaweedFS, and room for the tests' objects.
+    let need = total / 100.0 + 2.0;
+    assert!(
+        free >= need,
+        "only {free:.1} GiB free on the disk of {} ({total:.0} GiB): SeaweedFS refuses writes \
+         below 1% free (500 InternalError on every PUT) and the tests need room besides; \
+         free at least {need:.1} GiB",
+        dir.display()
+    );
+}
+
 fn launch(weed: &Path, dir: &Path, p: u16) -> (u32, Arc<AtomicBool>) {
     let out = std::fs::File::create(dir.join("weed.out")).expect("create weed.out");
     let d = dir.display();
