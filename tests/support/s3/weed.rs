@@ -19,6 +19,8 @@ const INSTALL_HINT: &str = "SeaweedFS `weed` not found: set SLOTFILL_WEED, or in
 static WEED_PID: AtomicI32 = AtomicI32::new(0);
 static WEED_PORT: AtomicU32 = AtomicU32::new(0);
 static WEED_DIR: OnceLock<PathBuf> = OnceLock::new();
+/// The test process is exiting: SeaweedFS is being stopped on purpose.
+static EXITING: AtomicBool = AtomicBool::new(false);
 
 impl S3Server {
     /// Starts SeaweedFS (three tries on port clashes) and the proxy in front of it.
@@ -213,11 +215,23 @@ fn launch(weed: &Path, dir: &Path, p: u16) -> (u32, Arc<AtomicBool>) {
     }
     let exited = Arc::new(AtomicBool::new(false));
     let (ex, (tx, rx)) = (exited.clone(), std::sync::mpsc::channel());
+    let log = dir.join("weed.out");
     let parent_thread = move || match cmd.spawn() {
         Ok(mut child) => {
             let _ = tx.send(Ok(child.id()));
-            let _ = child.wait();
+            let status = child.wait();
             ex.store(true, SeqCst);
+            if !EXITING.load(SeqCst) {
+                // Every later S3 call of the tests fails: say why once, in the run's output.
+                let out = std::fs::read_to_string(&log).unwrap_or_default();
+                let tail: Vec<&str> = out.lines().rev().take(30).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                eprintln!(
+                    "SeaweedFS (S3 port {p}) exited while the tests ran: {status:?}\n--- {} ---\n{}",
+                    log.display(),
+                    tail.join("\n")
+                );
+            }
         }
         Err(e) => drop(tx.send(Err(e))),
     };
@@ -259,6 +273,7 @@ fn alive(pid: u32) -> bool {
 }
 
 extern "C" fn cleanup_at_exit() {
+    EXITING.store(true, SeqCst);
     let pid = WEED_PID.load(SeqCst);
     if pid > 0 {
         // SAFETY: plain syscall on the pid of our own child.
