@@ -1,7 +1,7 @@
 //! Starting SeaweedFS (`weed mini`) on loopback for the test process, and removing what it
 //! and earlier, killed test processes left behind.
 
-use std::io;
+use std::io::{self, Write as _};
 use std::net::TcpListener as StdListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -21,6 +21,8 @@ static WEED_PORT: AtomicU32 = AtomicU32::new(0);
 static WEED_DIR: OnceLock<PathBuf> = OnceLock::new();
 /// The test process is exiting: SeaweedFS is being stopped on purpose.
 static EXITING: AtomicBool = AtomicBool::new(false);
+/// SeaweedFS came up and serves the tests (an exit before that is a failed start).
+static SERVING: AtomicBool = AtomicBool::new(false);
 
 impl S3Server {
     /// Starts SeaweedFS (three tries on port clashes) and the proxy in front of it.
@@ -54,6 +56,7 @@ impl S3Server {
             let direct = aws_sdk_s3::Client::from_conf(direct);
             match wait_ready(port, &direct, &exited) {
                 Ok(()) => {
+                    SERVING.store(true, SeqCst);
                     let (proxy, proxy_addr) = Proxy::start(port);
                     let counter = AtomicU64::new(0);
                     return S3Server {
@@ -188,7 +191,7 @@ fn launch(weed: &Path, dir: &Path, p: u16) -> (u32, Arc<AtomicBool>) {
         "-logdir={d}/log mini -dir={d}/data -ip=127.0.0.1 -ip.bind=127.0.0.1 -s3.port={p} \
          -master.port={} -volume.port={} -filer.port={} -admin.port={} -admin.ui=false \
          -webdav=false -s3.port.iceberg=0 -s3.port.lance=0 -s3.autoCreateBucket=false \
-         -volume.max=2000 -s3.config={d}/s3.json",
+         -volume.max=2000 -master.telemetry=false -s3.config={d}/s3.json",
         p + 1,
         p + 2,
         p + 3,
@@ -216,24 +219,59 @@ fn launch(weed: &Path, dir: &Path, p: u16) -> (u32, Arc<AtomicBool>) {
     let exited = Arc::new(AtomicBool::new(false));
     let (ex, (tx, rx)) = (exited.clone(), std::sync::mpsc::channel());
     let log = dir.join("weed.out");
-    let parent_thread = move || match cmd.spawn() {
-        Ok(mut child) => {
-            let _ = tx.send(Ok(child.id()));
-            let status = child.wait();
-            ex.store(true, SeqCst);
-            if !EXITING.load(SeqCst) {
-                // Every later S3 call of the tests fails: say why once, in the run's output.
-                let out = std::fs::read_to_string(&log).unwrap_or_default();
-                let tail: Vec<&str> = out.lines().rev().take(30).collect();
-                let tail: Vec<&str> = tail.into_iter().rev().collect();
-                eprintln!(
-                    "SeaweedFS (S3 port {p}) exited while the tests ran: {status:?}\n--- {} ---\n{}",
-                    log.display(),
-                    tail.join("\n")
-                );
+    // Waits on weed for as long as it lives. Should it die once it served (it did, once, for no
+    // cause found), it is started again on the same ports and data: a few calls fail, not
+    // every later test. Its status and log tail are printed each time.
+    let parent_thread = move || {
+        let mut restarts = 0;
+        let mut tx = Some(tx);
+        loop {
+            let mut child = match cmd.spawn() {
+                Ok(child) => child,
+                Err(e) => {
+                    match tx.take() {
+                        Some(tx) => drop(tx.send(Err(e))),
+                        None => drop(writeln!(
+                            io::stderr(),
+                            "SeaweedFS (S3 port {p}) could not be started again: {e}"
+                        )),
+                    }
+                    return;
+                }
+            };
+            match tx.take() {
+                Some(tx) => drop(tx.send(Ok(child.id()))),
+                None => WEED_PID.store(child.id() as i32, SeqCst),
             }
+            let status = child.wait();
+            if EXITING.load(SeqCst) || !SERVING.load(SeqCst) {
+                ex.store(true, SeqCst);
+                return;
+            }
+            let out = std::fs::read_to_string(&log).unwrap_or_default();
+            let tail: Vec<&str> = out.lines().rev().take(30).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            let next = if restarts < 3 {
+                "starting it again"
+            } else {
+                "giving up"
+            };
+            // Straight to stderr: eprintln! from a thread a test spawned is captured with
+            // that test's output (and dropped when it passes).
+            let _ = writeln!(
+                io::stderr(),
+                "SeaweedFS (S3 port {p}) exited while the tests ran: {status:?}; {next}\n--- {} ---\n{}",
+                log.display(),
+                tail.join("\n")
+            );
+            if restarts == 3 {
+                ex.store(true, SeqCst);
+                return;
+            }
+            restarts += 1;
+            remove_socks(p);
+            std::thread::sleep(Duration::from_millis(200));
         }
-        Err(e) => drop(tx.send(Err(e))),
     };
     let thread = std::thread::Builder::new().name("weed-parent".into());
     let _ = thread
