@@ -10,7 +10,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 
-use super::serve_proc::{ServeProc, http, work_dir};
+use super::serve_proc::{ServeProc, http, jst_minute, work_dir};
 
 pub struct DashboardOptions {
     pub slotfill: PathBuf,
@@ -114,13 +114,6 @@ fn dashboard_config(five: &Path, year: &Path) -> String {
 
 fn scan(slotfill: &Path, config: &Path, dataset: &str, minutes: i64, days: i64) {
     let last = FIRST + days * 86_400 - minutes * 60;
-    let local = |t: i64| {
-        chrono::DateTime::from_timestamp(t + 9 * 3600, 0)
-            .expect("time")
-            .naive_utc()
-            .format("%Y-%m-%dT%H:%M")
-            .to_string()
-    };
     let out = std::process::Command::new(slotfill)
         .arg("--config")
         .arg(config)
@@ -129,9 +122,9 @@ fn scan(slotfill: &Path, config: &Path, dataset: &str, minutes: i64, days: i64) 
             "-d",
             dataset,
             "--start",
-            &local(FIRST),
+            &jst_minute(FIRST),
             "--end",
-            &local(last),
+            &jst_minute(last),
         ])
         .env("SLOTFILL_NOW", "2025-09-01T00:00:00+09:00")
         .output()

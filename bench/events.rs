@@ -26,7 +26,7 @@ use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 
 use super::s3::{self, FaultRule, S3Fault, S3Op, S3Server};
-use super::serve_proc::{ServeProc, http, s3_event, work_dir};
+use super::serve_proc::{ServeProc, http, jst_minute, s3_event, work_dir};
 
 pub struct EventsOptions {
     pub slotfill: PathBuf,
@@ -206,13 +206,6 @@ fn body(rng: &mut StdRng) -> Vec<u8> {
 }
 
 fn scan(slotfill: &Path, config: &Path) {
-    let window = |t: i64| {
-        chrono::DateTime::from_timestamp(t + 9 * 3600, 0)
-            .expect("time")
-            .naive_utc()
-            .format("%Y-%m-%dT%H:%M")
-            .to_string()
-    };
     let last = FIRST + (DAYS * 144 - 1) * SLOT;
     let out = std::process::Command::new(slotfill)
         .arg("--config")
@@ -222,9 +215,9 @@ fn scan(slotfill: &Path, config: &Path) {
             "-d",
             "jp",
             "--start",
-            &window(FIRST),
+            &jst_minute(FIRST),
             "--end",
-            &window(last),
+            &jst_minute(last),
         ])
         .env("SLOTFILL_NOW", NOW)
         .env("AWS_ACCESS_KEY_ID", s3::ACCESS_KEY)

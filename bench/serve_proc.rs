@@ -180,6 +180,15 @@ pub fn s3_event(bucket: &str, key: &str, created: Option<(&str, u64)>) -> serde_
     }]})
 }
 
+/// A Unix time as the command line's `--start`/`--end` take it in the benches' +09:00 datasets.
+pub fn jst_minute(t: i64) -> String {
+    chrono::DateTime::from_timestamp(t + 9 * 3600, 0)
+        .expect("time")
+        .naive_utc()
+        .format("%Y-%m-%dT%H:%M")
+        .to_string()
+}
+
 /// A fresh directory for a bench's config, catalog and log.
 pub fn work_dir(prefix: &str) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::Builder::new()

@@ -29,7 +29,7 @@ use serde_json::{Value, json};
 
 use super::misskey::{EmulatorConfig, MisskeyEmulator, NoteSpec};
 use super::s3::{self, S3Server};
-use super::serve_proc::{ServeProc, work_dir};
+use super::serve_proc::{ServeProc, jst_minute, work_dir};
 use world::{Clock, Collectors, EventSender, Kill, Plan, Receiver, SLOT};
 
 pub struct SoakOptions {
@@ -298,13 +298,6 @@ fn life_of_serve(
 
 /// `slotfill verify` over the month, at its end: the exit status (0: no gap).
 fn verify(opts: &SoakOptions, config: &Path, t0: i64, end: i64) -> i32 {
-    let local = |t: i64| {
-        chrono::DateTime::from_timestamp(t + 9 * 3600, 0)
-            .expect("time")
-            .naive_utc()
-            .format("%Y-%m-%dT%H:%M")
-            .to_string()
-    };
     let now = chrono::DateTime::from_timestamp(end, 0)
         .expect("end")
         .to_rfc3339();
@@ -316,9 +309,9 @@ fn verify(opts: &SoakOptions, config: &Path, t0: i64, end: i64) -> i32 {
             "-d",
             "jp",
             "--start",
-            &local(t0),
+            &jst_minute(t0),
             "--end",
-            &local(end - 3600),
+            &jst_minute(end - 3600),
         ])
         .env("SLOTFILL_NOW", now)
         .env("AWS_ACCESS_KEY_ID", s3::ACCESS_KEY)
