@@ -224,6 +224,24 @@ impl Failure {
 }
 
 impl Fetch {
+    /// The id scheme a range's bounds are built in, once learned. One the
+    /// origin cannot tell now fails this range only (it is tried again later),
+    /// recorded here: `None`. A configuration error still stops the run.
+    pub fn id_scheme<T>(
+        &mut self,
+        learned: Result<T, SourceError>,
+    ) -> Result<Option<T>, SourceError> {
+        match learned {
+            Ok(scheme) => Ok(Some(scheme)),
+            Err(SourceError::Origin(message)) => {
+                tracing::warn!(%message, "giving up on this range for now");
+                self.failure = Some(Failure::IdScheme(message));
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     pub fn absorb(&mut self, other: &Fetch) {
         self.calls += other.calls;
         self.retries += other.retries;

@@ -207,14 +207,9 @@ impl Mastodon {
         sink: &mut NoteSink,
     ) -> Result<Fetch, SourceError> {
         let mut stats = Fetch::default();
-        let codec = match self.codec(&mut stats).await {
-            Ok(codec) => codec,
-            Err(SourceError::Origin(message)) => {
-                tracing::warn!(%message, "giving up on this range for now");
-                stats.failure = Some(Failure::IdScheme(message));
-                return Ok(stats);
-            }
-            Err(e) => return Err(e),
+        let learned = self.codec(&mut stats).await;
+        let Some(codec) = stats.id_scheme(learned)? else {
+            return Ok(stats);
         };
         let (mut max_id, floor) = self.bounds(codec, start_ms, end_ms);
         for _ in 0..self.settings.max_pages {

@@ -332,14 +332,9 @@ impl Misskey {
         sink: &mut NoteSink,
     ) -> Result<Fetch, SourceError> {
         let mut stats = Fetch::default();
-        let scheme = match self.scheme(&mut stats).await {
-            Ok(scheme) => scheme,
-            Err(SourceError::Origin(message)) => {
-                tracing::warn!(%message, "giving up on this range for now");
-                stats.failure = Some(Failure::IdScheme(message));
-                return Ok(stats);
-            }
-            Err(e) => return Err(e),
+        let learned = self.scheme(&mut stats).await;
+        let Some(scheme) = stats.id_scheme(learned)? else {
+            return Ok(stats);
         };
         let compare = self.compare(scheme, start_ms, &mut stats).await;
         let (since, mut until) = scheme.bounds(start_ms, end_ms);
