@@ -10,7 +10,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 
-use super::serve_proc::{ServeProc, http, jst_minute, work_dir};
+use super::serve_proc::{ServeProc, http, windowed, work_dir};
 
 pub struct DashboardOptions {
     pub slotfill: PathBuf,
@@ -114,21 +114,8 @@ fn dashboard_config(five: &Path, year: &Path) -> String {
 
 fn scan(slotfill: &Path, config: &Path, dataset: &str, minutes: i64, days: i64) {
     let last = FIRST + days * 86_400 - minutes * 60;
-    let out = std::process::Command::new(slotfill)
-        .arg("--config")
-        .arg(config)
-        .args([
-            "scan",
-            "-d",
-            dataset,
-            "--start",
-            &jst_minute(FIRST),
-            "--end",
-            &jst_minute(last),
-        ])
-        .env("SLOTFILL_NOW", "2025-09-01T00:00:00+09:00")
-        .output()
-        .expect("run slotfill scan");
+    let now = "2025-09-01T00:00:00+09:00";
+    let out = windowed(slotfill, config, "scan", dataset, (FIRST, last), now);
     assert!(
         out.status.success(),
         "scan {dataset}: {}",

@@ -26,7 +26,7 @@ use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 
 use super::s3::{self, FaultRule, S3Fault, S3Op, S3Server};
-use super::serve_proc::{ServeProc, http, jst_minute, s3_event, work_dir};
+use super::serve_proc::{ServeProc, http, s3_event, windowed, work_dir};
 
 pub struct EventsOptions {
     pub slotfill: PathBuf,
@@ -207,24 +207,7 @@ fn body(rng: &mut StdRng) -> Vec<u8> {
 
 fn scan(slotfill: &Path, config: &Path) {
     let last = FIRST + (DAYS * 144 - 1) * SLOT;
-    let out = std::process::Command::new(slotfill)
-        .arg("--config")
-        .arg(config)
-        .args([
-            "scan",
-            "-d",
-            "jp",
-            "--start",
-            &jst_minute(FIRST),
-            "--end",
-            &jst_minute(last),
-        ])
-        .env("SLOTFILL_NOW", NOW)
-        .env("AWS_ACCESS_KEY_ID", s3::ACCESS_KEY)
-        .env("AWS_SECRET_ACCESS_KEY", s3::SECRET_KEY)
-        .env("AWS_REGION", s3::REGION)
-        .output()
-        .expect("run slotfill scan");
+    let out = windowed(slotfill, config, "scan", "jp", (FIRST, last), NOW);
     assert!(
         out.status.success(),
         "scan: {}",

@@ -38,14 +38,11 @@ impl ServeProc {
             .args(std::env::var_os("SLOTFILL_BENCH_VERBOSE").map(|_| "-v"))
             .current_dir(config.parent().expect("config dir"))
             .env_remove("RUST_LOG")
-            .env("AWS_ACCESS_KEY_ID", s3::ACCESS_KEY)
-            .env("AWS_SECRET_ACCESS_KEY", s3::SECRET_KEY)
-            .env("AWS_REGION", s3::REGION)
-            .env("AWS_EC2_METADATA_DISABLED", "true")
             .env("SLOTFILL_API_TOKEN", TOKEN)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        with_bench_s3(&mut command);
         for (k, v) in env {
             command.env(k, v);
         }
@@ -180,8 +177,43 @@ pub fn s3_event(bucket: &str, key: &str, created: Option<(&str, u64)>) -> serde_
     }]})
 }
 
+/// The credentials of the bench's S3 server (and no instance metadata lookups).
+fn with_bench_s3(command: &mut Command) -> &mut Command {
+    command
+        .env("AWS_ACCESS_KEY_ID", s3::ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", s3::SECRET_KEY)
+        .env("AWS_REGION", s3::REGION)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+}
+
+/// `slotfill --config CONFIG COMMAND -d DATASET --start … --end …` over the slots
+/// `first..=last` (Unix times), against the bench's S3 server, with the clock at `now`.
+pub fn windowed(
+    slotfill: &Path,
+    config: &Path,
+    command: &str,
+    dataset: &str,
+    (first, last): (i64, i64),
+    now: &str,
+) -> std::process::Output {
+    let mut cmd = Command::new(slotfill);
+    cmd.arg("--config").arg(config).args([
+        command,
+        "-d",
+        dataset,
+        "--start",
+        &jst_minute(first),
+        "--end",
+        &jst_minute(last),
+    ]);
+    with_bench_s3(&mut cmd)
+        .env("SLOTFILL_NOW", now)
+        .output()
+        .unwrap_or_else(|e| panic!("run slotfill {command}: {e}"))
+}
+
 /// A Unix time as the command line's `--start`/`--end` take it in the benches' +09:00 datasets.
-pub fn jst_minute(t: i64) -> String {
+fn jst_minute(t: i64) -> String {
     chrono::DateTime::from_timestamp(t + 9 * 3600, 0)
         .expect("time")
         .naive_utc()

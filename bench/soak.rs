@@ -29,7 +29,7 @@ use serde_json::{Value, json};
 
 use super::misskey::{EmulatorConfig, MisskeyEmulator, NoteSpec};
 use super::s3::{self, S3Server};
-use super::serve_proc::{ServeProc, jst_minute, work_dir};
+use super::serve_proc::{ServeProc, windowed, work_dir};
 use world::{Clock, Collectors, EventSender, Kill, Plan, Receiver, SLOT};
 
 pub struct SoakOptions {
@@ -301,24 +301,8 @@ fn verify(opts: &SoakOptions, config: &Path, t0: i64, end: i64) -> i32 {
     let now = chrono::DateTime::from_timestamp(end, 0)
         .expect("end")
         .to_rfc3339();
-    let out = std::process::Command::new(&opts.slotfill)
-        .arg("--config")
-        .arg(config)
-        .args([
-            "verify",
-            "-d",
-            "jp",
-            "--start",
-            &jst_minute(t0),
-            "--end",
-            &jst_minute(end - 3600),
-        ])
-        .env("SLOTFILL_NOW", now)
-        .env("AWS_ACCESS_KEY_ID", s3::ACCESS_KEY)
-        .env("AWS_SECRET_ACCESS_KEY", s3::SECRET_KEY)
-        .env("AWS_REGION", s3::REGION)
-        .output()
-        .expect("run slotfill verify");
+    let window = (t0, end - 3600);
+    let out = windowed(&opts.slotfill, config, "verify", "jp", window, &now);
     if !out.status.success() {
         eprintln!("verify: {}", String::from_utf8_lossy(&out.stdout));
         eprintln!("verify: {}", String::from_utf8_lossy(&out.stderr));
